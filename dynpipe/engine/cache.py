@@ -1,0 +1,52 @@
+"""Cache keys: what must be equal for a step invocation to reuse stored outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from typing import Any
+
+from ..config import CachePolicy
+
+
+def source_hash(func: Any) -> str:
+    """Hash of a function's source (bytecode and constants when the source is unavailable)."""
+    try:
+        text = inspect.getsource(func)
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        text = repr((code.co_code, code.co_consts)) if code is not None else repr(func)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def cache_key(
+    *,
+    step_name: str,
+    code_hash: str,
+    parameters: dict[str, Any],
+    input_hashes: dict[str, str | list[str]],
+    input_ids: dict[str, str | list[str]],
+    config_fingerprint: str,
+    policy: CachePolicy,
+) -> str:
+    h = hashlib.sha256()
+    h.update(step_name.encode())
+    if policy.include_step_code:
+        h.update(b"\0code\0" + code_hash.encode())
+    ignored = set(policy.ignored_inputs) | set(policy.ignore_fields)
+    if policy.include_step_parameters:
+        params = {k: v for k, v in parameters.items() if k not in ignored}
+        h.update(b"\0params\0" + canonical(params).encode())
+    if policy.include_artifact_values:
+        h.update(b"\0inputs\0" + canonical({k: v for k, v in input_hashes.items() if k not in ignored}).encode())
+    if policy.include_artifact_ids:
+        h.update(b"\0ids\0" + canonical({k: v for k, v in input_ids.items() if k not in ignored}).encode())
+    h.update(b"\0config\0" + config_fingerprint.encode())
+    if policy.cache_func is not None:
+        h.update(b"\0func\0" + str(policy.cache_func()).encode())
+    return h.hexdigest()

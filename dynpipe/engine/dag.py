@@ -1,0 +1,140 @@
+"""The live DAG of a run: one node per invocation, and change events for observers.
+
+The engine updates nodes from whichever thread runs a step; observers (the notebook
+widget, a progress printer) subscribe and are called synchronously with the changed
+node, so they must be cheap and do their own throttling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+Listener = Callable[["RunGraph", "NodeState | None"], None]
+
+
+class NodeState:
+    """What an observer needs to draw one invocation."""
+
+    __slots__ = (
+        "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
+        "attempts", "cached", "error", "preview", "log_tail", "outputs", "inputs",
+        "parameters", "order",
+    )
+
+    def __init__(
+        self, invocation_id: str, step_name: str, upstream: list[str], runtime: str, order: int
+    ) -> None:
+        self.invocation_id = invocation_id
+        self.step_name = step_name
+        self.status = "initializing"
+        self.upstream = upstream
+        self.runtime = runtime
+        self.start: float | None = None
+        self.end: float | None = None
+        self.attempts = 0
+        self.cached = False
+        self.error: str | None = None
+        self.preview: str | None = None
+        self.log_tail: deque[str] = deque(maxlen=20)
+        self.outputs: list[str] = []
+        self.inputs: dict[str, Any] = {}
+        self.parameters: dict[str, Any] = {}
+        self.order = order
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None:
+            return None
+        return (self.end or time.time()) - self.start
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.invocation_id,
+            "step": self.step_name,
+            "status": self.status,
+            "upstream": list(self.upstream),
+            "runtime": self.runtime,
+            "duration": self.duration,
+            "attempts": self.attempts,
+            "cached": self.cached,
+            "error": self.error,
+            "preview": self.preview,
+            "logs": list(self.log_tail),
+            "outputs": list(self.outputs),
+            "inputs": dict(self.inputs),
+            "parameters": {k: _short(v) for k, v in self.parameters.items()},
+        }
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+class RunGraph:
+    """Nodes in call order plus the run's own status; thread-safe."""
+
+    def __init__(self, run_id: str, run_name: str, pipeline_name: str) -> None:
+        self.run_id = run_id
+        self.run_name = run_name
+        self.pipeline_name = pipeline_name
+        self.status = "running"
+        self.nodes: dict[str, NodeState] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self.version = 0
+
+    def add_node(self, invocation_id: str, step_name: str, upstream: list[str], runtime: str) -> NodeState:
+        with self._lock:
+            node = NodeState(invocation_id, step_name, upstream, runtime, len(self.nodes))
+            self.nodes[invocation_id] = node
+        self._notify(node)
+        return node
+
+    def update(self, node: NodeState, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(node, key, value)
+        self._notify(node)
+
+    def add_log_line(self, node: NodeState, line: str) -> None:
+        node.log_tail.append(line)
+        self._notify(node)
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        self._notify(None)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def snapshot(self) -> list[NodeState]:
+        with self._lock:
+            return list(self.nodes.values())
+
+    def counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for node in self.snapshot():
+            result[node.status] = result.get(node.status, 0) + 1
+        return result
+
+    def _notify(self, node: NodeState | None) -> None:
+        self.version += 1
+        if not self._listeners:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(self, node)
+            except Exception:  # noqa: BLE001 - an observer must never break a run
+                pass

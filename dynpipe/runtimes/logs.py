@@ -1,0 +1,153 @@
+"""Per-step log capture that keeps concurrent steps apart.
+
+``sys.stdout``/``sys.stderr`` are wrapped once per process by proxies that look up the
+current step's sink in a context variable; the root logger gets a handler that does the
+same. Each thread running a step sets its own sink, so steps running at the same time in
+threads never share a buffer. Lines are echoed to the real stream prefixed with the
+step's invocation id, so the console (or notebook) still streams them live.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+_current_sink: contextvars.ContextVar[StepLogSink | None] = contextvars.ContextVar(
+    "dynpipe_step_log_sink", default=None
+)
+_install_lock = threading.Lock()
+
+
+class StepLogSink:
+    """Collects one step's output; optionally echoes complete lines with a prefix."""
+
+    __slots__ = ("label", "echo", "_parts", "_pending", "on_line")
+
+    def __init__(self, label: str, echo: bool, on_line: Any = None) -> None:
+        self.label = label
+        self.echo = echo
+        self._parts: list[str] = []
+        self._pending: dict[str, str] = {}
+        self.on_line = on_line
+
+    def write(self, text: str, stream_name: str, real: TextIO) -> None:
+        self._parts.append(text)
+        if not (self.echo or self.on_line):
+            return
+        buf = self._pending.get(stream_name, "") + text
+        *lines, rest = buf.split("\n")
+        self._pending[stream_name] = rest
+        for line in lines:
+            self._emit(line, real)
+
+    def _emit(self, line: str, real: TextIO) -> None:
+        if self.echo:
+            try:
+                real.write(f"[{self.label}] {line}\n")
+            except (ValueError, OSError):
+                pass
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def flush_pending(self, streams: dict[str, TextIO]) -> None:
+        for name, rest in self._pending.items():
+            if rest:
+                self._emit(rest, streams.get(name, sys.__stdout__))  # type: ignore[arg-type]
+        self._pending.clear()
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+class _RoutingStream(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr; routes writes to the current step's sink."""
+
+    def __init__(self, real: TextIO, name: str) -> None:
+        self._real = real
+        self._name = name
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        sink = _current_sink.get()
+        if sink is None:
+            return self._real.write(text)
+        sink.write(text, self._name, self._real)
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._real.flush()
+        except (ValueError, OSError):
+            pass
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._real, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _RoutingLogHandler(logging.Handler):
+    """Sends log records emitted inside a step to that step's sink."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _current_sink.get()
+        if sink is None:
+            return
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - a bad record must not break the step
+            line = record.getMessage()
+        stream = sys.stderr
+        real = stream._real if isinstance(stream, _RoutingStream) else stream
+        sink.write(line + "\n", "logging", real)
+
+
+def _install() -> None:
+    with _install_lock:
+        if not isinstance(sys.stdout, _RoutingStream):
+            sys.stdout = _RoutingStream(sys.stdout, "stdout")  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _RoutingStream):
+            sys.stderr = _RoutingStream(sys.stderr, "stderr")  # type: ignore[assignment]
+        root = logging.getLogger()
+        if not any(isinstance(h, _RoutingLogHandler) for h in root.handlers):
+            handler = _RoutingLogHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            root.addHandler(handler)
+            if root.level > logging.INFO or root.level == logging.NOTSET:
+                root.setLevel(logging.INFO)
+
+
+def echo_enabled() -> bool:
+    return os.environ.get("DYNPIPE_ECHO_LOGS", "true").lower() not in ("0", "false", "no")
+
+
+@contextmanager
+def capture_step_logs(label: str, echo: bool, on_line: Any = None) -> Iterator[StepLogSink]:
+    """Route this thread's prints and log records to a fresh sink while the block runs."""
+    if not isinstance(sys.stdout, _RoutingStream) or not isinstance(sys.stderr, _RoutingStream):
+        _install()
+    sink = StepLogSink(label, echo, on_line)
+    token = _current_sink.set(sink)
+    try:
+        yield sink
+    finally:
+        _current_sink.reset(token)
+        streams: dict[str, TextIO] = {}
+        for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            streams[name] = stream._real if isinstance(stream, _RoutingStream) else stream
+        streams["logging"] = streams["stderr"]
+        sink.flush_pending(streams)

@@ -1,0 +1,1 @@
+"""Embedded store: SQLite metadata, content-addressed artifacts, materializers, Client."""

@@ -1,0 +1,65 @@
+"""The embedded store: SQLite metadata plus content-addressed artifact files."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ArtifactFiles
+from .location import find_store_root
+from .materializers import Materializer, qualified_type_name, registry
+from .metadata import MetadataStore
+
+
+@dataclass(frozen=True)
+class SavedArtifact:
+    """An artifact written to disk but not yet recorded (travels from workers to the orchestrator)."""
+
+    id: str
+    uri: str
+    content_hash: str
+    data_type: str
+    materializer: str
+    size: int
+    metadata: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+
+
+class Store:
+    """One store root: ``metadata.db`` and ``artifacts/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.files = ArtifactFiles(root)
+        self.metadata = MetadataStore(root / "metadata.db")
+
+    def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
+        mat = materializer or registry.for_value(value)
+        data = mat.save(value)
+        uri, digest = self.files.put(data)
+        return SavedArtifact(
+            id=uuid.uuid4().hex,
+            uri=uri,
+            content_hash=digest,
+            data_type=qualified_type_name(value),
+            materializer=mat.name,
+            size=len(data),
+        )
+
+    def load_value(self, uri: str, materializer: str, data_type: str) -> Any:
+        return registry.by_name(materializer).load(self.files.get(uri), data_type)
+
+
+@functools.lru_cache(maxsize=16)
+def _open(root: str) -> Store:
+    return Store(Path(root))
+
+
+def open_store(root: str | Path | None = None) -> Store:
+    """The store at ``root`` (default: located as DESIGN §3 says); one instance per root per process."""
+    path = Path(root).expanduser().resolve() if root is not None else find_store_root()
+    return _open(str(path))
