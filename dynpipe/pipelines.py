@@ -29,11 +29,14 @@ class Pipeline(Generic[P, R]):
 
     def __init__(self, func: Callable[P, R], config: PipelineConfig, depends_on: list[Step[Any, Any]]) -> None:
         self.entrypoint = func
-        self.name: str = config.name or func.__name__
         self.config = config
         self.depends_on = list(depends_on)
         self.signature = inspect.signature(func)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.entrypoint.__name__
 
     @property
     def is_dynamic(self) -> bool:

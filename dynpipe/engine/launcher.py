@@ -375,6 +375,14 @@ def release_held(ctx: RunContext) -> None:
         schedule(inv)
 
 
+def abandon_held(ctx: RunContext, reason: str) -> None:
+    """Compiled but never started (the pipeline function failed): record as skipped."""
+    held, ctx.held = ctx.held, []
+    for inv in held:
+        _finish_skipped(inv, reason)
+        ctx.untrack(inv)
+
+
 # -- execution ---------------------------------------------------------------------------
 
 

@@ -45,6 +45,10 @@ def finish_run(ctx: RunContext, body_error: BaseException | None = None) -> Exec
     if ctx.finished:
         return ctx.status
     interrupted = isinstance(body_error, KeyboardInterrupt)
+    if ctx.held:
+        from .launcher import abandon_held
+
+        abandon_held(ctx, "the pipeline function failed before the DAG was started")
     if interrupted:
         ctx.stop_running("interrupted")
     elif body_error is not None and ctx.mode is ExecutionMode.FAIL_FAST:

@@ -62,6 +62,44 @@ class JSONMaterializer(Materializer):
         return json.loads(data)
 
 
+_LITERAL_SCALARS = (str, int, bool, type(None), bytes, complex)
+
+
+def _is_literal(value: Any, depth: int = 0) -> bool:
+    """True if ``ast.literal_eval(repr(value))`` gives the value back (builtins only)."""
+    tp = type(value)
+    if tp in _LITERAL_SCALARS:
+        return True
+    if tp is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    if depth > 50:
+        return False
+    if tp in (list, tuple, set, frozenset):
+        if tp is frozenset:
+            return False  # repr is frozenset({...}), not a literal
+        return all(_is_literal(v, depth + 1) for v in value)
+    if tp is dict:
+        return all(_is_literal(k, depth + 1) and _is_literal(v, depth + 1) for k, v in value.items())
+    return False
+
+
+class LiteralMaterializer(Materializer):
+    """Tuples, sets and dicts with non-string keys: stored as a Python literal, read safely."""
+
+    name = "python-literal"
+
+    def can_save(self, value: Any) -> bool:
+        return _is_literal(value) and not (type(value) is set and not value)
+
+    def save(self, value: Any) -> bytes:
+        return repr(value).encode()
+
+    def load(self, data: bytes, data_type: str) -> Any:
+        import ast
+
+        return ast.literal_eval(data.decode())
+
+
 class BytesMaterializer(Materializer):
     name = "bytes"
     handles = (bytes,)
@@ -189,6 +227,7 @@ class MaterializerRegistry:
         self._builtins: list[Materializer] = [
             JSONMaterializer(),
             BytesMaterializer(),
+            LiteralMaterializer(),
             PydanticMaterializer(),
             NumpyMaterializer(),
             PandasMaterializer(),

@@ -1,0 +1,190 @@
+"""The ``dynpipe`` command: inspect runs, steps, logs and artifacts; run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from .store.client import Client
+from .store.models import PipelineRun, StepRun
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths))
+    out = [line.rstrip()]
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def _when(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _step_counts(run: PipelineRun) -> str:
+    counts: dict[str, int] = {}
+    for s in run.steps.values():
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    return ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "no steps"
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    client = Client()
+    runs = client.list_pipeline_runs(
+        pipeline_name=args.pipeline, status=args.status, limit=args.limit,
+        include_unlisted=args.all,
+    )
+    if not runs:
+        print(f"no runs in {client.store.root}")
+        return 0
+    rows = [
+        [r.name, r.pipeline_name, r.status.value, _when(r.start_time), _dur(r.duration), _step_counts(r)]
+        for r in runs
+    ]
+    print(_table(["run", "pipeline", "status", "started", "duration", "steps"], rows))
+    return 0
+
+
+def _step_row(s: StepRun) -> list[str]:
+    mark = ""
+    if s.status.value == "cached":
+        mark = "(cached)"
+    elif s.attempts > 1:
+        mark = f"({s.attempts} attempts)"
+    outputs = ", ".join(f"{n}:{a.type_name}" for n, a in s.outputs.items()) or "-"
+    return [
+        s.invocation_id, s.status.value + (" " + mark if mark else ""), s.runtime or "-",
+        _dur(s.duration), ", ".join(s.upstream) or "-", outputs,
+    ]
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    client = Client()
+    run = client.get_pipeline_run(args.run)
+    print(f"run       {run.name}")
+    print(f"id        {run.id}")
+    print(f"pipeline  {run.pipeline_name}")
+    print(f"status    {run.status.value}")
+    print(f"started   {_when(run.start_time)}   duration {_dur(run.duration)}")
+    if run.parent_run_id:
+        print(f"parent    {run.parent_run_id}")
+    if run.error:
+        print(f"error     {run.error}")
+    print()
+    rows = [_step_row(s) for s in run.steps.values()]
+    print(_table(["step", "status", "runtime", "duration", "upstream", "outputs"], rows) if rows else "no steps")
+    failed = [s for s in run.steps.values() if s.status.value == "failed"]
+    for s in failed:
+        print(f"\n{s.invocation_id} failed: {s.error}")
+    return 0
+
+
+def cmd_runs_logs(args: argparse.Namespace) -> int:
+    step = Client().get_step_run(args.run, args.step)
+    text = step.logs
+    if step.traceback and step.traceback not in text:
+        text += step.traceback
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    if not text:
+        print(f"(step {step.invocation_id} wrote no logs)", file=sys.stderr)
+    return 0
+
+
+def cmd_pipelines_list(args: argparse.Namespace) -> int:
+    client = Client()
+    rows = []
+    for p in client.list_pipelines():
+        last = p.last_run
+        rows.append([p.name, str(len(p.runs)), last.name, last.status.value, _when(last.start_time)])
+    print(_table(["pipeline", "runs", "last run", "status", "started"], rows) if rows else "no pipelines")
+    return 0
+
+
+def cmd_artifacts_list(args: argparse.Namespace) -> int:
+    arts = Client().list_artifact_versions(args.name)
+    rows = [[a.name, str(a.version), a.type_name, a.materializer, f"{a.size}B", a.id[:12]] for a in arts]
+    print(_table(["artifact", "version", "type", "materializer", "size", "id"], rows) if rows else "no artifacts")
+    return 0
+
+
+def cmd_artifacts_show(args: argparse.Namespace) -> int:
+    art = Client().get_artifact_version(args.name_or_id, args.version)
+    value = art.load()
+    text = repr(value)
+    print(f"{art.name} v{art.version} ({art.data_type}, {art.materializer})")
+    print(text if len(text) < 2000 else text[:2000] + "…")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(workers=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    runs = sub.add_parser("runs", help="pipeline runs").add_subparsers(dest="runs_command", required=True)
+    p = runs.add_parser("list", help="list runs, newest first")
+    p.add_argument("--pipeline", help="only runs of this pipeline")
+    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--all", action="store_true", help="include single-step runs")
+    p.set_defaults(func=cmd_runs_list)
+    p = runs.add_parser("show", help="one run and its steps")
+    p.add_argument("run", help="run name or id (prefix)")
+    p.set_defaults(func=cmd_runs_show)
+    p = runs.add_parser("logs", help="the logs of one step run")
+    p.add_argument("run", help="run name or id (prefix)")
+    p.add_argument("step", help="invocation id, e.g. train_2")
+    p.set_defaults(func=cmd_runs_logs)
+
+    pipes = sub.add_parser("pipelines", help="pipelines").add_subparsers(dest="p_command", required=True)
+    p = pipes.add_parser("list")
+    p.set_defaults(func=cmd_pipelines_list)
+
+    arts = sub.add_parser("artifacts", help="artifact versions").add_subparsers(dest="a_command", required=True)
+    p = arts.add_parser("list")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_artifacts_list)
+    p = arts.add_parser("show")
+    p.add_argument("name_or_id")
+    p.add_argument("--version", type=int)
+    p.set_defaults(func=cmd_artifacts_show)
+
+    p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
+    p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (KeyError, LookupError, FileNotFoundError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"dynpipe: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
