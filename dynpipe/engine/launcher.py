@@ -393,7 +393,11 @@ def run_invocation(inv: Invocation) -> None:
         _run(inv)
     except BaseException as exc:  # noqa: BLE001 - report, never lose the future
         if not inv.future.done():
-            _finish_failed(inv, exc, "".join(tb.format_exception(type(exc), exc, exc.__traceback__)), "", 1)
+            if isinstance(exc, KeyboardInterrupt):
+                _finish_stopped(inv, "interrupted", "", max(inv.node.attempts, 1))
+            else:
+                trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+                _finish_failed(inv, exc, trace, "", 1)
         if isinstance(exc, KeyboardInterrupt):
             raise
     finally:
