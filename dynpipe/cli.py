@@ -138,6 +138,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workers=args.steps)
 
 
+def cmd_schedule_local(args: argparse.Namespace) -> int:
+    from .schedule.local import LocalScheduler
+    from .schedule.target import load_pipeline
+
+    load_pipeline(args.target)  # fail now, with a clear message, if the target is wrong
+    codes = LocalScheduler(args.target, args.cron, args.param, args.max_runs).run()
+    return 0 if all(c == 0 for c in codes) else 1
+
+
+def cmd_schedule_k8s(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import ResourceSettings
+    from .schedule.kubernetes import apply_cronjob, cronjob_manifest
+    from .schedule.target import load_pipeline
+
+    pipe = load_pipeline(args.target)
+    resources = None
+    if args.cpu or args.memory:
+        resources = ResourceSettings(cpu_count=args.cpu, memory=args.memory)
+    manifest = cronjob_manifest(
+        name=args.name or pipe.name, target=args.target, cron=args.cron, image=args.image,
+        namespace=args.namespace, params=args.param, resources=resources, store_claim=args.store_claim,
+    )
+    text = yaml.safe_dump(manifest, sort_keys=False)
+    if args.apply:
+        print(f"applied CronJob {apply_cronjob(manifest)} in namespace {args.namespace}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_artifacts_show)
 
+    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(dest="s_command", required=True)
+    p = sched.add_parser("local", help="run TARGET (file.py[:pipeline]) on a cron schedule on this machine")
+    p.add_argument("target")
+    p.add_argument("--cron", required=True, help="cron expression (5 fields, or 6 with seconds)")
+    p.add_argument("--param", action="append", default=[], help="KEY=VALUE pipeline parameter")
+    p.add_argument("--max-runs", type=int, help="stop after this many runs")
+    p.set_defaults(func=cmd_schedule_local)
+    p = sched.add_parser("k8s", help="a Kubernetes CronJob for TARGET (printed as YAML, or --apply)")
+    p.add_argument("target")
+    p.add_argument("--cron", required=True)
+    p.add_argument("--image", required=True, help="container image holding the module and dynpipe")
+    p.add_argument("--name")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--cpu", type=float)
+    p.add_argument("--memory")
+    p.add_argument("--store-claim", help="PersistentVolumeClaim holding the dynpipe store")
+    p.add_argument("--apply", action="store_true", help="create/replace it in the current kube context")
+    p.set_defaults(func=cmd_schedule_k8s)
+
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
     p.set_defaults(func=cmd_demo)
@@ -180,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (KeyError, LookupError, FileNotFoundError) as exc:
+    except (KeyError, LookupError, FileNotFoundError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"dynpipe: {message}", file=sys.stderr)
         return 1
