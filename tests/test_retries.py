@@ -1,0 +1,196 @@
+"""Retries: StepRetryConfig at step and pipeline level; every attempt recorded; the step
+shows ``retrying`` while it waits for the next attempt."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dynpipe import Client, StepRetryConfig, pipeline, step
+from dynpipe.engine.context import current_run
+from dynpipe.store.store import open_store
+
+
+def _attempt_rows(step_run_id: str) -> list[tuple[int, str, str | None, str | None]]:
+    rows = open_store().metadata.query(
+        "SELECT attempt, status, error_type, error_message FROM step_attempts"
+        " WHERE step_run_id = ? ORDER BY attempt",
+        (step_run_id,),
+    )
+    return [(r["attempt"], r["status"], r["error_type"], r["error_message"]) for r in rows]
+
+
+def test_step_retries_until_it_succeeds_and_records_each_attempt() -> None:
+    tries: list[float] = []
+
+    @step(retry=StepRetryConfig(max_retries=3, delay=0.1, backoff=2))
+    def flaky() -> int:
+        tries.append(time.monotonic())
+        print(f"attempt {len(tries)}")
+        if len(tries) < 3:
+            raise ConnectionError(f"transient {len(tries)}")
+        return 42
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        flaky()
+
+    run = p()
+    sr = run.steps["flaky"]
+    assert run.status.value == "completed"
+    assert sr.status.value == "completed"
+    assert sr.attempts == 3
+    assert sr.output.load() == 42
+    assert _attempt_rows(sr.id) == [
+        (1, "failed", "ConnectionError", "transient 1"),
+        (2, "failed", "ConnectionError", "transient 2"),
+        (3, "completed", None, None),
+    ]
+    # delay 0.1 then 0.1*2: the waits grow with backoff
+    assert tries[1] - tries[0] >= 0.09
+    assert tries[2] - tries[1] >= 0.19
+    # logs of every attempt are kept, each marked
+    for n in (1, 2, 3):
+        assert f"--- attempt {n} ---" in sr.logs
+        assert f"attempt {n}" in sr.logs
+
+
+def test_exhausted_retries_fail_the_step_and_the_run() -> None:
+    @step(retry=StepRetryConfig(max_retries=2, delay=0))
+    def always_fails() -> int:
+        raise ValueError("broken for good")
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        always_fails()
+
+    with pytest.raises(ValueError, match="broken for good"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    sr = run.steps["always_fails"]
+    assert run.status.value == "failed"
+    assert sr.status.value == "failed"
+    assert sr.attempts == 3
+    assert sr.error_type == "ValueError" and sr.error_message == "broken for good"
+    assert [a[:2] for a in _attempt_rows(sr.id)] == [(1, "failed"), (2, "failed"), (3, "failed")]
+
+
+def test_pipeline_level_retry_applies_to_steps_and_step_level_wins() -> None:
+    counts = {"a": 0, "b": 0}
+
+    @step
+    def uses_pipeline_retry() -> int:
+        counts["a"] += 1
+        if counts["a"] < 3:
+            raise RuntimeError("again")
+        return 1
+
+    @step(retry=StepRetryConfig(max_retries=0))
+    def no_retry() -> int:
+        counts["b"] += 1
+        raise RuntimeError("no second chance")
+
+    @pipeline(dynamic=True, retry=StepRetryConfig(max_retries=2), execution_mode="continue_on_failure")
+    def p() -> None:
+        uses_pipeline_retry.submit()
+        no_retry.submit()
+
+    with pytest.raises(RuntimeError, match="no second chance"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["uses_pipeline_retry"].status.value == "completed"
+    assert run.steps["uses_pipeline_retry"].attempts == 3
+    assert run.steps["no_retry"].status.value == "failed"
+    assert run.steps["no_retry"].attempts == 1
+    assert counts == {"a": 3, "b": 1}
+
+
+def test_retrying_status_is_observable_in_the_graph_and_the_store() -> None:
+    seen_graph: list[str] = []
+    seen_store: list[str] = []
+    stop = threading.Event()
+
+    def poll_store(run_holder: dict[str, Any]) -> None:
+        store = open_store()
+        while not stop.is_set():
+            run_id = run_holder.get("run_id")
+            if run_id:
+                for row in store.metadata.query(
+                    "SELECT status FROM step_runs WHERE run_id = ? AND step_name = 'flaky'", (run_id,)
+                ):
+                    if not seen_store or seen_store[-1] != row["status"]:
+                        seen_store.append(row["status"])
+            time.sleep(0.02)
+
+    holder: dict[str, Any] = {}
+    tries = [0]
+
+    @step(retry=StepRetryConfig(max_retries=1, delay=0.5))
+    def flaky() -> int:
+        tries[0] += 1
+        if tries[0] == 1:
+            raise OSError("flake")
+        return 1
+
+    @step
+    def first() -> int:
+        ctx = current_run()
+        assert ctx is not None
+        holder["run_id"] = ctx.run_id
+
+        def listen(graph: Any, node: Any) -> None:
+            if node is not None and node.step_name == "flaky":
+                if not seen_graph or seen_graph[-1] != node.status:
+                    seen_graph.append(node.status)
+
+        ctx.graph.subscribe(listen)
+        return 0
+
+    poller = threading.Thread(target=poll_store, args=(holder,))
+    poller.start()
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        first()
+        flaky()
+
+    try:
+        run = p()
+    finally:
+        stop.set()
+        poller.join()
+    assert run.steps["flaky"].status.value == "completed"
+    assert seen_graph == ["initializing", "running", "retrying", "running", "completed"]
+    assert "retrying" in seen_store  # the 0.5 s wait is visible to another reader
+    assert Client().get_pipeline_run(run.id).steps["flaky"].status.value == "completed"
+
+
+def test_retry_config_validation_and_backoff() -> None:
+    cfg = StepRetryConfig(max_retries=3, delay=10, backoff=2)
+    assert [cfg.wait_before(n) for n in (1, 2, 3)] == [10, 20, 40]  # the spec's example
+    with pytest.raises(Exception):
+        StepRetryConfig(max_retries=-1)
+    with pytest.raises(Exception):
+        StepRetryConfig(max_retries=1, unknown=2)  # type: ignore[call-arg]
+
+
+def test_retry_given_as_a_dict_in_with_options() -> None:
+    tries = [0]
+
+    @step
+    def flaky() -> int:
+        tries[0] += 1
+        if tries[0] < 2:
+            raise RuntimeError("once")
+        return 5
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        flaky.with_options(retry={"max_retries": 1})()
+
+    run = p()
+    assert run.steps["flaky"].attempts == 2
+    assert run.steps["flaky"].status.value == "completed"
