@@ -142,6 +142,9 @@ class Pipeline(Generic[P, R]):
             body_error = exc
         finally:
             ctx.deactivate()
+        if isinstance(body_error, (launcher.StepSkippedError, launcher.StepStoppedError)) and ctx.first_failure:
+            # A call refused because an earlier step failed: report that step's error instead.
+            body_error = None
         finish_run(ctx, body_error)
         if body_error is not None:
             raise body_error

@@ -1,0 +1,263 @@
+"""Execution modes on the spec's example DAG (steps 1..8), and failures nobody awaited.
+
+    1 -> 2, 3, 4;   2 -> 5;   3 -> 6;   4 -> 7;   5, 6, 7 -> 8
+
+Step 2 fails quickly while steps 3 and 4 are still running.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from dynpipe import Client, ExecutionMode, StepRetryConfig, StepSkippedError, pipeline, step
+
+ran: list[str] = []
+
+
+@step(enable_cache=False)
+def s1() -> int:
+    ran.append("s1")
+    return 1
+
+
+@step(enable_cache=False)
+def s2_fails(x: int) -> int:
+    time.sleep(0.05)
+    ran.append("s2")
+    raise ValueError("step 2 broke")
+
+
+@step(enable_cache=False)
+def slow(x: int, tag: str) -> int:
+    time.sleep(0.4)
+    ran.append(tag)
+    return x + 1
+
+
+@step(enable_cache=False)
+def after_one(x: int, tag: str) -> int:
+    ran.append(tag)
+    return x
+
+
+@step(enable_cache=False)
+def s8(xs: list[int]) -> int:
+    ran.append("s8")
+    return sum(xs)
+
+
+def _spec_dag() -> None:
+    one = s1.submit(id="step_1")
+    two = s2_fails.submit(one, id="step_2")
+    three = slow.submit(one, "s3", id="step_3")
+    four = slow.submit(one, "s4", id="step_4")
+    five = after_one.submit(two, "s5", id="step_5")
+    six = after_one.submit(three, "s6", id="step_6")
+    seven = after_one.submit(four, "s7", id="step_7")
+    s8.submit([five, six, seven], id="step_8")
+
+
+def _run_in_mode(mode: Any) -> dict[str, str]:
+    ran.clear()
+
+    @pipeline(dynamic=True, execution_mode=mode)
+    def spec_example() -> None:
+        _spec_dag()
+
+    with pytest.raises(ValueError, match="step 2 broke"):
+        spec_example()
+    run = Client().get_pipeline("spec_example").last_run
+    assert run.status.value == "failed"
+    assert "step_2" in (run.error or "")
+    return {inv: sr.status.value for inv, sr in run.steps.items()}
+
+
+def test_fail_fast_stops_running_steps_and_starts_nothing_new() -> None:
+    statuses = _run_in_mode(ExecutionMode.FAIL_FAST)
+    assert statuses == {
+        "step_1": "completed",
+        "step_2": "failed",
+        "step_3": "stopped",
+        "step_4": "stopped",
+        "step_5": "skipped",
+        "step_6": "skipped",
+        "step_7": "skipped",
+        "step_8": "skipped",
+    }
+    run = Client().get_pipeline("spec_example").last_run
+    # the stopped inline steps' results were discarded
+    assert run.steps["step_3"].outputs == {}
+    assert run.steps["step_4"].outputs == {}
+    assert "FAIL_FAST" in (run.steps["step_3"].error_message or "")
+    assert not {"s5", "s6", "s7", "s8"} & set(ran)
+
+
+def test_stop_on_failure_lets_running_steps_finish_and_skips_new_ones() -> None:
+    statuses = _run_in_mode("stop_on_failure")
+    assert statuses == {
+        "step_1": "completed",
+        "step_2": "failed",
+        "step_3": "completed",
+        "step_4": "completed",
+        "step_5": "skipped",
+        "step_6": "skipped",
+        "step_7": "skipped",
+        "step_8": "skipped",
+    }
+    run = Client().get_pipeline("spec_example").last_run
+    assert run.steps["step_3"].output.load() == 2
+    assert "step_2" in (run.steps["step_6"].error_message or "")
+
+
+def test_stop_on_failure_is_the_default_for_dynamic_pipelines() -> None:
+    assert _run_in_mode(None)["step_6"] == "skipped"
+    assert Client().get_pipeline("spec_example").last_run.config["execution_mode"] == "stop_on_failure"
+
+
+def test_continue_on_failure_runs_independent_work() -> None:
+    statuses = _run_in_mode(ExecutionMode.CONTINUE_ON_FAILURE)
+    assert statuses == {
+        "step_1": "completed",
+        "step_2": "failed",
+        "step_3": "completed",
+        "step_4": "completed",
+        "step_5": "skipped",
+        "step_6": "completed",
+        "step_7": "completed",
+        "step_8": "skipped",
+    }
+    assert {"s6", "s7"} <= set(ran) and "s8" not in ran
+    run = Client().get_pipeline("spec_example").last_run
+    assert "step_5" in (run.steps["step_8"].error_message or "")
+
+
+def test_mode_set_with_with_options_and_in_a_static_pipeline() -> None:
+    ran.clear()
+
+    @pipeline
+    def static_example() -> None:
+        one = s1(id="step_1")
+        two = s2_fails(one, id="step_2")
+        three = slow(one, "s3", id="step_3")
+        after_one(two, "s5", id="step_5")
+        after_one(three, "s6", id="step_6")
+
+    with pytest.raises(ValueError, match="step 2 broke"):
+        static_example.with_options(execution_mode="continue_on_failure")()
+    run = Client().get_pipeline("static_example").last_run
+    assert run.status.value == "failed"
+    assert {k: v.status.value for k, v in run.steps.items()} == {
+        "step_1": "completed", "step_2": "failed", "step_3": "completed",
+        "step_5": "skipped", "step_6": "completed",
+    }
+
+
+def test_unawaited_failed_submission_fails_the_run_with_the_steps_error() -> None:
+    @step
+    def boom() -> int:
+        raise KeyError("nobody waited for me")
+
+    @step
+    def fine() -> int:
+        return 1
+
+    @pipeline(dynamic=True)
+    def fire_and_forget() -> None:
+        boom.submit()
+        fine()
+
+    with pytest.raises(KeyError, match="nobody waited for me") as info:
+        fire_and_forget()
+    assert any("boom" in note for note in getattr(info.value, "__notes__", []))
+    run = Client().get_pipeline("fire_and_forget").last_run
+    assert run.status.value == "failed"
+    assert run.steps["boom"].status.value == "failed"
+    assert run.steps["boom"].error_type == "KeyError"
+    assert run.steps["fine"].status.value == "completed"
+
+
+def test_a_call_skipped_because_of_an_earlier_failure_raises_the_original_error() -> None:
+    @step
+    def breaks() -> int:
+        raise ZeroDivisionError("the real cause")
+
+    @step
+    def later() -> int:
+        return 1
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        f = breaks.submit()
+        f.wait()
+        later()  # not started: the run is stopping
+
+    with pytest.raises(ZeroDivisionError, match="the real cause"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["later"].status.value == "skipped"
+
+
+def test_handled_failure_still_fails_the_run() -> None:
+    @step
+    def breaks() -> int:
+        raise RuntimeError("handled by the caller")
+
+    @pipeline(dynamic=True, execution_mode="continue_on_failure")
+    def p() -> str:
+        try:
+            breaks()
+        except RuntimeError:
+            pass
+        return "done"
+
+    with pytest.raises(RuntimeError, match="handled by the caller"):
+        p()
+    assert Client().get_pipeline("p").last_run.status.value == "failed"
+
+
+def test_skipped_step_raises_skipped_error_to_code_that_waits_on_it() -> None:
+    seen: dict[str, Any] = {}
+
+    @step
+    def breaks() -> int:
+        raise RuntimeError("upstream broke")
+
+    @step
+    def child(x: int) -> int:
+        return x
+
+    @pipeline(dynamic=True, execution_mode="continue_on_failure")
+    def p() -> None:
+        f = child.submit(breaks.submit())
+        seen["exc"] = f.exception()
+
+    with pytest.raises(RuntimeError, match="upstream broke"):
+        p()
+    assert isinstance(seen["exc"], StepSkippedError)
+
+
+def test_fail_fast_stops_a_step_waiting_to_retry() -> None:
+    @step(retry=StepRetryConfig(max_retries=5, delay=0.8))
+    def retrier() -> int:
+        raise OSError("never works")
+
+    @step
+    def breaks() -> int:
+        time.sleep(0.1)
+        raise RuntimeError("fatal")
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def p() -> None:
+        retrier.submit()
+        breaks.submit()
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="fatal"):
+        p()
+    assert time.monotonic() - started < 3  # far less than 5 retries x 0.8 s
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["retrier"].status.value == "stopped"
+    assert run.steps["breaks"].status.value == "failed"
