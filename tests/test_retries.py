@@ -194,3 +194,31 @@ def test_retry_given_as_a_dict_in_with_options() -> None:
     run = p()
     assert run.steps["flaky"].attempts == 2
     assert run.steps["flaky"].status.value == "completed"
+
+
+def test_retry_delay_is_kept_after_another_step_failed_under_stop_on_failure() -> None:
+    tries: list[float] = []
+
+    @step(retry=StepRetryConfig(max_retries=1, delay=0.4))
+    def flaky() -> int:
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            raise OSError("flake")
+        return 1
+
+    @step
+    def breaks() -> int:
+        raise RuntimeError("other step broke")
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        f = flaky.submit()
+        time.sleep(0.1)
+        breaks.submit()
+        f.wait()
+
+    with pytest.raises(RuntimeError, match="other step broke"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["flaky"].status.value == "completed"  # a running step completes
+    assert tries[1] - tries[0] >= 0.39

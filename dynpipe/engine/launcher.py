@@ -591,8 +591,8 @@ def _execute_attempts(
                 ]
             )
             graph.update(node, status="retrying", error=f"{result.error_type}: {result.error_message}")
-            if ctx.stop_event.wait(delay) and ctx.mode.value == "fail_fast":
-                _finish_stopped(inv, "run stopped while waiting to retry", logs, attempt)
+            if _wait_unless_stopped(inv, delay):
+                _finish_stopped(inv, inv.stop_reason or "run stopped while waiting to retry", logs, attempt)
                 return
             attempt += 1
             ctx.store.metadata.write(
@@ -602,6 +602,23 @@ def _execute_attempts(
             continue
         _finish_failed_result(inv, result, logs, attempt, attempt_start)
         return
+
+
+def _wait_unless_stopped(inv: Invocation, delay: float) -> bool:
+    """Sleep ``delay`` before a retry; True as soon as this invocation is stopped.
+
+    The run's stop event alone is not enough: under STOP_ON_FAILURE it is set by any
+    failure, yet a step that is already running (or retrying) keeps its full delay.
+    """
+    end = time.monotonic() + delay
+    while inv.stop_reason is None:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if not inv.ctx.stop_event.wait(left):
+            return False
+        time.sleep(min(left, 0.02))
+    return True
 
 
 def _finish_completed(
