@@ -166,7 +166,8 @@ class Invocation:
 
     __slots__ = (
         "ctx", "step", "cfg", "invocation_id", "parameters", "sources", "upstream", "deps",
-        "future", "node", "step_run_id", "launch", "stop_reason", "started", "__weakref__",
+        "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
+        "__weakref__",
     )
 
     def __init__(
@@ -194,6 +195,7 @@ class Invocation:
         self.launch: Launch | None = None
         self.stop_reason: str | None = None
         self.started = False
+        self.input_refs: dict[str, Any] = {}
 
     def pick_output(self, outputs: dict[str, OutputArtifact], name: str | None) -> OutputArtifact:
         if name is None:
@@ -419,6 +421,7 @@ def _run(inv: Invocation) -> None:
         _finish_skipped(inv, f"not started: {why}")
         return
     inputs, input_hashes, input_ids = _resolve_inputs(inv)
+    inv.input_refs = inputs
     inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
     key = None
     cfg = inv.cfg
@@ -671,7 +674,11 @@ def _finish_completed(
         inv.node, status="completed", end=end, attempts=attempt, outputs=list(outputs),
         preview=result.preview, error=None,
     )
-    _run_hook(inv, inv.cfg.on_success, None)
+    hook_report = _run_hook(inv, inv.cfg.on_success, None)
+    if hook_report:
+        ctx.store.metadata.write(
+            [("UPDATE step_runs SET logs = COALESCE(logs, '') || ? WHERE id = ?", (hook_report, inv.step_run_id))]
+        )
     inv.future.set_result(outputs)
 
 
@@ -779,8 +786,8 @@ def _run_hook(inv: Invocation, hook: Any, exc: BaseException | None) -> str:
     """Run a success/failure hook with the step context set; return a report if it raised."""
     if hook is None:
         return ""
-    task = _build_task(inv, {}, inv.node.attempts or 1)
-    step_ctx = StepContext(task)
+    task = _build_task(inv, inv.input_refs, inv.node.attempts or 1)
+    step_ctx = StepContext(task, _hook_inputs(inv))
     step_ctx.exception = exc
     token = set_step_context(step_ctx)
     try:
@@ -799,6 +806,21 @@ def _run_hook(inv: Invocation, hook: Any, exc: BaseException | None) -> str:
         return "\n" + message + "\n" + "".join(tb.format_exception(type(hook_exc), hook_exc, hook_exc.__traceback__))
     finally:
         reset_step_context(token)
+
+
+def _hook_inputs(inv: Invocation) -> dict[str, Any]:
+    """The step's input values for ``get_step_context().inputs`` inside a hook (loaded again)."""
+    store = inv.ctx.store
+    values: dict[str, Any] = {}
+    for name, ref in inv.input_refs.items():
+        try:
+            if isinstance(ref, list):
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+            else:
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+        except Exception:  # noqa: BLE001 - a hook still runs without an unreadable input
+            continue
+    return values
 
 
 def _takes_argument(fn: Any) -> bool:
