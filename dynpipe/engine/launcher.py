@@ -288,8 +288,10 @@ def prepare(
             if src.invocation_id not in upstream:
                 upstream.append(src.invocation_id)
         elif isinstance(src, str):
-            if src not in upstream:
-                upstream.append(src)
+            earlier = next((i for i in reversed(ctx.invocations) if i.invocation_id == src), None)
+            if earlier is None:
+                raise ValueError(f"step {step.name!r}: after={src!r} names no invocation of this run")
+            _collect_dep(FutureOutput(earlier, None), ctx, deps, upstream)
         else:
             raise TypeError(f"step {step.name!r}: after= takes futures, artifacts or invocation ids, not {type(dep).__name__}")
     invocation_id = ctx.allocate_id(step.config.name or step.name, custom_id)
