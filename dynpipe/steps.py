@@ -129,16 +129,22 @@ class Step(Generic[P, R]):
         return self._fan_out(args, kwargs, after, product=True)
 
     def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], after: Any, product: bool) -> Any:
-        from .futures import MapResultsFuture, unmapped
+        from .futures import MapResultsFuture, StepRunFuture, unmapped
+        from .store.models import ArtifactVersion
 
         bound = self.signature.bind_partial(*args, **kwargs).arguments
         mapped: dict[str, list[Any]] = {}
         fixed: dict[str, Any] = {}
+        producers: list[Any] = []  # a mapped step output: keep the edge to its producer
         for name, value in bound.items():
             if isinstance(value, unmapped):
                 fixed[name] = value.value
             else:
+                if isinstance(value, (StepRunFuture, ArtifactVersion)):
+                    producers.append(value)
                 mapped[name] = _as_sequence(self.name, name, value)
+        if producers:
+            after = [*producers, *(after if isinstance(after, (list, tuple)) else [after] if after is not None else [])]
         if not mapped:
             raise ValueError(f"{self.name}.map(): no mapped input; wrap broadcast inputs in unmapped()")
         if product:

@@ -114,10 +114,10 @@ def test_retrying_status_is_observable_in_the_graph_and_the_store() -> None:
     stop = threading.Event()
 
     def poll_store(run_holder: dict[str, Any]) -> None:
-        store = open_store()
         while not stop.is_set():
             run_id = run_holder.get("run_id")
             if run_id:
+                store = open_store()
                 for row in store.metadata.query(
                     "SELECT status FROM step_runs WHERE run_id = ? AND step_name = 'flaky'", (run_id,)
                 ):
