@@ -7,7 +7,6 @@ that several processes can write at once without "database is locked".
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-# How late a deferred write (a step run's start) may reach the database.
-DEFER_SECONDS = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -135,9 +132,6 @@ class MetadataStore:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn = self._connect()
-        self._pending: list[tuple[str, Sequence[Any]]] = []
-        self._flush_wanted = threading.Event()
-        self._flusher: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -168,80 +162,29 @@ class MetadataStore:
             self._pid = os.getpid()
             self._lock = threading.RLock()
             self._conn = self._connect()
-            self._pending = []  # the parent commits its own deferred statements
-            self._flush_wanted = threading.Event()
-            self._flusher = None
         return self._conn
 
     # -- writes -----------------------------------------------------------------
     def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run statements in one immediate transaction (atomic, never a lost update).
-
-        Statements queued by ``write_deferred`` go first, in the same transaction.
-        """
+        """Run statements in one immediate transaction (atomic, never a lost update)."""
         with self._lock:
             conn = self._conn_for_process()
-            pending, self._pending = self._pending, []
 
-            def _tx(batch: Sequence[tuple[str, Sequence[Any]]]) -> None:
+            def _tx() -> None:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, params in batch:
+                    for sql, params in statements:
                         conn.execute(sql, params)
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
 
-            if not pending:
-                self._retry(lambda: _tx(statements))
-                return
-            try:
-                self._retry(lambda: _tx([*pending, *statements]))
-            except BaseException:
-                # The caller's statements failed; the deferred ones must still land.
-                self._retry(lambda: _tx(pending))
-                raise
-
-    def write_deferred(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Queue statements for this process's next transaction, committed within ~50 ms.
-
-        For records that readers may see a little late (a step run that just started):
-        a fast step's start and end then share one transaction. Anything that must
-        survive a crash goes through ``write``, which commits the queue first.
-        """
-        with self._lock:
-            self._conn_for_process()
-            self._pending.extend(statements)
-            if self._flusher is None:
-                self._flusher = threading.Thread(
-                    target=self._flush_loop, name="dynpipe-metadata-flush", daemon=True
-                )
-                self._flusher.start()
-                atexit.register(self.flush)
-        self._flush_wanted.set()
-
-    def flush(self) -> None:
-        """Commit deferred statements now."""
-        if self._pending:
-            self.write([])
-
-    def _flush_loop(self) -> None:
-        wanted = self._flush_wanted
-        while True:
-            wanted.wait()
-            time.sleep(DEFER_SECONDS)
-            wanted.clear()
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - retried by the next write
-                wanted.set()
+            self._retry(_tx)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             conn = self._conn_for_process()
-            if self._pending:  # read your own deferred writes
-                self.write([])
             cur = conn.execute(sql, params)
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
@@ -412,5 +355,4 @@ class MetadataStore:
 
     def close(self) -> None:
         with self._lock:
-            self.flush()
             self._conn.close()
