@@ -50,15 +50,22 @@ class Step(Generic[P, R]):
         self.outputs: list[OutputSpec] = parse_outputs(func, hints)
         self._code_hash: str | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
-        if _env_true("DYNPIPE_ENFORCE_TYPE_ANNOTATIONS"):
-            missing = [n for n in self.signature.parameters if n not in hints]
-            if "return" not in hints:
-                missing.append("return")
-            if missing:
-                raise TypeError(
-                    f"step {self.name!r} has no type annotation for {', '.join(missing)}"
-                    " (DYNPIPE_ENFORCE_TYPE_ANNOTATIONS is set)"
-                )
+        self.missing_annotations: list[str] = [n for n in self.signature.parameters if n not in hints]
+        if "return" not in hints:
+            self.missing_annotations.append("return")
+        self.check_annotations()
+
+    def check_annotations(self) -> None:
+        """With DYNPIPE_ENFORCE_TYPE_ANNOTATIONS set, a step missing annotations is an error.
+
+        Checked when the step is defined and again when it is run, so setting the variable
+        after the definitions (a notebook's ``%env``) still takes effect.
+        """
+        if self.missing_annotations and _env_true("DYNPIPE_ENFORCE_TYPE_ANNOTATIONS"):
+            raise TypeError(
+                f"step {self.name!r} has no type annotation for {', '.join(self.missing_annotations)}"
+                " (DYNPIPE_ENFORCE_TYPE_ANNOTATIONS is set)"
+            )
 
     @property
     def code_hash(self) -> str:

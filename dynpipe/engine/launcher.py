@@ -239,6 +239,8 @@ def prepare(
     after: Any = None,
 ) -> Invocation:
     """Bind arguments, allocate the invocation id and register the node (caller's thread)."""
+    if step.missing_annotations:
+        step.check_annotations()
     cfg = effective_config(ctx, step)
     try:
         bound = step.signature.bind_partial(*args, **kwargs)
