@@ -1,0 +1,105 @@
+"""Asynchronous runs: ``pipeline.submit()`` and ``with_options(synchronous=False)``."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dynpipe import Client, PipelineRun, PipelineRunFuture, pipeline, step
+
+gate = threading.Event()
+
+
+@step(enable_cache=False)
+def waits_for_gate() -> int:
+    assert gate.wait(10), "the test never opened the gate"
+    return 1
+
+
+@step(enable_cache=False)
+def nap(tag: str) -> str:
+    time.sleep(0.5)
+    return tag
+
+
+def test_submit_returns_a_future_while_the_run_goes_on() -> None:
+    gate.clear()
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        waits_for_gate()
+
+    future = p.submit()
+    try:
+        assert isinstance(future, PipelineRunFuture)
+        assert not future.done()
+        assert future.run_name and future.run_name.startswith("p-")
+        # the run is recorded as running while it runs
+        running = Client().get_pipeline_run(future.run_name)
+        assert running.status.value == "running"
+        assert future.graph is not None and future.graph.run_name == future.run_name
+    finally:
+        gate.set()
+    run = future.result(timeout=10)
+    assert isinstance(run, PipelineRun)
+    assert future.done()
+    assert run.name == future.run_name
+    assert run.status.value == "completed"
+    assert run.steps["waits_for_gate"].output.load() == 1
+
+
+def test_synchronous_false_makes_a_call_asynchronous_and_runs_overlap() -> None:
+    @pipeline(dynamic=True)
+    def p(tag: str) -> None:
+        nap(tag)
+
+    background = p.with_options(synchronous=False)
+    started = time.monotonic()
+    futures = [background(tag) for tag in ("a", "b", "c")]
+    runs = [f.result(timeout=10) for f in futures]
+    elapsed = time.monotonic() - started
+    assert elapsed < 3 * 0.5 * 0.7  # the three runs overlapped
+    assert [r.steps["nap"].output.load() for r in runs] == ["a", "b", "c"]
+    assert len({r.name for r in runs}) == 3
+    assert p("d").status.value == "completed"  # the original stays synchronous
+
+
+def test_a_failed_background_run_raises_from_result() -> None:
+    @step
+    def breaks() -> None:
+        raise LookupError("background failure")
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        breaks()
+
+    future = p.submit()
+    with pytest.raises(LookupError, match="background failure"):
+        future.result(timeout=10)
+    future.wait()  # wait() only waits
+    assert future.done()
+    run = Client().get_pipeline_run(future.run_name)  # type: ignore[arg-type]
+    assert run.status.value == "failed"
+
+
+def test_submit_binds_arguments_at_once() -> None:
+    @pipeline(dynamic=True)
+    def p(n: int) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="pipeline 'p'"):
+        p.submit(1, 2, 3)
+
+
+def test_a_run_that_cannot_start_reports_through_the_future() -> None:
+    @pipeline(dynamic=True, run_name="fixed")
+    def p() -> None:
+        pass
+
+    p()
+    future = p.submit()
+    with pytest.raises(ValueError, match="already exists"):
+        future.result(timeout=10)
+    assert future.run_name is None
