@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS artifact_versions (
     tags TEXT
 );
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifact_versions (name, version);
+CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -344,6 +345,17 @@ class MetadataStore:
                 name,
             ),
         )
+
+    # -- small artifacts (see artifacts.py) -------------------------------------------
+    def put_blob(self, content_hash: str, data: bytes) -> None:
+        self.write([("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (content_hash, data))])
+
+    def get_blob(self, content_hash: str) -> bytes | None:
+        rows = self.query("SELECT data FROM blobs WHERE hash = ?", (content_hash,))
+        return bytes(rows[0][0]) if rows else None
+
+    def has_blob(self, content_hash: str) -> bool:
+        return bool(self.query("SELECT 1 FROM blobs WHERE hash = ?", (content_hash,)))
 
     def find_cached(self, cache_key: str, not_before: float | None) -> sqlite3.Row | None:
         rows = self.query(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactFiles
+from .artifacts import ArtifactFiles, inline_limit_from_env
 from .location import find_store_root
 from .materializers import Materializer, qualified_type_name, registry
 from .metadata import MetadataStore
@@ -34,13 +34,17 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.files = ArtifactFiles(root)
         self.metadata = MetadataStore(root / "metadata.db")
+        self.files = ArtifactFiles(root, blobs=self.metadata)
+        self.inline_limit = inline_limit_from_env()
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
         mat = materializer or registry.for_value(value)
         data = mat.save(value)
-        uri, digest = self.files.put(data)
+        if len(data) <= self.inline_limit:
+            uri, digest = self.files.put_small(data)
+        else:
+            uri, digest = self.files.put(data)
         return SavedArtifact(
             id=uuid.uuid4().hex,
             uri=uri,
