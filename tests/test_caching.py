@@ -450,3 +450,49 @@ def test_cached_submitted_steps_and_fan_in() -> None:
     assert sorted(calls) == [0, 1, 2]
     assert {s.status.value for s in second.steps.values()} == {"cached"}
     assert second.steps["total"].output.load() == first.steps["total"].output.load() == 5
+
+
+def test_configure_between_calls_in_the_same_run_takes_effect() -> None:
+    calls: list[str] = []
+
+    @step
+    def s() -> int:
+        calls.append("s")
+        return 1
+
+    @pipeline(dynamic=True)
+    def warm() -> None:
+        s()
+
+    warm()
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        s()
+        s.configure(enable_cache=False)
+        s()
+        s.configure(enable_cache=True)
+
+    run = p()
+    assert [run.steps[i].status.value for i in ("s", "s_2")] == ["cached", "completed"]
+    assert calls == ["s", "s"]
+
+
+def test_a_cache_entry_whose_artifact_file_is_gone_is_a_miss(store_home: Any) -> None:
+    payload = "x" * 20_000  # large enough to be kept as a file, not a database row
+
+    @step
+    def s() -> str:
+        return payload
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        s()
+
+    first = p()
+    path = store_home / first.steps["s"].output.uri
+    assert path.is_file()
+    path.unlink()
+    run = p()
+    assert run.steps["s"].status.value == "completed"
+    assert run.steps["s"].output.load() == payload

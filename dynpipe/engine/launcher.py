@@ -71,8 +71,8 @@ class EffectiveStepConfig:
 
 def effective_config(ctx: RunContext, step: Step) -> EffectiveStepConfig:
     cached = ctx.effective_configs.get(id(step))
-    if cached is not None and cached[0] is step:
-        return cached[1]
+    if cached is not None and cached[0] is step and cached[1] is step.config:
+        return cached[2]
     pc = ctx.config
     sc = step.config
     yaml_cfg = pc.steps.get(step.name)
@@ -103,7 +103,8 @@ def effective_config(ctx: RunContext, step: Step) -> EffectiveStepConfig:
         fingerprint=fingerprint,
         capture_logs=sc.enable_step_logs if sc.enable_step_logs is not None else pc.enable_step_logs,
     )
-    ctx.effective_configs[id(step)] = (step, eff)
+    # Keyed on the config object too: configure() between calls (notebook cells) takes effect.
+    ctx.effective_configs[id(step)] = (step, step.config, eff)
     return eff
 
 
@@ -578,7 +579,7 @@ def _execute_attempts(
         if inv.stop_reason is not None:
             _finish_stopped(inv, inv.stop_reason, logs, attempt)
             return
-        if result.error is None:
+        if result.error is None and result.error_type is None:  # a worker's error may come as type/message only
             _finish_completed(inv, result, logs, attempt, key, attempt_start)
             return
         if attempt < max_attempts and not (ctx.stopping and ctx.mode.value == "fail_fast"):
