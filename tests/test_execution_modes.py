@@ -261,3 +261,29 @@ def test_fail_fast_stops_a_step_waiting_to_retry() -> None:
     run = Client().get_pipeline("p").last_run
     assert run.steps["retrier"].status.value == "stopped"
     assert run.steps["breaks"].status.value == "failed"
+
+
+def test_fail_fast_stops_the_step_the_pipeline_body_is_running() -> None:
+    @step
+    def breaks() -> int:
+        time.sleep(0.1)
+        raise RuntimeError("submitted step broke")
+
+    @step
+    def long_inline() -> int:
+        time.sleep(0.5)
+        return 1
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def p() -> None:
+        breaks.submit()
+        long_inline()  # runs in the caller's thread while `breaks` fails
+        ran.append("body went on")
+
+    ran.clear()
+    with pytest.raises(RuntimeError, match="submitted step broke"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["long_inline"].status.value == "stopped"
+    assert run.steps["long_inline"].outputs == {}
+    assert "body went on" not in ran
