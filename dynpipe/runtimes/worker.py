@@ -1,0 +1,275 @@
+"""The worker entry point: ``python -m dynpipe.runtimes.worker``.
+
+Two modes, one code path (``run_payload`` -> ``execute_task``):
+
+* ``--fd N --parent PID`` (local pool): a warm worker serving tasks over a socket
+  inherited from the orchestrator. Frames (``multiprocessing.connection`` framing):
+  orchestrator -> worker ``T`` + task payload, ``Q`` quit; worker -> orchestrator
+  ``H`` ready, ``L`` + one log line (live), ``R`` + result payload.
+* ``--task URL [--result URL]`` (one pod per step, Kubernetes): read one task payload
+  from a path or fsspec URL, run it, write the result next to it (``URL.result``),
+  echo log lines to stdout so ``kubectl logs`` shows them.
+
+A task payload is ``cloudpickle((extras, cloudpickle(StepTask)))`` (``encode_task``):
+``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
+changes, sys.path, custom materializers) and is applied before the task is unpickled,
+because the task's references may need that sys.path. A result payload is ``cloudpickle((TaskResult without
+error, pickled error or None))``: an exception that cannot travel is dropped and the
+orchestrator raises from its type, message and traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cloudpickle
+
+from .resources import applied_resources
+from .task import StepTask, TaskResult, execute_task
+
+TASK = b"T"
+QUIT = b"Q"
+HELLO = b"H"
+LINE = b"L"
+RESULT = b"R"
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class FuncRef:
+    """A step function that travels by import path (its module is importable)."""
+
+    module: str
+    qualname: str
+
+    def resolve(self) -> Any:
+        obj: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            obj = getattr(obj, part)
+        return getattr(obj, "entrypoint", obj)  # a Step: its plain function
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the orchestrator dies (no orphans), then re-check."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(0)  # the parent died before prctl took effect
+
+
+class _Mirror:
+    """Keeps this worker's cwd / environment / sys.path in step with the orchestrator."""
+
+    def __init__(self) -> None:
+        self.base_env = dict(os.environ)
+        self.applied: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
+
+    def apply(self, extras: dict[str, Any]) -> None:
+        cwd = extras.get("cwd")
+        if cwd and cwd != os.getcwd():
+            try:
+                os.chdir(cwd)
+            except OSError:
+                pass
+        env = extras.get("env") or ({}, ())
+        if env != self.applied:
+            old_set, old_unset = self.applied
+            for key in (*old_set, *old_unset):
+                if key in self.base_env:
+                    os.environ[key] = self.base_env[key]
+                else:
+                    os.environ.pop(key, None)
+            new_set, new_unset = env
+            os.environ.update(new_set)
+            for key in new_unset:
+                os.environ.pop(key, None)
+            self.applied = (dict(new_set), tuple(new_unset))
+        path = extras.get("sys_path")
+        if path is not None and path != sys.path:
+            sys.path[:] = path
+        blobs = extras.get("materializers")
+        if blobs:
+            from ..store.materializers import registry
+
+            for blob in blobs:
+                try:
+                    tp, mat = cloudpickle.loads(blob)
+                except Exception:  # noqa: BLE001 - only steps that use it will miss it
+                    continue
+                if tp is None:
+                    registry.add(mat)
+                else:
+                    registry.register(tp, mat)
+
+
+def _failed(task: StepTask | None, exc: BaseException, what: str) -> TaskResult:
+    import traceback as tb
+
+    step = f"step {task.invocation_id!r}: " if task is not None else ""
+    err = RuntimeError(f"{step}{what}: {type(exc).__name__}: {exc}")
+    return TaskResult(
+        error=err,
+        error_type=type(exc).__name__,
+        error_message=str(err),
+        traceback="".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
+    )
+
+
+def encode_task(task: StepTask, extras: dict[str, Any]) -> bytes:
+    return cloudpickle.dumps((extras, cloudpickle.dumps(task, protocol=5)), protocol=5)
+
+
+def encode_result(result: TaskResult) -> bytes:
+    """Result payload; the exception travels separately so a bad one cannot sink the rest."""
+    error_blob: bytes | None = None
+    if result.error is not None:
+        try:
+            error_blob = cloudpickle.dumps(result.error)
+            cloudpickle.loads(error_blob)  # custom __init__ signatures fail only here
+        except Exception:  # noqa: BLE001 - fall back to type/message/traceback
+            error_blob = None
+    plain = replace(result, error=None)
+    try:
+        body = cloudpickle.dumps(plain)
+    except Exception as exc:  # noqa: BLE001 - e.g. unpicklable output metadata
+        body = cloudpickle.dumps(replace(_failed(None, exc, "the result cannot be sent back"), logs=result.logs))
+    return cloudpickle.dumps((body, error_blob))
+
+
+def decode_result(data: bytes) -> TaskResult:
+    body, error_blob = cloudpickle.loads(data)
+    result: TaskResult = cloudpickle.loads(body)
+    if error_blob is not None:
+        try:
+            result.error = cloudpickle.loads(error_blob)
+        except Exception:  # noqa: BLE001 - the orchestrator raises StepExecutionError
+            result.error = None
+    return result
+
+
+def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0) -> TaskResult:
+    """Decode one task, run it with its resources applied, never raise."""
+    task: StepTask | None = None
+    try:
+        extras, task_blob = cloudpickle.loads(payload)
+        mirror.apply(extras)
+        task = cloudpickle.loads(task_blob)
+        if isinstance(task.func, FuncRef):
+            ref = task.func
+            try:
+                task.func = ref.resolve()
+            except Exception as exc:  # noqa: BLE001
+                return _failed(task, exc, f"cannot import step function {ref.module}.{ref.qualname} in the worker process")
+    except Exception as exc:  # noqa: BLE001 - e.g. a module importable only in the orchestrator
+        return _failed(task, exc, "cannot load the step in the worker process")
+    with applied_resources(task.resources, slot) as notes:
+        for note in notes:
+            if on_line is not None:
+                on_line(f"dynpipe: {note}")
+            else:
+                print(f"[{task.invocation_id}] dynpipe: {note}", flush=True)
+        return execute_task(task, on_line)
+
+
+def serve(fd: int, parent_pid: int, slot: int) -> None:
+    """Pool mode: serve tasks until told to quit or the orchestrator goes away."""
+    from multiprocessing.connection import Connection
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides on Ctrl-C
+    conn = Connection(fd)
+    mirror = _Mirror()
+    send = conn.send_bytes
+
+    def on_line(line: str) -> None:
+        send(LINE + line.encode("utf-8", "replace"))
+
+    send(HELLO + str(os.getpid()).encode())
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        kind = msg[:1]
+        if kind == QUIT:
+            return
+        if kind == TASK:
+            result = run_payload(msg[1:], on_line, mirror, slot)
+            try:
+                send(RESULT + encode_result(result))
+            except (BrokenPipeError, OSError):
+                return
+
+
+def _read_url(url: str) -> bytes:
+    if "://" in url and not url.startswith("file://"):
+        import fsspec  # type: ignore[import-not-found]
+
+        with fsspec.open(url, "rb") as fh:
+            return fh.read()
+    with open(url.removeprefix("file://"), "rb") as fh:
+        return fh.read()
+
+
+def _write_url(url: str, data: bytes) -> None:
+    if "://" in url and not url.startswith("file://"):
+        import fsspec  # type: ignore[import-not-found]
+
+        with fsspec.open(url, "wb") as fh:
+            fh.write(data)
+        return
+    path = url.removeprefix("file://")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def run_once(task_url: str, result_url: str | None) -> int:
+    """One-shot mode (one pod per step): the result lands next to the task."""
+    mirror = _Mirror()
+    started = time.time()
+    # The task's own echo prints "[invocation] line" to stdout: the pod log is the stream.
+    result = run_payload(_read_url(task_url), None, mirror)
+    _write_url(result_url or f"{task_url}.result", encode_result(result))
+    status = "failed" if result.error_type else "completed"
+    sys.__stdout__.write(f"dynpipe worker: step {status} in {time.time() - started:.2f}s\n")  # type: ignore[union-attr]
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dynpipe.runtimes.worker")
+    parser.add_argument("--fd", type=int, help="socket inherited from the orchestrator (pool mode)")
+    parser.add_argument("--parent", type=int, default=0, help="orchestrator pid (pool mode)")
+    parser.add_argument("--slot", type=int, default=0, help="worker slot, spreads CPU pinning")
+    parser.add_argument("--task", help="path or fsspec URL of one task payload (one-shot mode)")
+    parser.add_argument("--result", help="where to write the result (default: TASK.result)")
+    args = parser.parse_args(argv)
+    if args.fd is not None:
+        serve(args.fd, args.parent, args.slot)
+        return 0
+    if args.task:
+        return run_once(args.task, args.result)
+    parser.error("give --fd (pool mode) or --task (one-shot mode)")
+    return 2
+
+
+if __name__ == "__main__":
+    # Run the imported module, not this __main__ copy: FuncRef and friends must be the
+    # classes the orchestrator pickled (dynpipe.runtimes.worker.FuncRef).
+    from dynpipe.runtimes.worker import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,485 @@
+"""Isolated steps in local worker processes: real workers, real signals, real SQLite.
+
+The pool is process-wide (``shared_local_runtime()``), so these tests share warm workers;
+``DYNPIPE_WORKERS=4`` is set for the whole module. Steps defined at module level travel
+by import path; steps defined inside a test function travel by value (cloudpickle).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import psutil
+import pytest
+
+from dynpipe import (
+    Client,
+    ResourceSettings,
+    StepRetryConfig,
+    pipeline,
+    step,
+)
+from dynpipe.engine.context import current_run
+from dynpipe.engine.launcher import StepExecutionError
+from dynpipe.runtimes.local import WorkerCrashedError, func_ref, shared_local_runtime
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def four_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DYNPIPE_WORKERS", "4")
+    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", "false")
+    yield
+
+
+# -- steps (module level: they travel by import path) -------------------------------------
+
+
+@step(runtime="isolated", enable_cache=False)
+def sleeper(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@step(runtime="isolated", enable_cache=False)
+def whoami() -> int:
+    return os.getpid()
+
+
+@step(enable_cache=False)
+def make_data(n: int) -> dict[str, list[float]]:
+    return {"values": [i / 3 for i in range(n)]}
+
+
+@step(enable_cache=False)
+def summarise(data: dict[str, list[float]], scale: float) -> tuple[
+    Annotated[float, "total"], Annotated[list[float], "scaled"], Annotated[bytes, "blob"]
+]:
+    vals = data["values"]
+    return sum(vals), [v * scale for v in vals], repr(vals).encode()
+
+
+@step(runtime="isolated", enable_cache=False)
+def kill_myself() -> int:
+    print("about to die")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@step(runtime="isolated", enable_cache=False)
+def exit_three() -> int:
+    os._exit(3)
+
+
+@step(runtime="isolated", enable_cache=False)
+def echo_value(x: int) -> int:
+    return x * 10
+
+
+@step(runtime="isolated", enable_cache=False, retry=StepRetryConfig(max_retries=2, delay=0))
+def crash_once(marker: str) -> str:
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+@step(enable_cache=False)
+def fail_soon(delay: float) -> int:
+    time.sleep(delay)
+    raise ValueError("fail_soon broke")
+
+
+@step(runtime="isolated", enable_cache=False)
+def chatty() -> int:
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    logging.getLogger("chatty").warning("a warning record")
+    return 1
+
+
+@step(runtime="isolated", enable_cache=False)
+def tick_then_sleep() -> int:
+    print("tick", flush=True)
+    time.sleep(1.5)
+    print("tock")
+    return 2
+
+
+@step(runtime="isolated", enable_cache=False, resources=ResourceSettings(memory="200MB"))
+def allocate(megabytes: int) -> int:
+    block = bytearray(megabytes * 1024 * 1024)
+    return len(block)
+
+
+@step(runtime="isolated", enable_cache=False, resources=ResourceSettings(cpu_count=1))
+def pinned_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@step(runtime="isolated", enable_cache=False)
+def free_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+class TwoArgError(Exception):
+    """Unpicklable on the way back: pickle calls __init__ with one argument."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code {code}: {detail}")
+
+
+@step(runtime="isolated", enable_cache=False)
+def raise_two_arg() -> int:
+    raise TwoArgError(7, "bad thing")
+
+
+@step(runtime="isolated", enable_cache=False)
+def raise_value_error() -> int:
+    raise ValueError("plain value error")
+
+
+def _last_run(name: str):  # type: ignore[no-untyped-def]
+    return Client().get_pipeline(name).last_run
+
+
+def _warm() -> None:
+    rt = shared_local_runtime()
+    rt.warm_up()
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+def test_step_runs_in_another_process_of_the_pool() -> None:
+    @pipeline(dynamic=True)
+    def pids() -> None:
+        whoami()
+
+    run = pids()
+    pid = run.steps["whoami"].output.load()
+    assert pid != os.getpid()
+    assert pid in shared_local_runtime().worker_pids()
+    assert run.steps["whoami"].runtime == "isolated"
+
+
+def test_submitted_isolated_steps_run_in_parallel() -> None:
+    _warm()
+
+    @pipeline(dynamic=True)
+    def parallel() -> None:
+        futures = [sleeper.submit(1.0) for _ in range(4)]
+        for f in futures:
+            f.wait()
+
+    t0 = time.perf_counter()
+    run = parallel()
+    elapsed = time.perf_counter() - t0
+    assert run.status == "completed"
+    assert elapsed < 4 * 0.7, f"4 isolated 1 s sleeps took {elapsed:.2f}s"
+    pids = {s.output.load() for s in run.steps.values()}
+    assert len(pids) == 4  # four different workers
+
+
+def test_results_and_artifacts_identical_inline_and_isolated() -> None:
+    def body(runtime: str) -> None:
+        data = make_data.with_options(runtime=runtime)(7)
+        summarise.with_options(runtime=runtime)(data, 2.5)
+
+    @pipeline(dynamic=True, name="same_inline")
+    def on_inline() -> None:
+        body("inline")
+
+    @pipeline(dynamic=True, name="same_isolated")
+    def on_isolated() -> None:
+        body("isolated")
+
+    a = on_inline()
+    b = on_isolated()
+    assert b.steps["summarise"].runtime == "isolated"
+    for sid in ("make_data", "summarise"):
+        sa, sb = a.steps[sid], b.steps[sid]
+        assert set(sa.outputs) == set(sb.outputs)
+        for name in sa.outputs:
+            assert sa.outputs[name].load() == sb.outputs[name].load()
+            assert sa.outputs[name].content_hash == sb.outputs[name].content_hash
+            assert sa.outputs[name].materializer == sb.outputs[name].materializer
+
+
+def test_step_defined_in_a_function_travels_by_value() -> None:
+    factor = 6
+
+    @step(runtime="isolated", enable_cache=False)
+    def local_step(x: int) -> list[int]:
+        return [x * factor, os.getpid()]
+
+    assert func_ref(local_step.entrypoint) is None
+    assert func_ref(whoami.entrypoint) is not None
+
+    @pipeline(dynamic=True)
+    def by_value() -> None:
+        local_step(7)
+
+    value, pid = by_value().steps["local_step"].output.load()
+    assert value == 42 and pid != os.getpid()
+
+
+def test_sigkilled_worker_fails_only_its_step() -> None:
+    @pipeline(dynamic=True, execution_mode="continue_on_failure")
+    def crashy() -> None:
+        killed = kill_myself.submit()
+        others = [echo_value.submit(i) for i in range(3)]
+        killed.wait()
+        for f in others:
+            f.wait()
+
+    with pytest.raises(WorkerCrashedError, match="killed by SIGKILL"):
+        crashy()
+    run = _last_run("crashy")
+    assert run.status == "failed"
+    dead = run.steps["kill_myself"]
+    assert dead.status == "failed"
+    assert dead.error_type == "WorkerCrashedError"
+    assert "worker process killed by SIGKILL" in (dead.error_message or "")
+    assert "about to die" in dead.logs  # lines streamed before the crash are kept
+    done = [s for k, s in run.steps.items() if k.startswith("echo_value")]
+    assert sorted(s.output.load() for s in done) == [0, 10, 20]
+    assert all(s.status == "completed" for s in done)
+
+    # The pool replaced the dead worker and keeps serving.
+    @pipeline(dynamic=True)
+    def after_crash() -> None:
+        echo_value(5)
+
+    assert after_crash().steps["echo_value"].output.load() == 50
+    assert len(shared_local_runtime().worker_pids()) <= 4
+
+
+def test_exit_code_is_reported() -> None:
+    @pipeline(dynamic=True)
+    def exits() -> None:
+        exit_three()
+
+    with pytest.raises(WorkerCrashedError, match="exited with code 3"):
+        exits()
+
+
+def test_retries_apply_to_a_crashed_isolated_step(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed"
+
+    @pipeline(dynamic=True)
+    def retried() -> None:
+        crash_once(str(marker))
+
+    run = retried()
+    sr = run.steps["crash_once"]
+    assert sr.status == "completed"
+    assert sr.attempts == 2
+    assert sr.output.load() == "survived"
+    assert marker.exists()
+
+
+def test_fail_fast_kills_a_running_isolated_step() -> None:
+    _warm()
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def fast() -> None:
+        long = sleeper.submit(60)
+        fail_soon.submit(1.0)
+        long.wait()
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="fail_soon broke"):
+        fast()
+    elapsed = time.perf_counter() - t0
+    run = _last_run("fast")
+    long, failed = run.steps["sleeper"], run.steps["fail_soon"]
+    assert failed.status == "failed"
+    assert long.status == "stopped"
+    assert long.end_time is not None and failed.end_time is not None
+    assert (long.end_time - failed.end_time).total_seconds() < 2.0
+    assert elapsed < 15
+
+
+def test_unpicklable_exception_becomes_step_execution_error() -> None:
+    @pipeline(dynamic=True)
+    def bad_exc() -> None:
+        raise_two_arg()
+
+    with pytest.raises(StepExecutionError, match="TwoArgError: code 7: bad thing"):
+        bad_exc()
+    sr = _last_run("bad_exc").steps["raise_two_arg"]
+    assert sr.error_type == "TwoArgError"
+    assert "Traceback" in (sr.traceback or "")
+
+    @pipeline(dynamic=True)
+    def plain_exc() -> None:
+        raise_value_error()
+
+    with pytest.raises(ValueError, match="plain value error"):
+        plain_exc()
+
+
+def test_isolated_step_logs_are_stored() -> None:
+    @pipeline(dynamic=True)
+    def logs_iso() -> None:
+        chatty()
+
+    run = logs_iso()
+    logs = run.steps["chatty"].logs
+    assert "to stdout" in logs
+    assert "to stderr" in logs
+    assert "a warning record" in logs
+    # And readable through the Client of another process's view of the store.
+    again = Client().get_pipeline_run(run.id).steps["chatty"].logs
+    assert again == logs
+
+
+def test_isolated_log_lines_stream_live() -> None:
+    seen_while_running: list[str] = []
+
+    @pipeline(dynamic=True)
+    def live() -> None:
+        fut = tick_then_sleep.submit()
+        ctx = current_run()
+        assert ctx is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not fut.done():
+            node = ctx.graph.nodes.get("tick_then_sleep")
+            if node is not None and "tick" in node.log_tail:
+                seen_while_running.extend(node.log_tail)
+                break
+            time.sleep(0.02)
+        assert not fut.done(), "the step ended before its first line was seen"
+        fut.wait()
+
+    run = live()
+    assert seen_while_running == ["tick"]
+    assert run.steps["tick_then_sleep"].logs == "tick\ntock\n"
+
+
+def test_memory_limit_raises_memory_error() -> None:
+    @pipeline(dynamic=True)
+    def too_big() -> None:
+        allocate(600)
+
+    t0 = time.perf_counter()
+    with pytest.raises(MemoryError):
+        too_big()
+    assert time.perf_counter() - t0 < 30
+    sr = _last_run("too_big").steps["allocate"]
+    assert sr.status == "failed" and sr.error_type == "MemoryError"
+
+    @pipeline(dynamic=True)
+    def fits() -> None:
+        allocate(50)
+        free = echo_value(1)  # the same warm workers carry on without the limit
+        del free
+
+    run = fits()
+    assert run.steps["allocate"].output.load() == 50 * 1024 * 1024
+
+
+def test_cpu_affinity_is_applied_and_restored() -> None:
+    total = len(os.sched_getaffinity(0))
+
+    @pipeline(dynamic=True)
+    def cores() -> None:
+        pinned_cores()
+        free_cores()
+
+    _warm()
+    # Run a few times so the pinned step and the free step share a worker at least once.
+    for _ in range(3):
+        run = cores()
+        assert run.steps["pinned_cores"].output.load() == 1
+        assert run.steps["free_cores"].output.load() == total
+
+
+_INTERRUPT_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from dynpipe import step, pipeline
+
+    @step(runtime="isolated", enable_cache=False)
+    def nap(i: int) -> int:
+        print("started", i, os.getpid(), flush=True)
+        time.sleep(60)
+        return i
+
+    @pipeline(dynamic=True)
+    def napping():
+        fs = [nap.submit(i) for i in range(2)]
+        for f in fs:
+            f.wait()
+
+    if __name__ == "__main__":
+        napping()
+    """
+)
+
+
+def _start_napping(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    script = tmp_path / "napping.py"
+    script.write_text(_INTERRUPT_SCRIPT)
+    env = {**os.environ, "DYNPIPE_WORKERS": "2", "DYNPIPE_ECHO_LOGS": "true", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=env, cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    started = 0
+    deadline = time.monotonic() + 60
+    while started < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "started" in line:
+            started += 1
+    assert started == 2, "the isolated steps did not start"
+    workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(workers) >= 2
+    return proc, workers
+
+
+def _assert_all_gone(pids: list[int]) -> None:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"orphan worker processes: {alive}"
+
+
+def test_no_orphan_workers_after_ctrl_c(tmp_path: Path) -> None:
+    proc, workers = _start_napping(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the interrupted pipeline did not exit")
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in out
+    _assert_all_gone(workers)
+
+
+def test_no_orphan_workers_after_orchestrator_is_killed(tmp_path: Path) -> None:
+    proc, workers = _start_napping(tmp_path)
+    proc.kill()  # no atexit: PR_SET_PDEATHSIG must take the workers down
+    proc.wait(timeout=10)
+    _assert_all_gone(workers)
