@@ -214,3 +214,32 @@ def test_unknown_placeholder_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match=r"unknown placeholder 'user'.*\{date\}"):
         p.with_options(run_name="run-{user}")()
+
+
+def test_run_names_stay_unique_when_a_concurrent_run_takes_the_name_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dynpipe.store.store import open_store
+
+    @pipeline(dynamic=True, run_name="daily-{date}")
+    def p() -> None:
+        work("x")
+
+    first = p()
+    # Simulate the race: the check sees a free name, the insert then finds it taken.
+    monkeypatch.setattr(open_store().metadata, "run_name_exists", lambda name: False)
+    second = p()
+    assert second.name == f"{first.name}-{second.id[:8]}"
+    assert second.status.value == "completed"
+    with pytest.raises(RunNameTaken):
+        p.with_options(run_name=first.name)()
+
+
+def test_concurrent_background_runs_with_one_template_get_distinct_names() -> None:
+    @pipeline(dynamic=True, run_name="batch-{date}")
+    def p() -> None:
+        pass
+
+    futures = [p.submit() for _ in range(6)]
+    names = {f.result(timeout=30).name for f in futures}
+    assert len(names) == 6

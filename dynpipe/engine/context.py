@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -107,15 +108,31 @@ class RunContext:
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:
         """Record the run in the store; call once before the first step."""
-        if self.config.run_name and "{" not in self.config.run_name:
-            if self.store.metadata.run_name_exists(self.run_name):
-                raise RunNameTaken(
-                    f"a run named {self.run_name!r} already exists in {self.store.root};"
-                    " run names are unique: add a placeholder such as {date}, {time} or {run_id}"
-                )
-        elif self.store.metadata.run_name_exists(self.run_name):
-            self.run_name = f"{self.run_name}-{self.run_id[:8]}"
-            self.graph.run_name = self.run_name
+        fixed = bool(self.config.run_name) and "{" not in (self.config.run_name or "")
+        if fixed and self.store.metadata.run_name_exists(self.run_name):
+            raise self._name_taken()
+        if not fixed and self.store.metadata.run_name_exists(self.run_name):
+            self._make_name_unique()
+        try:
+            self._create_run()
+        except sqlite3.IntegrityError:
+            # Another run took the name between the check and the insert (concurrent runs).
+            if fixed or self.run_name.endswith(self.run_id[:8]):
+                raise self._name_taken() from None
+            self._make_name_unique()
+            self._create_run()
+
+    def _name_taken(self) -> RunNameTaken:
+        return RunNameTaken(
+            f"a run named {self.run_name!r} already exists in {self.store.root};"
+            " run names are unique: add a placeholder such as {date}, {time} or {run_id}"
+        )
+
+    def _make_name_unique(self) -> None:
+        self.run_name = f"{self.run_name}-{self.run_id[:8]}"
+        self.graph.run_name = self.run_name
+
+    def _create_run(self) -> None:
         self.store.metadata.create_run(
             self.run_id,
             self.run_name,
