@@ -231,3 +231,29 @@ def test_failed_mapped_item_fails_the_run_and_skips_the_fan_in() -> None:
 def test_map_outside_a_pipeline_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="needs a running pipeline"):
         mul.map([1], factor=unmapped(1))
+
+
+def test_unmapped_future_is_broadcast_with_an_edge() -> None:
+    @step
+    def factor() -> int:
+        return 3
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        f = factor.submit()
+        total(mul.map([1, 2], factor=unmapped(f)))
+
+    run = p()
+    assert run.steps["total"].output.load() == 9
+    assert run.steps["mul"].upstream == ["factor"]
+    assert run.steps["mul_2"].inputs == {"factor": run.steps["factor"].output.id}
+
+
+def test_map_in_a_static_pipeline() -> None:
+    @pipeline
+    def p() -> None:
+        total(mul.map([1, 2, 3], factor=unmapped(2)))
+
+    run = p()
+    assert run.steps["total"].output.load() == 12
+    assert run.steps["total"].upstream == ["mul", "mul_2", "mul_3"]

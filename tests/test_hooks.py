@@ -339,3 +339,40 @@ def test_a_raising_cleanup_hook_is_reported_and_the_run_status_kept() -> None:
     with pytest.warns(RuntimeWarning, match="on_cleanup hook.*cleanup broke"):
         run = p()
     assert run.status.value == "completed"
+
+
+def test_failure_hook_runs_once_after_the_last_retry() -> None:
+    from dynpipe import StepRetryConfig
+
+    tries = [0]
+
+    @step(on_failure=on_failure_with_exc, retry=StepRetryConfig(max_retries=2))
+    def breaks() -> int:
+        tries[0] += 1
+        raise RuntimeError(f"try {tries[0]}")
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        breaks()
+
+    with pytest.raises(RuntimeError, match="try 3"):
+        p()
+    assert events == [("failure", "breaks", "RuntimeError", "try 3")]
+
+
+def test_hooks_are_not_run_for_skipped_steps() -> None:
+    @step(on_failure=on_failure_no_args)
+    def breaks() -> int:
+        raise RuntimeError("x")
+
+    @step(on_failure=on_failure_no_args, on_success=on_success)
+    def child(x: int) -> int:
+        return x
+
+    @pipeline(dynamic=True, execution_mode="continue_on_failure")
+    def p() -> None:
+        child.submit(breaks.submit())
+
+    with pytest.raises(RuntimeError):
+        p()
+    assert events == [("failure-noargs", "breaks")]
