@@ -287,3 +287,72 @@ def test_fail_fast_stops_the_step_the_pipeline_body_is_running() -> None:
     assert run.steps["long_inline"].status.value == "stopped"
     assert run.steps["long_inline"].outputs == {}
     assert "body went on" not in ran
+
+
+def _isolated_available() -> bool:
+    try:
+        import dynpipe.runtimes.local  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _isolated_available(), reason="isolated runtime not built yet")
+def test_fail_fast_kills_a_running_isolated_step(tmp_path: Any) -> None:
+    marker = tmp_path / "isolated-finished"
+
+    @step(runtime="isolated", enable_cache=False)
+    def long_isolated(path: str) -> int:
+        import pathlib
+        import time as _time
+
+        _time.sleep(1.0)
+        pathlib.Path(path).write_text("finished")
+        return 1
+
+    @step(enable_cache=False)
+    def breaks() -> int:
+        time.sleep(0.2)
+        raise RuntimeError("inline step broke")
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def p() -> None:
+        long_isolated.submit(str(marker))
+        breaks.submit()
+
+    with pytest.raises(RuntimeError, match="inline step broke"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["long_isolated"].status.value == "stopped"
+    assert run.steps["long_isolated"].outputs == {}
+    time.sleep(1.0)
+    assert not marker.exists()  # the worker was killed, not left running
+
+
+@pytest.mark.skipif(not _isolated_available(), reason="isolated runtime not built yet")
+def test_isolated_step_retries_and_caches(tmp_path: Any) -> None:
+    from dynpipe import StepRetryConfig
+
+    counter = tmp_path / "tries"
+
+    @step(runtime="isolated", retry=StepRetryConfig(max_retries=2))
+    def flaky_isolated(path: str) -> int:
+        import pathlib
+
+        p_ = pathlib.Path(path)
+        n = int(p_.read_text()) + 1 if p_.exists() else 1
+        p_.write_text(str(n))
+        if n < 2:
+            raise OSError(f"isolated try {n}")
+        return n
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        flaky_isolated(str(counter))
+
+    run = p()
+    assert run.steps["flaky_isolated"].attempts == 2
+    assert run.steps["flaky_isolated"].output.load() == 2
+    again = p()
+    assert again.steps["flaky_isolated"].status.value == "cached"
+    assert counter.read_text() == "2"
