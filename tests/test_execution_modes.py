@@ -156,12 +156,18 @@ def test_mode_set_with_with_options_and_in_a_static_pipeline() -> None:
 
 
 def test_unawaited_failed_submission_fails_the_run_with_the_steps_error() -> None:
+    import threading
+
+    fine_done = threading.Event()
+
     @step
     def boom() -> int:
+        fine_done.wait(5)  # fail after the body's last step, when nobody is waiting
         raise KeyError("nobody waited for me")
 
     @step
     def fine() -> int:
+        fine_done.set()
         return 1
 
     @pipeline(dynamic=True)
