@@ -483,3 +483,53 @@ def test_no_orphan_workers_after_orchestrator_is_killed(tmp_path: Path) -> None:
     proc.kill()  # no atexit: PR_SET_PDEATHSIG must take the workers down
     proc.wait(timeout=10)
     _assert_all_gone(workers)
+
+
+def test_workers_that_cannot_start_fail_the_step_instead_of_hanging(tmp_path: Path) -> None:
+    from dynpipe.runtimes.local import LocalProcessRuntime
+    from dynpipe.runtimes.task import StepTask
+
+    rt = LocalProcessRuntime(size=1, python="/bin/false")
+    task = StepTask(
+        run_id="r", run_name="r", pipeline_name="p", step_run_id="s", invocation_id="never_runs",
+        step_name="never_runs", func=len, parameters={}, inputs={}, input_annotations={},
+        outputs=[], materializers={}, store_root=str(tmp_path),
+    )
+    try:
+        result = rt.launch(task).result(timeout=30)
+    finally:
+        rt.shutdown()
+    assert result.error_type == "WorkerCrashedError"
+    assert "failed to start" in (result.error_message or "")
+    assert "exited with code 1" in (result.error_message or "")
+
+
+def _nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_cancel_of_a_queued_attempt(tmp_path: Path) -> None:
+    from dynpipe.runtimes.local import LocalProcessRuntime
+    from dynpipe.runtimes.task import StepTask
+
+    def task(inv: str, seconds: float) -> StepTask:
+        return StepTask(
+            run_id="r", run_name="r", pipeline_name="p", step_run_id=inv, invocation_id=inv,
+            step_name=inv, func=_nap, parameters={"seconds": seconds}, inputs={},
+            input_annotations={}, outputs=[], materializers={}, store_root=str(tmp_path),
+        )
+
+    rt = LocalProcessRuntime(size=1)
+    try:
+        rt.warm_up()
+        running = rt.launch(task("running", 30))
+        queued = rt.launch(task("queued", 0))
+        assert queued.cancel()
+        assert "cancelled before a worker" in (queued.result(timeout=5).error_message or "")
+        time.sleep(0.5)
+        assert running.cancel()
+        result = running.result(timeout=10)
+        assert "killed by SIGKILL" in (result.error_message or "")
+        assert "cancelled" in (result.error_message or "")
+    finally:
+        rt.shutdown()

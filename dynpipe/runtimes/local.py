@@ -191,8 +191,9 @@ class LocalProcessRuntime(StepRuntime):
 
     name = "isolated"
 
-    def __init__(self, size: int | None = None) -> None:
+    def __init__(self, size: int | None = None, python: str | None = None) -> None:
         self.size = size or pool_size_from_env()
+        self.python = python or sys.executable
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._workers: set[_Worker] = set()
@@ -337,9 +338,12 @@ class LocalProcessRuntime(StepRuntime):
             child_fd = child_sock.fileno()
             env = dict(self._base_env)
             env.setdefault("PYTHONUNBUFFERED", "1")
+            home = _package_parent()
+            if home is not None:  # dynpipe imported from a source tree via sys.path
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
             proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "dynpipe.runtimes.worker",
+                    self.python, "-m", "dynpipe.runtimes.worker",
                     "--fd", str(child_fd), "--parent", str(os.getpid()), "--slot", str(slot),
                 ],
                 pass_fds=(child_fd,),
@@ -463,13 +467,16 @@ class LocalProcessRuntime(StepRuntime):
         """Lock held. Retry a few times, then fail waiting attempts instead of hanging."""
         self._start_failures += 1
         self._last_start_error = message
-        if self._start_failures < _MAX_START_FAILURES and not self._closed:
+        if self._closed:
+            return
+        if self._start_failures < _MAX_START_FAILURES:
             self._top_up()
             return
-        queued = list(self._queue) if not self._workers else []
-        if queued:
-            self._queue.clear()
-        self._start_failures = 0
+        if self._workers or self._starting:
+            return  # others may still come up and serve the queue
+        queued = list(self._queue)
+        self._queue.clear()
+        self._start_failures = 0  # the next launch tries again
         for launch in queued:
             threading.Thread(target=launch._fail, args=(message + "; see the process's stderr",), daemon=True).start()
 
@@ -509,6 +516,14 @@ class LocalProcessRuntime(StepRuntime):
         # Two layers: the worker applies cwd / sys.path first, then unpickles the task,
         # whose references may need exactly that path.
         return encode_task(sendable, extras)
+
+
+def _package_parent() -> str | None:
+    """The folder holding the dynpipe package, unless it is a site directory already."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.basename(here) in ("site-packages", "dist-packages"):
+        return None
+    return here
 
 
 _BUILTIN_MATERIALIZERS: frozenset[str] | None = None
