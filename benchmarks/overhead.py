@@ -1,0 +1,70 @@
+"""dynpipe's own overhead, fast: per-step cost of trivial steps, cached re-runs, cold start.
+
+    python benchmarks/overhead.py            # 1,000 steps, median of 5 runs
+    python benchmarks/overhead.py --steps 20 --repeats 1   # smoke run
+
+Every figure is measured in a fresh process with a fresh store (DYNPIPE_HOME in a
+temporary directory): a short warm-up run, then ``--repeats`` timed runs, median shown.
+Targets are DESIGN.md §6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runner import WORKLOADS_DIR, Measurement, dynpipe_python, measure  # noqa: E402
+
+# workload -> (what, target in ms per step, or seconds for cold start)
+TARGETS: dict[str, tuple[str, float, str]] = {
+    "sequential": ("sequential inline step (store on, cache off)", 0.5, "ms/step"),
+    "submitted": ("submitted inline step (store on, cache off)", 1.0, "ms/step"),
+    "cached": ("fully cached re-run, per cached step", 0.3, "ms/step"),
+    "isolated": ("isolated step, warm local worker pool", 15.0, "ms/step"),
+    "cold": ("import dynpipe + first one-step run (fresh process)", 0.3, "s"),
+}
+
+
+def run(steps: int, repeats: int, workloads: list[str], out: object = sys.stdout) -> list[tuple[str, Measurement]]:
+    script = WORKLOADS_DIR / "dynpipe_wl.py"
+    results: list[tuple[str, Measurement]] = []
+    for wl in workloads:
+        n = 1 if wl == "cold" else (min(steps, 100) if wl == "isolated" else steps)
+        results.append(
+            (wl, measure("dynpipe", dynpipe_python(), script, wl, n, 1, extra_args=["--repeats", str(repeats)]))
+        )
+    print(f"dynpipe overhead, median of {repeats} run(s), {steps} steps per run", file=out)
+    print(f"{'workload':<54s} {'figure':>12s} {'target':>12s}  ok", file=out)
+    for wl, m in results:
+        what, target, unit = TARGETS[wl]
+        if not m.ok:
+            print(f"{what:<54s} {'error':>12s} {target:>9.3g} {unit:<3s}  -- {m.error}", file=out)
+            continue
+        value = m.total_s if unit == "s" else m.per_step_ms
+        mark = "yes" if value <= target else "NO"
+        print(f"{what:<54s} {value:>9.3f} {unit:<3s}{'':>0s} {target:>8.3g} {unit:<7s} {mark}", file=out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000, help="steps per pipeline (default 1000)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is shown")
+    parser.add_argument(
+        "--workloads", default="sequential,submitted,cached,cold",
+        help="comma-separated subset of: " + ",".join(TARGETS),
+    )
+    args = parser.parse_args(argv)
+    wls = [w for w in args.workloads.split(",") if w]
+    unknown = [w for w in wls if w not in TARGETS]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; choose from {list(TARGETS)}")
+    results = run(args.steps, args.repeats, wls)
+    return 0 if all(m.ok for _, m in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
