@@ -7,6 +7,7 @@ Step 2 fails quickly while steps 3 and 4 are still running.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from dynpipe import Client, ExecutionMode, StepRetryConfig, StepSkippedError, pipeline, step
 
 ran: list[str] = []
+started = {"s3": threading.Event(), "s4": threading.Event()}
 
 
 @step(enable_cache=False)
@@ -25,13 +27,16 @@ def s1() -> int:
 
 @step(enable_cache=False)
 def s2_fails(x: int) -> int:
-    time.sleep(0.05)
+    for event in started.values():  # fail while steps 3 and 4 are running
+        event.wait(5)
     ran.append("s2")
     raise ValueError("step 2 broke")
 
 
 @step(enable_cache=False)
 def slow(x: int, tag: str) -> int:
+    if tag in started:
+        started[tag].set()
     time.sleep(0.4)
     ran.append(tag)
     return x + 1
@@ -62,6 +67,8 @@ def _spec_dag() -> None:
 
 def _run_in_mode(mode: Any) -> dict[str, str]:
     ran.clear()
+    for event in started.values():
+        event.clear()
 
     @pipeline(dynamic=True, execution_mode=mode)
     def spec_example() -> None:
@@ -136,6 +143,8 @@ def test_continue_on_failure_runs_independent_work() -> None:
 
 def test_mode_set_with_with_options_and_in_a_static_pipeline() -> None:
     ran.clear()
+    started["s3"].clear()
+    started["s4"].set()  # this DAG has no step 4
 
     @pipeline
     def static_example() -> None:
@@ -156,8 +165,6 @@ def test_mode_set_with_with_options_and_in_a_static_pipeline() -> None:
 
 
 def test_unawaited_failed_submission_fails_the_run_with_the_steps_error() -> None:
-    import threading
-
     fine_done = threading.Event()
 
     @step
@@ -252,12 +259,13 @@ def test_fail_fast_stops_a_step_waiting_to_retry() -> None:
 
     @step
     def breaks() -> int:
-        time.sleep(0.1)
         raise RuntimeError("fatal")
 
     @pipeline(dynamic=True, execution_mode="fail_fast")
     def p() -> None:
-        retrier.submit()
+        r = retrier.submit()
+        while r.status != "retrying":
+            time.sleep(0.01)
         breaks.submit()
 
     started = time.monotonic()
@@ -270,13 +278,17 @@ def test_fail_fast_stops_a_step_waiting_to_retry() -> None:
 
 
 def test_fail_fast_stops_the_step_the_pipeline_body_is_running() -> None:
+    inline_started = threading.Event()
+
     @step
     def breaks() -> int:
-        time.sleep(0.1)
+        inline_started.wait(5)
+        time.sleep(0.05)
         raise RuntimeError("submitted step broke")
 
     @step
     def long_inline() -> int:
+        inline_started.set()
         time.sleep(0.5)
         return 1
 
@@ -318,12 +330,14 @@ def test_fail_fast_kills_a_running_isolated_step(tmp_path: Any) -> None:
 
     @step(enable_cache=False)
     def breaks() -> int:
-        time.sleep(0.2)
         raise RuntimeError("inline step broke")
 
     @pipeline(dynamic=True, execution_mode="fail_fast")
     def p() -> None:
-        long_isolated.submit(str(marker))
+        f = long_isolated.submit(str(marker))
+        while f.status != "running":
+            time.sleep(0.01)
+        time.sleep(0.1)
         breaks.submit()
 
     with pytest.raises(RuntimeError, match="inline step broke"):

@@ -213,7 +213,8 @@ def test_retry_delay_is_kept_after_another_step_failed_under_stop_on_failure() -
     @pipeline(dynamic=True)
     def p() -> None:
         f = flaky.submit()
-        time.sleep(0.1)
+        while f.status != "retrying":  # fail the other step while this one waits
+            time.sleep(0.01)
         breaks.submit()
         f.wait()
 
