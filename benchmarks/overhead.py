@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1000, help="steps per pipeline (default 1000)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is shown")
     parser.add_argument(
-        "--workloads", default="sequential,submitted,cached,cold",
+        "--workloads", default="sequential,submitted,cached,isolated,cold",
         help="comma-separated subset of: " + ",".join(TARGETS),
     )
     args = parser.parse_args(argv)
