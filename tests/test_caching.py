@@ -364,7 +364,7 @@ def test_policy_without_artifact_values_ignores_input_content() -> None:
 
 
 def test_policy_expires_after_and_max_age() -> None:
-    @step(cache_policy=CachePolicy(expires_after=0.3))
+    @step(cache_policy=CachePolicy(expires_after=0.6))
     def short_lived() -> int:
         return 1
 
@@ -380,7 +380,7 @@ def test_policy_expires_after_and_max_age() -> None:
     p()
     run = p()
     assert run.steps["short_lived"].status.value == "cached"
-    time.sleep(0.4)
+    time.sleep(0.7)
     run = p()
     assert run.steps["short_lived"].status.value == "completed"
     assert run.steps["long_lived"].status.value == "cached"
