@@ -228,3 +228,27 @@ def test_synchronous_false_in_yaml_runs_in_the_background(tmp_path: Path) -> Non
     future = p.with_options(config_path="config.yaml")()
     run = future.result(timeout=30)
     assert run.status.value == "completed"
+
+
+def test_pipeline_level_enable_cache_and_retry_from_yaml(tmp_path: Path) -> None:
+    tries = [0]
+
+    @step
+    def flaky() -> int:
+        tries[0] += 1
+        if tries[0] == 1:
+            raise RuntimeError("once")
+        return 1
+
+    _write(tmp_path, "enable_cache: false\nretry:\n  max_retries: 1\n")
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        flaky()
+
+    configured = p.with_options(config_path="config.yaml")
+    first = configured()
+    second = configured()
+    assert first.steps["flaky"].attempts == 2
+    assert second.steps["flaky"].status.value == "completed"  # caching off for the run
+    assert tries[0] == 3
