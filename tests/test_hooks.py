@@ -376,3 +376,38 @@ def test_hooks_are_not_run_for_skipped_steps() -> None:
     with pytest.raises(RuntimeError):
         p()
     assert events == [("failure-noargs", "breaks")]
+
+
+def _isolated_available() -> bool:
+    try:
+        import dynpipe.runtimes.local  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _isolated_available(), reason="isolated runtime not built yet")
+def test_step_context_and_hooks_with_isolated_steps() -> None:
+    def capture(exc: BaseException) -> None:
+        ctx = get_step_context()
+        events.append((ctx.invocation_id, dict(ctx.inputs), type(exc).__name__, str(exc)))
+
+    @step(runtime="isolated")
+    def annotate(x: int) -> int:
+        ctx = get_step_context()
+        ctx.add_output_metadata({"seen_invocation": ctx.invocation_id, "x": x})
+        return x
+
+    @step(runtime="isolated", on_failure=capture)
+    def breaks(x: int) -> int:
+        raise ValueError(f"isolated {x}")
+
+    @pipeline(dynamic=True, execution_mode="continue_on_failure")
+    def p() -> None:
+        breaks.submit(annotate(4))
+
+    with pytest.raises(ValueError, match="isolated 4"):
+        p()
+    run = Client().get_pipeline("p").last_run
+    assert run.steps["annotate"].output.metadata == {"seen_invocation": "annotate", "x": 4}
+    assert events == [("breaks", {"x": 4}, "ValueError", "isolated 4")]
