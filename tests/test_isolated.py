@@ -533,3 +533,28 @@ def test_cancel_of_a_queued_attempt(tmp_path: Path) -> None:
         assert "cancelled" in (result.error_message or "")
     finally:
         rt.shutdown()
+
+
+@step(runtime="isolated", enable_cache=False)
+def fork_then_die(pid_file: str) -> int:
+    child = os.fork()
+    if child == 0:  # the grandchild inherits the worker's socket and would keep it open
+        time.sleep(60)
+        os._exit(0)
+    Path(pid_file).write_text(str(child))
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+def test_death_is_seen_even_if_a_child_of_the_step_holds_the_socket(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+
+    @pipeline(dynamic=True)
+    def forky() -> None:
+        fork_then_die(str(pid_file))
+
+    t0 = time.perf_counter()
+    with pytest.raises(WorkerCrashedError, match="SIGKILL"):
+        forky()
+    assert time.perf_counter() - t0 < 10
+    _assert_all_gone([int(pid_file.read_text())])  # the step's process group was killed too

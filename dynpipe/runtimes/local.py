@@ -360,12 +360,16 @@ class LocalProcessRuntime(StepRuntime):
     def _read_loop(self, w: _Worker) -> None:
         """Per worker: deliver log lines and results; detect death at once."""
         conn = w.conn
-        waitables: list[Any] = [conn] if w.pidfd is None else [conn.fileno(), w.pidfd]
+        poller = None
+        if w.pidfd is not None:
+            poller = select.poll()  # not select(): file descriptors past 1024 are common in kernels
+            poller.register(conn.fileno(), select.POLLIN)
+            poller.register(w.pidfd, select.POLLIN)
         try:
             while True:
-                if w.pidfd is not None:
-                    readable, _, _ = select.select(waitables, [], [])
-                    if conn.fileno() not in readable:  # the process is gone: drain, then stop
+                if poller is not None:
+                    ready = {fd for fd, _ in poller.poll()}
+                    if conn.fileno() not in ready:  # the process is gone: drain, then stop
                         while conn.poll(0):
                             self._handle(w, conn.recv_bytes())
                         break
