@@ -36,9 +36,10 @@ def test_compare_smoke_without_peers(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| workload | framework | steps/run | per step (ms)" in proc.stdout
     text = report.read_text()
-    for title in ("sequential inline steps", "submitted inline steps", "fan-out + fan-in (1 + N + 1 steps)",
+    lines = text.splitlines()
+    for title in ("sequential inline steps", "submitted inline steps", "fan-out + fan-in",
                   "fully cached re-run", "isolated steps", "cold start"):
-        assert f"| {title} | dynpipe |" in text
+        assert any(ln.startswith(f"| {title}") and "| dynpipe |" in ln for ln in lines), title
     assert "failed" not in text
     assert "50 submitted trivial steps in one run" in text
     assert "machine:" in text and "versions: dynpipe" in text

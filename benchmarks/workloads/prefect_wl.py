@@ -3,15 +3,14 @@
 Mapping: a dynpipe step is a Prefect task, a dynamic pipeline is a flow. Caching off is
 ``cache_policy=NO_CACHE``; the cached workload uses ``INPUTS`` with persisted results.
 Isolated steps use ``ProcessPoolTaskRunner`` (tasks in worker processes), Prefect's
-local equivalent of a warm process pool.
+local equivalent of a process pool.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
-from _common import cold_start_via_children, emit, parse_args, timed
+from _common import cold_start, parse_args, run_plan
 
 home = os.environ.get("BENCH_HOME")
 if home:
@@ -23,26 +22,25 @@ os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
 os.environ.pop("PREFECT_API_URL", None)
 
 
+def cold_run() -> None:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+
+    @task(cache_policy=NO_CACHE)
+    def one() -> int:
+        return 1
+
+    @flow
+    def cold() -> None:
+        one()
+
+    cold()
+
+
 def main() -> None:
     args = parse_args()
-    n = args.steps
     if args.workload == "cold":
-        if cold_start_via_children(__file__):
-            return
-        start = time.perf_counter()
-        from prefect import flow, task
-        from prefect.cache_policies import NO_CACHE
-
-        @task(cache_policy=NO_CACHE)
-        def one() -> int:
-            return 1
-
-        @flow
-        def cold() -> None:
-            one()
-
-        cold()
-        emit("cold", 1, time.perf_counter() - start)
+        cold_start(__file__, args, cold_run)
         return
 
     from prefect import flow, task
@@ -58,8 +56,8 @@ def main() -> None:
         return i
 
     @task(cache_policy=NO_CACHE)
-    def source() -> int:
-        return 1
+    def source(offset: int) -> int:
+        return offset
 
     @task(cache_policy=NO_CACHE)
     def work(i: int, x: int) -> int:
@@ -70,55 +68,46 @@ def main() -> None:
         return sum(values)
 
     @flow
-    def sequential(count: int) -> None:
+    def sequential(count: int, offset: int) -> None:
         for i in range(count):
-            noop(i)
+            noop(offset + i)
 
     @flow
-    def sequential_cached(count: int) -> None:
+    def sequential_cached(count: int, offset: int) -> None:
         for i in range(count):
-            noop_cached(i)
+            noop_cached(offset + i)
 
     @flow
-    def submitted(count: int) -> None:
-        futures = [noop.submit(i) for i in range(count)]
+    def submitted(count: int, offset: int) -> None:
+        futures = [noop.submit(offset + i) for i in range(count)]
         for f in futures:
             f.wait()
 
     @flow
-    def fanout(count: int) -> None:
-        x = source()
+    def fanout(count: int, offset: int) -> None:
+        x = source(offset)
         futures = [work.submit(i, x) for i in range(count)]
         combine(futures)
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
-    def isolated(count: int) -> None:
-        futures = [noop.submit(i) for i in range(count)]
+    def isolated(count: int, offset: int) -> None:
+        futures = [noop.submit(offset + i) for i in range(count)]
         for f in futures:
             f.wait()
 
-    extra: dict[str, object] = {}
-    warm = args.warmup
-    if args.workload == "sequential":
-        sequential(warm)
-        total = timed(lambda: sequential(n))
-    elif args.workload in ("submitted", "scale"):
-        submitted(warm)
-        total = timed(lambda: submitted(n))
-    elif args.workload == "fanout":
-        fanout(warm)
-        total = timed(lambda: fanout(n))
-        n += 2
-    elif args.workload == "cached":
-        sequential_cached(n)
-        total = timed(lambda: sequential_cached(n))
-    elif args.workload == "isolated":
-        isolated(warm)
-        total = timed(lambda: isolated(n))
-        extra["note"] = "ProcessPoolTaskRunner(max_workers=2); pool started inside the timed flow"
+    wl = args.workload
+    if wl == "sequential":
+        run_plan(args, lambda c, o: sequential(c, o))
+    elif wl in ("submitted", "scale"):
+        run_plan(args, lambda c, o: submitted(c, o))
+    elif wl == "fanout":
+        run_plan(args, lambda c, o: fanout(c, o), steps_counted=args.steps + 2)
+    elif wl == "cached":
+        run_plan(args, lambda c, o: sequential_cached(c, o), cached=True)
+    elif wl == "isolated":
+        run_plan(args, lambda c, o: isolated(c, o), note="ProcessPoolTaskRunner(max_workers=2)")
     else:
-        raise SystemExit(f"unknown workload {args.workload}")
-    emit(args.workload, n, total, **extra)
+        raise SystemExit(f"unknown workload {wl}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ def noop_isolated(i: int) -> int:
 
 
 @step
-def source() -> int:
-    return 1
+def source(offset: int) -> int:
+    return offset
 
 
 @step
@@ -31,34 +31,34 @@ def combine(values: list[int]) -> int:
 
 
 @pipeline(dynamic=True, enable_cache=False)
-def sequential(count: int) -> None:
+def sequential(count: int, offset: int) -> None:
     for i in range(count):
-        noop(i)
+        noop(offset + i)
 
 
 @pipeline(dynamic=True, enable_cache=True)
-def sequential_cached(count: int) -> None:
+def sequential_cached(count: int, offset: int) -> None:
     for i in range(count):
-        noop(i)
+        noop(offset + i)
 
 
 @pipeline(dynamic=True, enable_cache=False)
-def submitted(count: int) -> None:
-    futures = [noop.submit(i) for i in range(count)]
+def submitted(count: int, offset: int) -> None:
+    futures = [noop.submit(offset + i) for i in range(count)]
     for f in futures:
         f.wait()
 
 
 @pipeline(dynamic=True, enable_cache=False)
-def fanout(count: int) -> None:
-    x = source()
+def fanout(count: int, offset: int) -> None:
+    x = source(offset)
     futures = [work.submit(i, x) for i in range(count)]
     combine(futures)
 
 
 @pipeline(dynamic=True, enable_cache=False)
-def isolated(count: int) -> None:
-    futures = [noop_isolated.submit(i) for i in range(count)]
+def isolated(count: int, offset: int) -> None:
+    futures = [noop_isolated.submit(offset + i) for i in range(count)]
     for f in futures:
         f.wait()
 

@@ -1,16 +1,16 @@
 """ZenML side of the benchmark workloads (local orchestrator, dynamic pipelines; see _common.py).
 
 The config directory and the local SQLite store live in a temporary directory
-(ZENML_CONFIG_PATH); analytics are off. Isolated steps use ``runtime="isolated"`` with the
-local orchestrator, ZenML's own local equivalent.
+(ZENML_CONFIG_PATH); analytics are off. Steps and pipelines are in zenml_defs.py because
+ZenML resolves dynamic pipelines by module path. Isolated steps use ``runtime="isolated"``
+with the local orchestrator, ZenML's own local equivalent.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
-from _common import cold_start_via_children, emit, parse_args, timed
+from _common import cold_start, parse_args, run_plan
 
 home = os.environ.get("BENCH_HOME")
 if home:
@@ -22,43 +22,33 @@ os.environ.setdefault("ZENML_DEBUG", "false")
 os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
 
 
+def cold_run() -> None:
+    from zenml_defs import cold
+
+    cold()
+
+
 def main() -> None:
     args = parse_args()
-    n = args.steps
     if args.workload == "cold":
-        if cold_start_via_children(__file__):
-            return
-        start = time.perf_counter()
-        from zenml_defs import cold
-
-        cold()
-        emit("cold", 1, time.perf_counter() - start)
+        cold_start(__file__, args, cold_run)
         return
 
     from zenml_defs import fanout, isolated, sequential, sequential_cached, submitted
 
-    extra: dict[str, object] = {}
-    warm = args.warmup
-    if args.workload == "sequential":
-        sequential(count=warm)
-        total = timed(lambda: sequential(count=n))
-    elif args.workload in ("submitted", "scale"):
-        submitted(count=warm)
-        total = timed(lambda: submitted(count=n))
-    elif args.workload == "fanout":
-        fanout(count=warm)
-        total = timed(lambda: fanout(count=n))
-        n += 2
-    elif args.workload == "cached":
-        sequential_cached(count=n)
-        total = timed(lambda: sequential_cached(count=n))
-    elif args.workload == "isolated":
-        isolated(count=warm)
-        total = timed(lambda: isolated(count=n))
-        extra["note"] = 'runtime="isolated" on the local orchestrator'
+    wl = args.workload
+    if wl == "sequential":
+        run_plan(args, lambda c, o: sequential(count=c, offset=o))
+    elif wl in ("submitted", "scale"):
+        run_plan(args, lambda c, o: submitted(count=c, offset=o))
+    elif wl == "fanout":
+        run_plan(args, lambda c, o: fanout(count=c, offset=o), steps_counted=args.steps + 2)
+    elif wl == "cached":
+        run_plan(args, lambda c, o: sequential_cached(count=c, offset=o), cached=True)
+    elif wl == "isolated":
+        run_plan(args, lambda c, o: isolated(count=c, offset=o), note='runtime="isolated", local orchestrator')
     else:
-        raise SystemExit(f"unknown workload {args.workload}")
-    emit(args.workload, n, total, **extra)
+        raise SystemExit(f"unknown workload {wl}")
 
 
 if __name__ == "__main__":
