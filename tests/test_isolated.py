@@ -375,11 +375,12 @@ def test_memory_limit_raises_memory_error() -> None:
         allocate(600)
 
     t0 = time.perf_counter()
-    with pytest.raises(MemoryError):
+    with pytest.raises(MemoryError, match=r"ran out of memory.*ResourceSettings\(memory='200MB'\)"):
         too_big()
     assert time.perf_counter() - t0 < 30
     sr = _last_run("too_big").steps["allocate"]
     assert sr.status == "failed" and sr.error_type == "MemoryError"
+    assert "ran out of memory" in sr.logs
 
     @pipeline(dynamic=True)
     def fits() -> None:

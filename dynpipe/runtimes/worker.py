@@ -181,7 +181,19 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0) ->
                 on_line(f"dynpipe: {note}")
             else:
                 print(f"[{task.invocation_id}] dynpipe: {note}", flush=True)
-        return execute_task(task, on_line)
+        result = execute_task(task, on_line)
+    memory = getattr(task.resources, "memory", None)
+    if memory and isinstance(result.error, MemoryError):
+        detail = str(result.error) or "an allocation failed"
+        message = (
+            f"step {task.invocation_id!r} ran out of memory: {detail} (limit"
+            f" ResourceSettings(memory={memory!r}), enforced as an address-space limit)"
+        )
+        err = MemoryError(message)
+        err.__traceback__ = result.error.__traceback__
+        result.error, result.error_message = err, message
+        result.logs += f"dynpipe: {message}\n"
+    return result
 
 
 def serve(fd: int, parent_pid: int, slot: int) -> None:
