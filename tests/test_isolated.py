@@ -559,3 +559,21 @@ def test_death_is_seen_even_if_a_child_of_the_step_holds_the_socket(tmp_path: Pa
         forky()
     assert time.perf_counter() - t0 < 10
     _assert_all_gone([int(pid_file.read_text())])  # the step's process group was killed too
+
+
+def test_a_step_that_cannot_be_pickled_fails_with_a_clear_error() -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    @step(runtime="isolated", enable_cache=False)
+    def holds_lock() -> int:
+        with lock:
+            return 1
+
+    @pipeline(dynamic=True)
+    def unpicklable() -> None:
+        holds_lock()
+
+    with pytest.raises(TypeError, match="'holds_lock' cannot be sent to an isolated worker process.*lock"):
+        unpicklable()
