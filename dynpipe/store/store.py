@@ -63,7 +63,20 @@ def _open(root: str) -> Store:
     return Store(Path(root))
 
 
+# Stores already opened by the exact absolute ``root`` string passed in: every step attempt calls
+# open_store(task.store_root), and resolving the path (an lstat per component) cost more
+# than the rest of the lookup.
+_by_given_root: dict[str, Store] = {}
+
+
 def open_store(root: str | Path | None = None) -> Store:
     """The store at ``root`` (default: located as DESIGN §3 says); one instance per root per process."""
-    path = Path(root).expanduser().resolve() if root is not None else find_store_root()
-    return _open(str(path))
+    if root is None:
+        return _open(str(find_store_root()))
+    key = str(root)
+    store = _by_given_root.get(key)
+    if store is None:
+        store = _open(str(Path(root).expanduser().resolve()))
+        if key.startswith("/") and len(_by_given_root) < 64:  # relative paths depend on the cwd
+            _by_given_root[key] = store
+    return store
