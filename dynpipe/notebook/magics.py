@@ -1,0 +1,181 @@
+"""``%%pipeline`` and ``%pipeline``: run notebook cells inside a dynamic run that stays open.
+
+    %%pipeline NAME [--new] [--config PATH] [--mode MODE] [--no-widget]
+        run the cell body inside the open run NAME (started on first use); variables the
+        cell defines land in the notebook namespace; top-level ``await`` works.
+    %pipeline end NAME      finish run NAME (wait for its steps) and print its summary
+    %pipeline status        list open runs with their progress
+
+Open runs are finished when the kernel shuts down (atexit; running steps are stopped).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextvars
+import inspect
+import threading
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ..config import ExecutionMode, PipelineConfig, load_config_file
+from . import session as sessions
+
+
+def _config_for(name: str, mode: str | None, config_path: str | None) -> PipelineConfig:
+    config = PipelineConfig(name=name, dynamic=True)
+    if config_path:
+        config = config.merged(**load_config_file(config_path, None), config_path=config_path)
+    if mode:
+        try:
+            config = config.merged(execution_mode=ExecutionMode(mode))
+        except ValueError:
+            modes = ", ".join(m.value for m in ExecutionMode)
+            raise ValueError(f"%%pipeline {name}: unknown --mode {mode!r} (use one of: {modes})") from None
+    return config
+
+
+def run_cell_body(shell: Any, body: str) -> Any:
+    """Execute ``body`` like a notebook cell in the user namespace; return nothing.
+
+    The last expression is shown through the display hook, as a normal cell would;
+    a body with top-level ``await`` runs its coroutine on a private event loop (the
+    kernel's own loop is busy running this magic).
+    """
+    __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+    transformed = shell.transform_cell(body)
+    filename = shell.compile.cache(transformed, shell.execution_count, raw_code=body)
+    tree = ast.parse(transformed, filename=filename)
+    last: ast.Expression | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    flags = getattr(shell.compile, "flags", 0) | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    ns = shell.user_ns
+    _run(compile(tree, filename, "exec", flags=flags, dont_inherit=True), ns)
+    if last is not None:
+        value = _run(compile(last, filename, "eval", flags=flags, dont_inherit=True), ns)
+        if value is not None:
+            shell.displayhook(value)
+
+
+def _run(code: Any, ns: dict[str, Any]) -> Any:
+    __tracebackhide__ = True  # noqa: F841
+    result = eval(code, ns)  # noqa: S307 - this is the user's own cell
+    if code.co_flags & inspect.CO_COROUTINE:
+        return _run_coroutine(result)
+    return result
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """Run a cell's coroutine to completion in a helper thread with its own loop."""
+    __tracebackhide__ = True  # noqa: F841
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+    context = contextvars.copy_context()
+
+    async def main() -> Any:
+        box["task"] = asyncio.current_task()
+        box["loop"] = asyncio.get_running_loop()
+        ready.set()
+        return await coro
+
+    def target() -> None:
+        try:
+            box["value"] = context.run(asyncio.run, main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the cell's thread
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=target, name="dynpipe-cell-await", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        ready.wait()
+        if "loop" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join(5)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@magics_class
+class PipelineMagics(Magics):
+    """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic."""
+
+    @magic_arguments()
+    @argument("name", help="the run to add this cell to (started on first use)")
+    @argument("--new", action="store_true", help="finish the open run NAME and start a new one")
+    @argument("--config", default=None, help="YAML config template applied when the run starts")
+    @argument("--mode", default=None, help="fail_fast | stop_on_failure | continue_on_failure")
+    @argument("--no-widget", action="store_true", help="no live DAG under this cell")
+    @cell_magic
+    def pipeline(self, line: str, cell: str) -> None:
+        """Run the cell inside the open dynamic run NAME."""
+        __tracebackhide__ = True  # noqa: F841
+        args = parse_argstring(self.pipeline, line)
+        name = args.name
+        existing = sessions.get(name)
+        if existing is not None and not existing.ctx.finished and not args.new and (args.config or args.mode):
+            print(f"dynpipe: run {name!r} is already open; --config/--mode apply when a run starts (use --new)")
+        config = _config_for(name, args.mode, args.config)
+        session, finished = sessions.session_for(name, config, new=args.new)
+        if finished:
+            print(finished)
+        view = session.open_cell(widget=not args.no_widget)
+        ctx = session.ctx
+        ctx.activate()
+        try:
+            run_cell_body(self.shell, cell)
+        finally:
+            ctx.deactivate()
+            session.close_cell(view)
+
+    @line_magic("pipeline")
+    def pipeline_line(self, line: str) -> None:
+        """``%pipeline end NAME`` | ``%pipeline status``."""
+        words = line.split()
+        if not words or words[0] == "status":
+            runs = sessions.open_sessions()
+            if not runs:
+                print("no open dynpipe runs")
+            for s in runs:
+                print(s.progress())
+            return
+        if words[0] == "end" and len(words) == 2:
+            try:
+                print(sessions.end(words[1]))
+            except KeyError:
+                open_names = ", ".join(s.name for s in sessions.open_sessions()) or "none"
+                raise ValueError(f"%pipeline end: no open run named {words[1]!r} (open: {open_names})") from None
+            return
+        raise ValueError(f"%pipeline {line!r}: use '%pipeline end NAME' or '%pipeline status'")
+
+
+def _sweep_all(*_args: Any) -> None:
+    """After every cell: freeze finished older cells with the current cell as parent."""
+    for s in sessions.open_sessions():
+        try:
+            s.sweep()
+        except Exception:  # noqa: BLE001 - never break the user's cell
+            pass
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(PipelineMagics)
+    if _sweep_all not in ipython.events.callbacks.get("post_run_cell", []):
+        ipython.events.register("post_run_cell", _sweep_all)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    try:
+        ipython.events.unregister("post_run_cell", _sweep_all)
+    except ValueError:
+        pass

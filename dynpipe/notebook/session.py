@@ -1,0 +1,192 @@
+"""Open runs in the kernel, one per ``%%pipeline NAME``, and the outputs of their cells.
+
+A session keeps its ``RunContext`` open across cells so later cells add to the same DAG.
+Each cell shows a live widget under a display id; once the cell has returned and every
+step it started has finished, the widget is swapped for a static snapshot — except in
+the newest cell of a run that is still open, which stays live.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from ..config import PipelineConfig
+from ..engine.context import RunContext
+from ..engine.dag import NodeState
+from ..engine.run import finish_run, start_run, summary_line
+from ..store.store import open_store
+from .render import TERMINAL
+from .snapshot import snapshot_bundle
+from .widget import DagWidget, LiveFeed
+
+
+class CellView:
+    """The output of one ``%%pipeline`` cell: a live widget until its work is done."""
+
+    def __init__(self, display_id: str, widget: DagWidget, before: set[str]) -> None:
+        self.display_id = display_id
+        self.widget = widget
+        self.before = before
+        self.node_ids: set[str] = set()
+        self.returned = False
+        self.static = False
+
+
+class Session:
+    """One open dynamic run named by the notebook (``%%pipeline NAME``)."""
+
+    def __init__(self, name: str, config: PipelineConfig) -> None:
+        self.name = name
+        self.config = config
+        self.ctx: RunContext = start_run(name, config, open_store())
+        self.cells: list[CellView] = []
+        self.feed: LiveFeed | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def graph(self) -> Any:
+        return self.ctx.graph
+
+    # -- cells -----------------------------------------------------------------------
+    def open_cell(self, widget: bool = True) -> CellView | None:
+        """Show a live widget for the cell about to run (and freeze finished older ones)."""
+        self.sweep()
+        if not widget:
+            return None
+        from IPython.display import display
+
+        if self.feed is None:
+            self.feed = LiveFeed(self.name, self.graph, after_frame=self.sweep, lock=self._lock)
+        view = DagWidget()
+        handle = display(
+            {
+                "application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2, "version_minor": 1, "model_id": view.model_id,
+                },
+                "text/plain": f"dynpipe live DAG of run {self.name!r}",
+            },
+            raw=True,
+            display_id=True,
+        )
+        cell = CellView(handle.display_id, view, set(self.graph.nodes))
+        with self._lock:
+            self.cells.append(cell)
+        self.feed.attach(view)
+        self.feed.refresh(force=True)
+        return cell
+
+    def close_cell(self, cell: CellView | None) -> None:
+        """The cell body returned: remember which steps it started; freeze what is done."""
+        if cell is not None:
+            cell.node_ids = set(self.graph.nodes) - cell.before
+            cell.returned = True
+        if self.feed is not None:
+            self.feed.refresh(force=True)
+        else:
+            self.sweep()
+
+    def sweep(self, nodes: list[NodeState] | None = None) -> None:
+        """Replace every finished, no-longer-newest cell's widget with a snapshot."""
+        with self._lock:
+            if nodes is None:
+                nodes = self.graph.snapshot()
+            by_id = {n.invocation_id: n for n in nodes}
+            live = [c for c in self.cells if not c.static]
+            if not live:
+                return
+            newest = self.cells[-1]
+            for cell in live:
+                if not cell.returned:
+                    continue
+                if cell is newest and not self.ctx.finished:
+                    continue
+                if any(by_id[i].status not in TERMINAL for i in cell.node_ids if i in by_id):
+                    continue
+                self._freeze(cell, nodes)
+
+    def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
+        from IPython.display import update_display
+
+        cell.static = True
+        state = self.ctx.status.value if self.ctx.finished else "open"
+        update_display(snapshot_bundle(self.name, nodes, state), display_id=cell.display_id, raw=True)
+        if self.feed is not None:
+            self.feed.detach(cell.widget)
+        cell.widget.close()
+
+    # -- the run -----------------------------------------------------------------------
+    def progress(self) -> str:
+        counts = self.graph.counts()
+        total = sum(counts.values())
+        done = sum(n for s, n in counts.items() if s in TERMINAL)
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
+
+    def finish(self, stop: bool = False) -> str:
+        """Wait for (or with ``stop``, stop) outstanding steps, record the run, freeze views."""
+        if stop and self.ctx.outstanding:
+            self.ctx.stop_running("the kernel is shutting down")
+        finish_run(self.ctx)
+        if self.feed is not None:
+            self.feed.stop()
+            self.feed.refresh(force=True)
+        self.sweep()
+        return summary_line(self.ctx)
+
+
+_sessions: dict[str, Session] = {}
+_lock = threading.Lock()
+
+
+def get(name: str) -> Session | None:
+    return _sessions.get(name)
+
+
+def open_sessions() -> list[Session]:
+    return [s for s in _sessions.values() if not s.ctx.finished]
+
+
+def session_for(name: str, config: PipelineConfig, new: bool = False) -> tuple[Session, str | None]:
+    """The open session NAME, or a new one; ``new`` finishes the old one first.
+
+    Returns the session and the summary of a run that ``new`` finished (or None).
+    """
+    with _lock:
+        old = _sessions.get(name)
+        finished = None
+        if old is not None and not old.ctx.finished and not new:
+            return old, None
+        if old is not None and not old.ctx.finished:
+            finished = old.finish()
+        session = Session(name, config)
+        _sessions[name] = session
+        return session, finished
+
+
+def end(name: str) -> str:
+    session = _sessions.get(name)
+    if session is None:
+        raise KeyError(name)
+    summary = session.finish()
+    with _lock:
+        if _sessions.get(name) is session:
+            del _sessions[name]
+    return summary
+
+
+def finish_all(stop: bool = True) -> list[str]:
+    """Finish every open run (kernel shutdown); running steps are stopped."""
+    out = []
+    for name in list(_sessions):
+        session = _sessions.pop(name, None)
+        if session is not None and not session.ctx.finished:
+            try:
+                out.append(session.finish(stop=stop))
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+    return out
+
+
+atexit.register(finish_all)

@@ -1,0 +1,53 @@
+"""The static output that replaces a live DAG widget once a cell's work is done.
+
+A MIME bundle any viewer can show without a kernel or widget manager: ``image/svg+xml``
+and ``image/png`` of the DAG (or an HTML table without ``dot``), plus a ``text/plain``
+summary that holds no timings, run ids or paths, so saved notebooks diff cleanly and
+nbval can compare it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from typing import Any
+
+from ..engine.dag import NodeState
+from . import render
+
+
+def text_summary(name: str, nodes: list[NodeState], run_state: str) -> str:
+    """Stable plain text: one line per step (siblings counted together), no timings or ids."""
+    counts = Counter(n.status for n in nodes)
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    lines = [f"dynpipe run {name!r} ({run_state}): {len(nodes)} steps" + (f" — {parts}" if parts else "")]
+    by_step: dict[str, list[NodeState]] = {}
+    for node in nodes:
+        by_step.setdefault(node.step_name, []).append(node)
+    width = max((len(s) + 6 for s in by_step), default=0)
+    for step_name, members in by_step.items():
+        label = step_name if len(members) == 1 else f"{step_name} ×{len(members)}"
+        if len(members) == 1:
+            state = members[0].status
+        else:
+            c = Counter(m.status for m in members)
+            state = ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
+        lines.append(f"  {label:<{width}} {state}")
+    return "\n".join(lines)
+
+
+def snapshot_bundle(name: str, nodes: list[NodeState], run_state: str) -> dict[str, Any]:
+    """The MIME bundle of the final DAG (no durations, so it is the same on every run)."""
+    items, edges = render.layout_items(nodes, timings=False)
+    bundle: dict[str, Any] = {"text/plain": text_summary(name, nodes, run_state)}
+    if not items:
+        return bundle
+    svg = render.render_svg(items, edges)
+    if svg is None:
+        bundle["text/html"] = render.html_table(items)
+        return bundle
+    bundle["image/svg+xml"] = svg
+    png = render.render_png(items, edges)
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+    return bundle
