@@ -39,7 +39,9 @@ class NodeState:
         self.cached = False
         self.error: str | None = None
         self.preview: str | None = None
-        self.log_tail: deque[str] = deque(maxlen=20)
+        # Created on the first log line: most steps print nothing, and an empty
+        # deque costs ~600 bytes per node in a 10,000-step run.
+        self.log_tail: deque[str] | tuple[()] = ()
         self.outputs: list[str] = []
         self.inputs: dict[str, Any] = {}
         self.parameters: dict[str, Any] = {}
@@ -101,7 +103,10 @@ class RunGraph:
         self._notify(node)
 
     def add_log_line(self, node: NodeState, line: str) -> None:
-        node.log_tail.append(line)
+        tail = node.log_tail
+        if not isinstance(tail, deque):
+            tail = node.log_tail = deque(maxlen=20)
+        tail.append(line)
         self._notify(node)
 
     def set_status(self, status: str) -> None:
