@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -93,6 +92,8 @@ class StepRunFuture:
         return self._await().__await__()
 
     async def _await(self) -> Any:
+        import asyncio  # lazily: ~18 ms of `import dynpipe` otherwise
+
         await asyncio.wrap_future(self._inv.future)
         return self.result()
 
