@@ -150,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  {m.per_step_ms:.3f} ms/step, {m.total_s:.3f} s, {m.peak_rss_mb:.0f} MB")
             results.append(m)
 
-    scale: Measurement | None = None
+    scale: list[Measurement] = []
     if args.scale_steps > 0:
-        log(f"dynpipe scale: {args.scale_steps} submitted steps in one run ...")
-        scale = measure("dynpipe", sys.executable, WORKLOADS_DIR / "dynpipe_wl.py", "scale",
-                        args.scale_steps, 1, timeout=900, extra_args=["--repeats", "1"])
+        for wl in ("scale", "scale_widget"):
+            log(f"dynpipe {wl}: {args.scale_steps} submitted steps in one run ...")
+            scale.append(measure("dynpipe", sys.executable, WORKLOADS_DIR / "dynpipe_wl.py", wl,
+                                 args.scale_steps, 1, timeout=900, extra_args=["--repeats", "1"]))
 
     elapsed = time.perf_counter() - started
     report = render(results, scale, versions, skipped, peer_names, args, elapsed)
@@ -162,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output != "-":
         Path(args.output).write_text(report + "\n")
         log(f"wrote {args.output}")
-    return 0 if all(m.ok for m in results if m.framework == "dynpipe") and (scale is None or scale.ok) else 1
+    return 0 if all(m.ok for m in results if m.framework == "dynpipe") and all(m.ok for m in scale) else 1
 
 
 def render(
     results: list[Measurement],
-    scale: Measurement | None,
+    scale: list[Measurement],
     versions: dict[str, str],
     skipped: dict[str, str],
     peer_names: list[str],
@@ -191,16 +192,24 @@ def render(
     ]
     if skipped:
         out += ["Skipped peers:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
-    if scale is not None:
-        out += ["## Scale run (dynpipe)", ""]
-        if scale.ok:
-            out.append(
-                f"{scale.steps:,} submitted trivial steps in one run: {scale.total_s:.2f} s wall,"
-                f" {scale.per_step_ms:.3f} ms per step, peak RSS of the orchestrating process"
-                f" {scale.peak_rss_mb:.0f} MB."
-            )
-        else:
-            out.append(f"failed: {scale.error}")
+    if scale:
+        out += [
+            "## Scale run (dynpipe)",
+            "",
+            "One run of N submitted trivial steps; peak RSS of the orchestrating process (the kernel in a notebook).",
+            "",
+            "| run | steps | wall (s) | per step (ms) | peak RSS (MB) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for m in scale:
+            what = "plain" if m.workload == "scale" else "live DAG widget attached (LiveFeed + DagWidget)"
+            if not m.ok:
+                out.append(f"| {what} | {m.steps} | failed: {(m.error or '').strip().splitlines()[-1][:80]} | | |")
+                continue
+            w = m.runs[0].get("widget") or {}
+            if w:
+                what += f": {w.get('frames')} frames, final frame {w.get('last_frame_s', 0) * 1000:.0f} ms"
+            out.append(f"| {what} | {m.steps:,} | {m.total_s:.2f} | {m.per_step_ms:.3f} | {m.peak_rss_mb:.0f} |")
         out.append("")
     notes = [
         "dynpipe: `@pipeline(dynamic=True, enable_cache=False)` (cached workload: `enable_cache=True`), store on"

@@ -41,7 +41,8 @@ def test_compare_smoke_without_peers(tmp_path: Path) -> None:
                   "fully cached re-run", "isolated steps", "cold start"):
         assert any(ln.startswith(f"| {title}") and "| dynpipe |" in ln for ln in lines), title
     assert "failed" not in text
-    assert "50 submitted trivial steps in one run" in text
+    assert "| plain | 50 |" in text
+    assert "| live DAG widget attached" in text
     assert "machine:" in text and "versions: dynpipe" in text
 
 

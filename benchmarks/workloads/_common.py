@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-WORKLOADS = ("sequential", "submitted", "fanout", "cached", "isolated", "cold", "scale")
+WORKLOADS = ("sequential", "submitted", "fanout", "cached", "isolated", "cold", "scale", "scale_widget")
 # Offset of the warm-up run's input values: never collides with a timed run's values.
 WARMUP_OFFSET = 10**9
 

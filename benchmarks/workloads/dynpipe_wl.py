@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from _common import cold_start, parse_args, run_plan
 
 
@@ -63,6 +65,28 @@ def main() -> None:
         for f in futures:
             f.wait()
 
+    widget_info: dict[str, object] = {}
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def submitted_with_widget(count: int, offset: int) -> None:
+        """The live DAG widget's kernel side attached: feed thread, layout, state sync."""
+        from dynpipe.engine.context import current_run
+        from dynpipe.notebook.widget import DagWidget, LiveFeed
+
+        ctx = current_run()
+        assert ctx is not None
+        feed = LiveFeed("scale", ctx.graph)
+        widget = DagWidget()
+        feed.attach(widget)
+        futures = [noop.submit(offset + i) for i in range(count)]
+        for f in futures:
+            f.wait()
+        start = time.perf_counter()
+        feed.refresh(force=True)
+        widget_info["last_frame_s"] = time.perf_counter() - start
+        feed.stop()
+        widget_info["frames"] = feed.frames
+
     @pipeline(dynamic=True, enable_cache=False)
     def fanout(count: int, offset: int) -> None:
         x = source(offset)
@@ -80,6 +104,8 @@ def main() -> None:
         run_plan(args, lambda c, o: sequential(c, o))
     elif wl in ("submitted", "scale"):
         run_plan(args, lambda c, o: submitted(c, o))
+    elif wl == "scale_widget":
+        run_plan(args, lambda c, o: submitted_with_widget(c, o), widget=widget_info)
     elif wl == "fanout":
         run_plan(args, lambda c, o: fanout(c, o), steps_counted=args.steps + 2)
     elif wl == "cached":
