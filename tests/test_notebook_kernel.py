@@ -1,0 +1,250 @@
+"""The %%pipeline magics and the live widget in a real IPython kernel (jupyter_client/nbclient).
+
+We read the kernel's iopub messages ourselves: that is where widget state updates (comm
+messages) and display updates travel, including those sent from background threads after
+a cell has returned.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.timeout(180)
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+SETUP = '''
+import os, time
+os.environ["DYNPIPE_HOME"] = {home!r}
+%load_ext dynpipe
+from dynpipe import step, Client
+
+@step(enable_cache=False)
+def slow(i: int) -> int:
+    time.sleep({sleep})
+    return i * 10
+
+@step(enable_cache=False)
+def add(xs: list[int]) -> int:
+    return sum(xs)
+
+@step(enable_cache=False)
+def boom() -> int:
+    raise ValueError("boom")
+'''
+
+
+class Kernel:
+    """A real kernel plus a log of every iopub message we have read."""
+
+    def __init__(self) -> None:
+        self.km, self.kc = start_new_kernel(kernel_name="python3")
+        self.log: list[dict[str, Any]] = []
+
+    def execute(self, code: str, timeout: float = 60) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run a cell; return its execute_reply content and the iopub messages until idle."""
+        msg_id = self.kc.execute(code)
+        msgs: list[dict[str, Any]] = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            self.log.append(msg)
+            mine = msg["parent_header"].get("msg_id") == msg_id
+            if mine and msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            msgs.append(msg)
+        else:
+            raise TimeoutError(f"cell did not finish: {code[:80]!r}")
+        reply = self.kc.get_shell_msg(timeout=10)
+        return reply["content"], msgs
+
+    def drain(self, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
+        """Read iopub without running anything until ``until(msg)`` is true."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.log.append(msg)
+            seen.append(msg)
+            if until(msg):
+                return seen
+        raise TimeoutError(f"condition not met in {timeout}s; saw {[m['msg_type'] for m in seen]}")
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    k = Kernel()
+    home = tmp_path_factory.mktemp("kernel-store")
+    reply, _ = k.execute(SETUP.format(home=str(home), sleep=1.0))
+    assert reply["status"] == "ok", reply
+    yield k
+    k.close()
+
+
+def stdout(msgs: list[dict[str, Any]]) -> str:
+    return "".join(
+        m["content"]["text"] for m in msgs if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+    )
+
+
+def displays(msgs: list[dict[str, Any]], kind: str = "display_data") -> list[dict[str, Any]]:
+    return [m["content"] for m in msgs if m["msg_type"] == kind]
+
+
+def widget_of(msgs: list[dict[str, Any]]) -> tuple[str, str]:
+    """(model id, display id) of the live widget a cell displayed."""
+    for content in displays(msgs):
+        if WIDGET_MIME in content["data"]:
+            return content["data"][WIDGET_MIME]["model_id"], content["transient"]["display_id"]
+    raise AssertionError("the cell displayed no live widget")
+
+
+def statuses_in(msg: dict[str, Any], model_id: str) -> dict[str, str]:
+    if msg["msg_type"] != "comm_msg" or msg["content"]["comm_id"] != model_id:
+        return {}
+    details = msg["content"]["data"].get("state", {}).get("details") or {}
+    return {d["id"]: d["status"] for d in details.values() if d.get("kind") == "node"}
+
+
+def test_two_cells_form_one_run_and_a_future_crosses_cells(kernel: Kernel) -> None:
+    reply, msgs = kernel.execute("%%pipeline two_cells\nfirst = slow.submit(1)\nsecond = slow.submit(2)")
+    assert reply["status"] == "ok", reply
+    widget_of(msgs)
+    reply, msgs = kernel.execute(
+        "%%pipeline two_cells\ntotal = add([first, second])\nprint('total', total.load())"
+    )
+    assert reply["status"] == "ok", reply
+    assert "total 30" in stdout(msgs)
+    reply, msgs = kernel.execute("%pipeline status")
+    assert "two_cells" in stdout(msgs) and "3/3 steps done" in stdout(msgs)
+    reply, msgs = kernel.execute("%pipeline end two_cells")
+    assert "completed; 3 completed" in stdout(msgs)
+    reply, msgs = kernel.execute(
+        "runs = Client().get_pipeline('two_cells').runs\n"
+        "print(len(runs), runs[0].status, sorted(runs[0].steps))"
+    )
+    assert "1 completed ['add', 'slow', 'slow_2']" in stdout(msgs)
+
+
+def test_widget_gets_updates_from_background_threads_after_the_cell_returned(kernel: Kernel) -> None:
+    reply, msgs = kernel.execute("%%pipeline live\nfs = [slow.submit(i) for i in range(3)]")
+    assert reply["status"] == "ok"
+    model_id, display_id = widget_of(msgs)
+    during = [statuses_in(m, model_id) for m in msgs]
+    assert not any(s and all(v == "completed" for v in s.values()) for s in during), \
+        "steps of 1 s cannot have completed before the cell returned"
+
+    # The cell is done (kernel idle); the engine finishes the steps in background threads
+    # and the widget's model must still receive the new statuses.
+    def all_completed(msg: dict[str, Any]) -> bool:
+        s = statuses_in(msg, model_id)
+        return len(s) == 3 and all(v == "completed" for v in s.values())
+
+    after = kernel.drain(all_completed, timeout=30)
+    assert any(statuses_in(m, model_id) for m in after)
+    # The newest cell of an open run keeps its live view: no snapshot yet.
+    assert not [c for c in displays(after, "update_display_data") if c["transient"]["display_id"] == display_id]
+
+    # Ending the run replaces the live widget with the static snapshot bundle.
+    reply, msgs = kernel.execute("%pipeline end live")
+    updates = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == display_id]
+    assert updates, "the live widget was not replaced by a snapshot"
+    data = updates[-1]["data"]
+    assert WIDGET_MIME not in data
+    assert data["image/svg+xml"].startswith("<svg") and "slow" in data["image/svg+xml"]
+    assert data["image/png"]
+    assert data["text/plain"] == "dynpipe run 'live' (completed): 3 steps — 3 completed\n  slow ×3    3 completed"
+    assert any(m["msg_type"] == "comm_close" and m["content"]["comm_id"] == model_id for m in msgs)
+
+
+def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) -> None:
+    reply, msgs = kernel.execute("%%pipeline freeze\nx = add([1, 2])")
+    _, first_display = widget_of(msgs)
+    reply, msgs = kernel.execute("%%pipeline freeze\ny = add([x.load(), 3])\nprint(y.load())")
+    assert "6" in stdout(msgs)
+    _, second_display = widget_of(msgs)
+    frozen = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == first_display]
+    assert frozen and "image/svg+xml" in frozen[0]["data"]
+    assert frozen[0]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 1 steps")
+    # ...while the newest cell is still live.
+    assert not [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == second_display]
+    kernel.execute("%pipeline end freeze")
+
+
+def test_step_failure_shows_as_an_error_and_the_run_stays_usable(kernel: Kernel) -> None:
+    reply, msgs = kernel.execute("%%pipeline errs --mode continue_on_failure\nboom()")
+    assert reply["status"] == "error" and reply["ename"] == "ValueError"
+    assert any(m["msg_type"] == "error" for m in msgs)
+    reply, msgs = kernel.execute("%%pipeline errs\nprint(add([4, 5]).load())")
+    assert reply["status"] == "ok" and "9" in stdout(msgs)
+    reply, msgs = kernel.execute("%pipeline end errs")
+    assert "failed; 1 completed, 1 failed" in stdout(msgs)
+
+
+def test_top_level_await_last_expression_and_no_widget(kernel: Kernel) -> None:
+    reply, msgs = kernel.execute(
+        "%%pipeline awaiting --no-widget\nf = slow.submit(7)\nr = await f\nr.load() + 1"
+    )
+    assert reply["status"] == "ok", reply
+    assert not any(WIDGET_MIME in c["data"] for c in displays(msgs))
+    results = [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"]
+    assert results == ["71"]
+    reply, msgs = kernel.execute("r2 = await f\nprint(r2.load())")  # outside the magic too
+    assert "70" in stdout(msgs)
+    kernel.execute("%pipeline end awaiting")
+
+
+def test_new_finishes_the_open_run_and_bad_input_is_named(kernel: Kernel) -> None:
+    kernel.execute("%%pipeline again --no-widget\na = add([1])")
+    reply, msgs = kernel.execute("%%pipeline again --new --no-widget\nb = add([2])")
+    assert "completed; 1 completed" in stdout(msgs)
+    kernel.execute("%pipeline end again")
+    reply, msgs = kernel.execute("print(len(Client().get_pipeline('again').runs))")
+    assert stdout(msgs).strip() == "2"
+    reply, _ = kernel.execute("%%pipeline badmode --mode sometimes\npass")
+    assert reply["status"] == "error" and "sometimes" in reply["evalue"]
+    reply, _ = kernel.execute("%pipeline end nosuchrun")
+    assert reply["status"] == "error" and "nosuchrun" in reply["evalue"]
+
+
+def test_nbclient_saves_snapshots_not_widgets(tmp_path: Path) -> None:
+    """A notebook executed headless (nbclient, as nbconvert does) keeps the final DAG."""
+    import nbclient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP.format(home=str(tmp_path / "store"), sleep=0.2)),
+        nbformat.v4.new_code_cell("%%pipeline saved\nfs = [slow.submit(i) for i in range(15)]"),
+        nbformat.v4.new_code_cell("%%pipeline saved\nprint(add(fs).load())"),
+        nbformat.v4.new_code_cell("%pipeline end saved"),
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    bundles = [o["data"] for c in nb.cells[1:3] for o in c.outputs if o["output_type"] == "display_data"]
+    assert len(bundles) == 2
+    for data in bundles:
+        assert WIDGET_MIME not in data and "image/svg+xml" in data and "image/png" in data
+    assert bundles[-1]["text/plain"] == (
+        "dynpipe run 'saved' (completed): 16 steps — 16 completed\n"
+        "  slow ×15   15 completed\n"
+        "  add        completed"
+    )
+    # 15 siblings are over the group threshold: one group node in the picture.
+    assert "slow ×15" in bundles[-1]["image/svg+xml"]
