@@ -1,0 +1,173 @@
+"""DAG rendering (dot, grouping, fallback), snapshots and the throttled widget feed, in-process."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dynpipe import pipeline, step
+from dynpipe.engine.dag import RunGraph
+from dynpipe.notebook import render
+from dynpipe.notebook.snapshot import snapshot_bundle, text_summary
+from dynpipe.notebook.widget import DagWidget, LiveFeed
+
+
+def fan_graph(n: int, status: str = "completed", t0: float = 1000.0) -> RunGraph:
+    graph = RunGraph("run-id-123", "demo-2026_01_01", "demo")
+    graph.add_node("load", "load", [], "inline")
+    ids = []
+    for i in range(n):
+        inv = "train" if i == 0 else f"train_{i + 1}"
+        ids.append(inv)
+        node = graph.add_node(inv, "train", ["load"], "inline")
+        graph.update(node, status=status, start=t0 + i, end=t0 + i * 1.5 + 0.3, attempts=1)
+    best = graph.add_node("pick_best", "pick_best", ids, "inline")
+    graph.update(best, status="running", start=t0)
+    graph.update(graph.nodes["load"], status="completed", start=t0, end=t0 + 0.01, preview="[1, 2]")
+    return graph
+
+
+def test_siblings_collapse_into_one_group_node_with_progress() -> None:
+    graph = fan_graph(30)
+    graph.update(graph.nodes["train_7"], status="failed", error="ValueError: bad")
+    graph.update(graph.nodes["train_9"], status="running", end=None)
+    view = render.render("demo", graph.snapshot(), "running")
+    groups = [i for i in view.items if i.group]
+    assert [g.group for g in groups] == ["train"] and len(view.items) == 3
+    assert ("dp-g-train", render.dom_id("pick_best")) in view.edges
+    assert (render.dom_id("load"), "dp-g-train") in view.edges
+    svg = html.unescape(view.svg)  # dot writes '-' as &#45;
+    assert svg.startswith("<svg") and 'id="dp-g-train"' in svg
+    assert "train ×30" in svg and "29/30 done" in svg
+    group = view.details["dp-g-train"]
+    assert group["kind"] == "group" and group["total"] == 30 and group["counts"]["failed"] == 1
+    # Failed and unfinished members are listed first, so they are visible in a long list.
+    assert [m[1] for m in group["members"][:2]] == ["failed", "running"]
+    assert group["members"][0][3] == "ValueError: bad"
+    node = view.details[render.dom_id("load")]
+    assert node["status"] == "completed" and node["preview"] == "[1, 2]"
+
+
+def test_small_fan_out_and_expanded_groups_draw_every_invocation() -> None:
+    small = render.render("demo", fan_graph(5).snapshot(), "running")
+    assert not any(i.group for i in small.items) and len(small.items) == 7
+    big = fan_graph(30)
+    expanded = render.render("demo", big.snapshot(), "running", expanded={"train"})
+    assert len(expanded.items) == 32 and 'id="dp-n-train_30"' in html.unescape(expanded.svg)
+    huge = fan_graph(render.MAX_EXPANDED + 1)
+    still = render.render("demo", huge.snapshot(), "running", expanded={"train"})
+    assert len(still.items) == 3 and still.details["dp-g-train"]["expandable"] is False
+
+
+def test_node_labels_show_duration_and_marks() -> None:
+    graph = fan_graph(2)
+    graph.update(graph.nodes["train"], attempts=3)
+    graph.update(graph.nodes["train_2"], status="cached", cached=True)
+    labels = {i.dom_id: i.label for i in render.layout_items(graph.snapshot())[0]}
+    assert labels[render.dom_id("train")] == "train\ncompleted · 300 ms · ⟳2"
+    assert labels[render.dom_id("train_2")] == "train_2\ncached · cached"
+
+
+def test_without_dot_a_table_with_a_hint_replaces_the_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere
+    graph = fan_graph(3)
+    view = render.render("demo", graph.snapshot(), "running")
+    assert view.svg == "" and "dot&#x27; not found: showing a table" in view.html
+    assert "data-dp-status='running'" in view.html and "train_3" in view.html
+    bundle = snapshot_bundle("demo", graph.snapshot(), "completed")
+    assert "image/svg+xml" not in bundle and "image/png" not in bundle
+    assert "<table" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("dynpipe run 'demo' (completed): 5 steps")
+
+
+def test_snapshot_is_stable_across_runs_and_timings() -> None:
+    a = fan_graph(20, t0=1000.0)
+    b = fan_graph(20, t0=5555.5)
+    b.run_id, b.run_name = "other-id", "demo-2030_12_31"
+    bundle_a = snapshot_bundle("demo", a.snapshot(), "completed")
+    bundle_b = snapshot_bundle("demo", b.snapshot(), "completed")
+    assert bundle_a["text/plain"] == bundle_b["text/plain"] == (
+        "dynpipe run 'demo' (completed): 22 steps — 21 completed, 1 running\n"
+        "  load            completed\n"
+        "  train ×20       20 completed\n"
+        "  pick_best       running"
+    )
+    assert bundle_a["image/svg+xml"] == bundle_b["image/svg+xml"]  # no durations in the picture
+    assert " ms" not in bundle_a["image/svg+xml"] and "<?xml" not in bundle_a["image/svg+xml"]
+    assert bundle_a["image/png"]
+    assert text_summary("x", [], "open") == "dynpipe run 'x' (open): 0 steps"
+
+
+def test_feed_coalesces_a_flood_of_events_into_few_frames() -> None:
+    graph = fan_graph(0)
+    nodes = [graph.add_node(f"s_{i}", "s", [], "inline") for i in range(2000)]
+    widget = DagWidget()
+    feed = LiveFeed("flood", graph, interval=0.1)
+    feed.attach(widget)
+    start = time.monotonic()
+
+    def worker(part: list) -> None:  # type: ignore[type-arg]
+        for node in part:
+            graph.update(node, status="running", start=time.time())
+            graph.add_log_line(node, "working")
+            graph.update(node, status="completed", end=time.time())
+
+    threads = [threading.Thread(target=worker, args=(nodes[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(0.5)  # let the timer thread draw the last frame
+    elapsed = time.monotonic() - start
+    feed.stop()
+    events = 2000 * 3
+    assert feed.frames <= elapsed / 0.1 + 3, (feed.frames, elapsed)
+    assert feed.frames < events / 100
+    assert widget.details["dp-g-s"]["counts"] == {"completed": 2000}
+    assert widget.summary.startswith("flood: running — 2002 steps")
+
+
+def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
+    @step(enable_cache=False)
+    def slow(i: int) -> int:
+        time.sleep(0.3)
+        return i
+
+    @step(enable_cache=False)
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    @pipeline(dynamic=True)
+    def fan() -> None:
+        total([slow.submit(i) for i in range(4)])
+
+    run = fan.submit()
+    widget = DagWidget()
+    feed = LiveFeed("fan", run.graph, interval=0.05)
+    feed.attach(widget)
+    seen: set[str] = set()
+    deadline = time.time() + 30
+    while not run.done() and time.time() < deadline:
+        seen.update(d["status"] for d in widget.details.values())
+        time.sleep(0.02)
+    assert run.result().status == "completed"
+    feed.refresh(force=True)
+    feed.stop()
+    assert "running" in seen
+    assert widget.run_status == "completed"
+    statuses = {d["id"]: d["status"] for d in widget.details.values()}
+    assert statuses == {"slow": "completed", "slow_2": "completed", "slow_3": "completed",
+                        "slow_4": "completed", "total": "completed"}
+    assert widget.details[render.dom_id("total")]["upstream"] == ["slow", "slow_2", "slow_3", "slow_4"]
+    assert widget.details[render.dom_id("total")]["preview"] == "6"
+
+
+def test_front_end_code_stays_small() -> None:
+    widget = DagWidget()
+    assert len(widget._esm) + len(widget._css) < 8_000
