@@ -63,7 +63,6 @@ def run_once(
         full_env = {**os.environ, **(env or {})}
         full_env["DYNPIPE_HOME"] = str(home / "dynpipe")
         full_env["BENCH_HOME"] = str(home)
-        full_env["PYTHONDONTWRITEBYTECODE"] = "0"
         full_env.pop("PYTHONPATH", None)
         cmd = [python, str(script), workload, "--steps", str(steps), *(extra_args or [])]
         start = time.perf_counter()
