@@ -248,3 +248,29 @@ def test_nbclient_saves_snapshots_not_widgets(tmp_path: Path) -> None:
     )
     # 15 siblings are over the group threshold: one group node in the picture.
     assert "slow ×15" in bundles[-1]["image/svg+xml"]
+
+
+def test_open_runs_are_finished_when_the_kernel_shuts_down(tmp_path: Path) -> None:
+    from dynpipe import Client
+
+    home = tmp_path / "store"
+    k = Kernel()
+    try:
+        reply, _ = k.execute(SETUP.format(home=str(home), sleep=0.1))
+        assert reply["status"] == "ok"
+        k.execute("%%pipeline left_open --no-widget\ndone = slow(1)")
+        k.execute("@step(enable_cache=False)\ndef forever() -> int:\n    time.sleep(60)\n    return 0")
+        k.execute("%%pipeline still_running --no-widget\nf = forever.submit()")
+        assert Client(home).get_pipeline("left_open").last_run.status == "running"
+        start = time.time()
+        k.kc.stop_channels()
+        k.km.shutdown_kernel(now=False)  # a polite shutdown: the kernel runs its exit hooks
+        assert time.time() - start < 30
+    finally:
+        if k.km.is_alive():
+            k.km.shutdown_kernel(now=True)
+    assert Client(home).get_pipeline("left_open").last_run.status == "completed"
+    # A step still running is not waited for: the run is recorded as stopped.
+    stopped = Client(home).get_pipeline("still_running").last_run
+    assert stopped.status == "stopped"
+    assert stopped.steps["forever"].status != "running"

@@ -128,6 +128,17 @@ class Session:
         """Wait for (or with ``stop``, stop) outstanding steps, record the run, freeze views."""
         if stop and self.ctx.outstanding:
             self.ctx.stop_running("the kernel is shutting down")
+            if not self.ctx.wait_idle(timeout=EXIT_GRACE):
+                # Inline steps cannot be interrupted; do not hang the kernel's exit on them.
+                # The run is recorded as stopped; its unfinished steps are reported by the
+                # store as failed once it sees that this process has died.
+                self.ctx.store.metadata.finish_run(
+                    self.ctx.run_id, "stopped", "the kernel shut down while steps were running"
+                )
+                self.ctx.finished = True
+                if self.feed is not None:
+                    self.feed.stop()
+                return f"run {self.ctx.run_name!r} ({self.name}): stopped at kernel shutdown"
         finish_run(self.ctx)
         if self.feed is not None:
             self.feed.stop()
@@ -135,6 +146,9 @@ class Session:
         self.sweep()
         return summary_line(self.ctx)
 
+
+#: Seconds a shutting-down kernel waits for stopped steps before recording the run as stopped.
+EXIT_GRACE = 1.0
 
 _sessions: dict[str, Session] = {}
 _lock = threading.Lock()
@@ -189,4 +203,20 @@ def finish_all(stop: bool = True) -> list[str]:
     return out
 
 
-atexit.register(finish_all)
+def _register_exit_hook() -> None:
+    """Finish open runs at interpreter exit, before executor threads are joined.
+
+    ``concurrent.futures`` joins its worker threads in a threading-atexit hook that runs
+    before ``atexit`` handlers, so a step still running at kernel shutdown would block
+    exit; ``threading._register_atexit`` hooks run first (newest first), so we can stop it.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(finish_all)
+        except RuntimeError:  # interpreter already shutting down
+            pass
+    atexit.register(finish_all)
+
+
+_register_exit_hook()
