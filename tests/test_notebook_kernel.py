@@ -274,3 +274,16 @@ def test_open_runs_are_finished_when_the_kernel_shuts_down(tmp_path: Path) -> No
     stopped = Client(home).get_pipeline("still_running").last_run
     assert stopped.status == "stopped"
     assert stopped.steps["forever"].status != "running"
+
+
+def test_config_and_mode_options_build_the_run_config(tmp_path: Path) -> None:
+    from dynpipe import ConfigError, ExecutionMode
+    from dynpipe.notebook.magics import _config_for
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("enable_cache: false\nexecution_mode: continue_on_failure\n")
+    config = _config_for("nb", None, str(cfg))
+    assert config.dynamic and not config.enable_cache and config.mode is ExecutionMode.CONTINUE_ON_FAILURE
+    assert _config_for("nb", "fail_fast", str(cfg)).mode is ExecutionMode.FAIL_FAST
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        _config_for("nb", None, str(tmp_path / "missing.yaml"))
