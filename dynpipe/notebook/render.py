@@ -183,9 +183,21 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["error"] = _cut(data["error"], 2000)
     data["preview"] = _cut(data["preview"], 500)
     data["logs"] = [_cut(line, 300) for line in data["logs"][-20:]]
-    data["inputs"] = {k: _cut(repr(v) if not isinstance(v, str) else v, 120) for k, v in data["inputs"].items()}
+    data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
     data["kind"] = "node"
     return data
+
+
+_ARTIFACT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _input_text(value: Any) -> str:
+    """Artifact ids mean nothing to a reader: say 'artifact' (the producer is in upstream)."""
+    if isinstance(value, str) and _ARTIFACT_ID.match(value):
+        return "artifact"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and _ARTIFACT_ID.match(v) for v in value):
+        return f"[{len(value)} artifacts]"
+    return _cut(value if isinstance(value, str) else repr(value), 120) or ""
 
 
 def group_details(item: Item) -> dict[str, Any]:
