@@ -130,7 +130,7 @@ def test_feed_coalesces_a_flood_of_events_into_few_frames() -> None:
     assert feed.frames <= elapsed / 0.1 + 3, (feed.frames, elapsed)
     assert feed.frames < events / 100
     assert widget.details["dp-g-s"]["counts"] == {"completed": 2000}
-    assert widget.summary.startswith("flood: running — 2002 steps")
+    assert widget.summary.startswith("flood: open run — 2002 steps")
 
 
 def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:

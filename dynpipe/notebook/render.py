@@ -227,7 +227,8 @@ def _cut(text: str | None, limit: int) -> str | None:
 def summary_text(name: str, nodes: list[NodeState], run_status: str) -> str:
     counts = Counter(n.status for n in nodes)
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return f"{name}: {run_status} — {len(nodes)} steps" + (f" ({parts})" if parts else "")
+    state = "open run" if run_status == "running" else f"run {run_status}"
+    return f"{name}: {state} — {len(nodes)} steps" + (f" ({parts})" if parts else "")
 
 
 def html_table(items: list[Item], hint: bool = True) -> str:
