@@ -65,6 +65,11 @@ class StepLogSink:
     def text(self) -> str:
         return "".join(self._parts)
 
+    def record_error(self, traceback_text: str, summary: str, real: TextIO) -> None:
+        """Keep the whole traceback in the step's log; echo only its one-line summary."""
+        self._parts.append(traceback_text)
+        self._emit(summary, real)
+
 
 class _RoutingStream(io.TextIOBase):
     """Stands in for sys.stdout/sys.stderr; routes writes to the current step's sink."""
@@ -129,6 +134,17 @@ def _install() -> None:
             root.addHandler(handler)
             if root.level > logging.INFO or root.level == logging.NOTSET:
                 root.setLevel(logging.INFO)
+
+
+def record_step_error(traceback_text: str, summary: str) -> None:
+    """Log a step's error: full traceback stored, one line streamed to the console/notebook."""
+    sink = _current_sink.get()
+    stream = sys.stderr
+    real = stream._real if isinstance(stream, _RoutingStream) else stream
+    if sink is None:
+        real.write(traceback_text)
+    else:
+        sink.record_error(traceback_text, summary, real)
 
 
 def echo_enabled() -> bool:

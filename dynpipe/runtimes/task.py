@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import sys
 import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
-from .logs import capture_step_logs
+from .logs import capture_step_logs, record_step_error
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,7 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
         result.error_message = str(exc)
         result.traceback = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         if task.capture_logs:
-            sys.stderr.write(result.traceback)
+            record_step_error(result.traceback, f"{result.error_type}: {result.error_message}")
     result_metadata = step_ctx.output_metadata
     if result_metadata or step_ctx.output_tags:
         result.outputs = {
