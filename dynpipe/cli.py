@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from .store.client import Client
 from .store.models import PipelineRun, StepRun
@@ -170,6 +171,18 @@ def cmd_schedule_k8s(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .notebook.export import export_notebook
+
+    source = export_notebook(args.notebook, args.name)
+    if args.output:
+        Path(args.output).write_text(source)
+        print(f"wrote {args.output}: run it with python {args.output}")
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply", action="store_true", help="create/replace it in the current kube context")
     p.set_defaults(func=cmd_schedule_k8s)
 
+    p = sub.add_parser("export", help="turn a notebook's %%%%pipeline NAME cells into a runnable pipeline module")
+    p.add_argument("notebook", help="the .ipynb file")
+    p.add_argument("-n", "--name", help="the %%%%pipeline run to export (default: the first)")
+    p.add_argument("-o", "--output", help="module path (default: stdout)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
     p.set_defaults(func=cmd_demo)
@@ -232,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (KeyError, LookupError, FileNotFoundError, ValueError) as exc:
+    except OSError as exc:
+        print(f"dynpipe: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (KeyError, LookupError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"dynpipe: {message}", file=sys.stderr)
         return 1

@@ -44,3 +44,18 @@ def test_cells_of_other_runs_and_before_new_are_left_out(tmp_path: Path) -> None
     compile(source, "exported.py", "exec")
     with pytest.raises(ValueError, match="no %%pipeline zzz"):
         export_notebook(path, "zzz")
+
+
+def test_dynpipe_export_command_writes_a_module(tmp_path: Path) -> None:
+    out = tmp_path / "caching_pipeline.py"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dynpipe.cli", "export", str(NOTEBOOKS / "caching.ipynb"), "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "@pipeline(dynamic=True, name='caching')" in out.read_text()
+    missing = subprocess.run(
+        [sys.executable, "-m", "dynpipe.cli", "export", str(tmp_path / "missing.ipynb")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert missing.returncode == 1 and "missing.ipynb" in missing.stderr
