@@ -8,6 +8,7 @@ from .config import (
     CachePolicy,
     ConfigError,
     ExecutionMode,
+    Model,
     PipelineConfig,
     ResourceSettings,
     StepConfig,
@@ -21,7 +22,7 @@ from .runtimes.task import StepContext, get_step_context
 from .steps import Step, step
 from .store.client import Client
 from .store.materializers import Materializer, register_materializer
-from .store.models import ArtifactVersion, ExecutionStatus, PipelineRun, StepRun
+from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepRun
 
 __version__ = "0.1.0"
 
@@ -40,8 +41,8 @@ def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
 
 
 __all__ = [
-    "ArtifactConfig", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
-    "ExecutionStatus", "Materializer", "MapResultsFuture", "OutputArtifact", "Pipeline",
+    "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
+    "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
     "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .store.client import Client
-from .store.models import PipelineRun, StepRun
+from .store.models import ArtifactLoadError, PipelineRun, StepRun
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"dynpipe: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except (KeyError, LookupError, ValueError) as exc:
+    except (KeyError, LookupError, ValueError, ArtifactLoadError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"dynpipe: {message}", file=sys.stderr)
         return 1

@@ -148,6 +148,16 @@ class StepConfig(BaseModel):
         return build_model(StepConfig, data, "step configuration")
 
 
+class Model(BaseModel):
+    """The model a pipeline's runs are linked to (ZenML's ``Model``); recorded with each run."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    version: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class PipelineConfig(BaseModel):
     """Pipeline-level options; step defaults (cache, retry, hooks) apply to every step."""
 
@@ -172,7 +182,7 @@ class PipelineConfig(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     enable_artifact_metadata: bool = True
     enable_step_logs: bool = True
-    model: Any = None
+    model: Model | None = None
 
     @property
     def mode(self) -> ExecutionMode:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import collections.abc
 import inspect
+import numbers
 import textwrap
 import types
 import typing
@@ -95,6 +96,9 @@ def type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
+_NUMERIC_ABC: dict[type, type] = {int: numbers.Integral, float: numbers.Real}
+
+
 def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
     """Cheap structural check of ``value`` against an annotation (first items of containers)."""
     if tp is Any or tp is inspect.Parameter.empty or isinstance(tp, typing.TypeVar):
@@ -108,6 +112,8 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
                 return not (tp is int and type(value) is bool)
             if tp is float and type(value) is int:
                 return True
+            if tp in _NUMERIC_ABC and type(value) is not bool and isinstance(value, _NUMERIC_ABC[tp]):
+                return True  # numpy scalars (np.int64 from argmax, np.float32) are ints/floats
             if tp is complex and type(value) in (int, float):
                 return True
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -14,7 +15,8 @@ from .config import ConfigError, PipelineConfig, load_config_file
 from .engine import launcher
 from .engine.context import RunContext, current_run
 from .engine.run import failure_to_raise, finish_run, load_run, start_run
-from .steps import Step
+from .outputs import StepTypeError, type_matches, type_name
+from .steps import Step, resolved_type_hints
 from .store.models import PipelineRun
 from .store.store import open_store
 
@@ -22,6 +24,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _PIPELINE_OPTIONS = set(PipelineConfig.model_fields) - {"steps"} | {"steps", "depends_on"}
+
+
+def _json_safe(value: Any) -> bool:
+    """Pipeline parameters recorded with the run are the JSON-able ones."""
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 class Pipeline(Generic[P, R]):
@@ -87,7 +98,24 @@ class Pipeline(Generic[P, R]):
         ]
         if missing:
             raise TypeError(f"pipeline {self.name!r}: missing parameter(s) {', '.join(map(repr, missing))}")
+        self._check_parameter_types(bound.arguments)
         return bound
+
+    def _check_parameter_types(self, arguments: dict[str, Any]) -> None:
+        """A plain value that does not match its annotation is an error naming the parameter."""
+        hints = getattr(self.entrypoint, "__annotations__", None)
+        if not hints:
+            return
+        resolved = resolved_type_hints(self.entrypoint)
+        for name, value in arguments.items():
+            ann = resolved.get(name)
+            if ann is None or launcher.is_step_output(value):
+                continue  # composition: artifacts and futures are checked by the steps using them
+            if not type_matches(value, ann):
+                raise StepTypeError(
+                    f"pipeline {self.name!r}: parameter {name!r} expects {type_name(ann)},"
+                    f" got {type(value).__name__}"
+                )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         if not self.config.synchronous and current_run() is None:
@@ -119,7 +147,7 @@ class Pipeline(Generic[P, R]):
         store = parent.store if parent is not None else open_store()
         config = self.config
         if bound.arguments:
-            config = config.merged(parameters={k: v for k, v in bound.arguments.items() if launcher._json_safe(v)})
+            config = config.merged(parameters={k: v for k, v in bound.arguments.items() if _json_safe(v)})
         ctx = start_run(
             self.name, config, store, known_steps={s.name for s in self.depends_on}, parent=parent
         )

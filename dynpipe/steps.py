@@ -28,7 +28,7 @@ def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+def resolved_type_hints(func: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception:  # noqa: BLE001 - unresolvable forward references: keep what resolves
@@ -43,7 +43,7 @@ class Step(Generic[P, R]):
         self.name: str = func.__name__
         self.config = config
         self.signature = inspect.signature(func)
-        hints = _type_hints(func)
+        hints = resolved_type_hints(func)
         self.input_annotations: dict[str, Any] = {
             n: hints[n] for n in self.signature.parameters if n in hints
         }

@@ -34,7 +34,8 @@ def test_a_step_called_outside_a_pipeline_is_an_unlisted_one_step_run() -> None:
     assert list(run.steps) == ["square"]
     assert run.steps["square"].parameters == {"x": 4}
     assert run.steps["square"].output.load() == 16
-    assert client.list_pipeline_runs(pipeline_name="square")[0].id == run.id
+    assert client.list_pipeline_runs(pipeline_name="square") == []
+    assert client.list_pipeline_runs(pipeline_name="square", include_unlisted=True)[0].id == run.id
 
 
 def test_single_step_runs_are_cached_like_any_step() -> None:

@@ -142,6 +142,7 @@ class RunContext:
                 "enable_cache": self.config.enable_cache,
                 "parameters": self.config.parameters,
                 "tags": list(self.config.tags),
+                "model": self.config.model.model_dump(exclude_defaults=True) if self.config.model else None,
             },
             parent_run_id=self.parent_run_id,
             unlisted=self.unlisted,

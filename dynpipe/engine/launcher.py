@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import CachePolicy, ConfigError, StepRetryConfig
-from ..outputs import OutputArtifact, OutputSpec
+from ..outputs import OutputArtifact, OutputSpec, StepTypeError, type_matches, type_name
 from ..runtimes.base import Launch
 from ..runtimes.logs import echo_enabled
 from ..runtimes.task import (
@@ -29,7 +29,7 @@ from ..runtimes.task import (
     reset_step_context,
     set_step_context,
 )
-from ..store.materializers import Materializer, registry
+from ..store.materializers import Materializer, is_plain_json, registry
 from ..store.metadata import MetadataStore
 from ..store.models import _ARTIFACT_FIELDS, ArtifactVersion
 from .cache import cache_key
@@ -151,6 +151,13 @@ def _is_source(value: Any) -> bool:
     return isinstance(value, (ArtifactVersion, FutureOutput, StepRunFuture))
 
 
+def is_step_output(value: Any) -> bool:
+    """A future or artifact (or a list of them): data flow, not a plain parameter."""
+    if isinstance(value, (list, tuple)) and value:
+        return all(_is_source(v) for v in value)
+    return _is_source(value)
+
+
 def _as_source(value: Any) -> Any:
     from ..futures import StepRunFuture
 
@@ -223,12 +230,40 @@ class Invocation:
         return f"<Invocation {self.invocation_id} {self.node.status}>"
 
 
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _nested_source(value: Any, depth: int = 0) -> bool:
+    """True if a container holds futures or artifacts somewhere inside (not as a flat list)."""
+    if _is_source(value):
         return True
-    except (TypeError, ValueError):
+    if depth > 3:
         return False
+    if isinstance(value, dict):
+        return any(_nested_source(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return any(_nested_source(v, depth + 1) for v in value)
+    return False
+
+
+def _external_input(ctx: RunContext, step: Step, name: str, value: Any) -> ArtifactVersion:
+    """Store a plain value passed to a step as an input artifact; name the input on failure."""
+    if _nested_source(value):
+        raise TypeError(
+            f"step {step.name!r}: input {name!r} mixes futures/artifacts with other values"
+            f" inside a {type(value).__name__}; pass a future or artifact directly, or a list"
+            " made only of futures/artifacts"
+        )
+    try:
+        saved = ctx.store.save_value(value)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the step and input named
+        raise TypeError(
+            f"step {step.name!r}: input {name!r} of type {type(value).__name__} cannot be"
+            f" stored as an artifact: {exc}"
+        ) from exc
+    return _record_external(ctx, saved)
 
 
 def prepare(
@@ -277,12 +312,19 @@ def prepare(
             sources[name] = srcs
             for src in srcs:
                 _collect_dep(src, ctx, deps, upstream)
-        elif _json_safe(value):
-            parameters[name] = value
         else:
-            # A value the store cannot keep as a parameter becomes an input artifact.
-            saved = ctx.store.save_value(value)
-            sources[name] = _record_external(ctx, saved)
+            ann = step.input_annotations.get(name)
+            if ann is not None and not type_matches(value, ann):
+                raise StepTypeError(
+                    f"step {step.name!r}: input {name!r} expects {type_name(ann)},"
+                    f" got {type(value).__name__} ({_short_repr(value)})"
+                )
+            if is_plain_json(value):
+                parameters[name] = value
+            else:
+                # A value JSON would not give back unchanged (tuples, int keys, objects)
+                # becomes an input artifact, so its cache key and stored copy are exact.
+                sources[name] = _external_input(ctx, step, name, value)
     for dep in _as_list(after):
         src = _as_source(dep)
         if isinstance(src, FutureOutput):

@@ -37,7 +37,10 @@ class Client:
 
     # -- pipelines --------------------------------------------------------------
     def get_pipeline(self, name: str) -> PipelineInfo:
-        if not self.store.metadata.query("SELECT 1 FROM pipelines WHERE name = ?", (name,)):
+        """A named pipeline; one-step runs of a step called outside any pipeline are not one."""
+        if not self.store.metadata.query(
+            "SELECT 1 FROM runs WHERE pipeline_name = ? AND unlisted = 0 LIMIT 1", (name,)
+        ):
             known = ", ".join(p.name for p in self.list_pipelines()) or "none"
             raise KeyError(f"no pipeline named {name!r} in store {self.store.root} (known: {known})")
         return PipelineInfo(name, self)
@@ -76,22 +79,42 @@ class Client:
         include_unlisted: bool = False,
         parent_run_id: str | None = None,
         limit: int | None = None,
+        *,
+        name: str | None = None,
+        size: int | None = None,
+        sort_by: str = "desc:created",
     ) -> list[PipelineRun]:
+        """Runs, newest first; ``name``/``size``/``sort_by`` as in ZenML's client.
+
+        One-step runs (a step called outside any pipeline) are left out unless
+        ``include_unlisted``; ``sort_by`` is ``desc:created`` or ``asc:created``.
+        """
         clauses: list[str] = []
         params: list[Any] = []
         if pipeline_name is not None:
             clauses.append("pipeline_name = ?")
             params.append(pipeline_name)
+        if name is not None:
+            clauses.append("name = ?")
+            params.append(name)
         if name_contains is not None:
             clauses.append("name LIKE ?")
             params.append(f"%{name_contains}%")
         if parent_run_id is not None:
             clauses.append("parent_run_id = ?")
             params.append(parent_run_id)
-        if not include_unlisted and pipeline_name is None:
+        if not include_unlisted:
             clauses.append("unlisted = 0")
+        if sort_by not in ("desc:created", "asc:created", "created"):
+            raise ValueError(f"list_pipeline_runs: sort_by {sort_by!r} is not one of desc:created, asc:created")
+        limit = size if limit is None else limit
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        runs = self._runs(where, params, None if status else limit)
+        if sort_by == "asc:created":
+            runs = self._runs(where, params, None)[::-1]
+            if status is None and limit is not None:
+                runs = runs[:limit]
+        else:
+            runs = self._runs(where, params, None if status else limit)
         if status is not None:
             runs = [r for r in runs if r.status.value == str(status)]
             if limit is not None:

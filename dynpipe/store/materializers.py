@@ -35,7 +35,7 @@ class Materializer:
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _is_plain_json(value: Any, depth: int = 0) -> bool:
+def is_plain_json(value: Any, depth: int = 0) -> bool:
     """True if JSON round-trips the value unchanged (no tuples, only str keys)."""
     tp = type(value)
     if tp in _JSON_SCALARS:
@@ -43,9 +43,9 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
     if depth > 50:
         return False
     if tp is list:
-        return all(_is_plain_json(v, depth + 1) for v in value)
+        return all(is_plain_json(v, depth + 1) for v in value)
     if tp is dict:
-        return all(type(k) is str and _is_plain_json(v, depth + 1) for k, v in value.items())
+        return all(type(k) is str and is_plain_json(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -53,7 +53,7 @@ class JSONMaterializer(Materializer):
     name = "json"
 
     def can_save(self, value: Any) -> bool:
-        return _is_plain_json(value)
+        return is_plain_json(value)
 
     def save(self, value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -127,7 +127,7 @@ class PydanticMaterializer(Materializer):
 
     def can_save(self, value: Any) -> bool:
         pyd = sys.modules.get("pydantic")
-        return pyd is not None and isinstance(value, pyd.BaseModel)
+        return pyd is not None and isinstance(value, pyd.BaseModel) and not _defined_in_main(value)
 
     def save(self, value: Any) -> bytes:
         return value.model_dump_json().encode()
@@ -136,24 +136,62 @@ class PydanticMaterializer(Materializer):
         return _import_type(data_type).model_validate_json(data)
 
 
+def _defined_in_main(value: Any) -> bool:
+    """Types from a script or notebook cannot be imported by name in another process."""
+    return getattr(type(value), "__module__", None) == "__main__"
+
+
+class LocalPydanticMaterializer(Materializer):
+    """A pydantic model whose class lives in ``__main__`` (a notebook): JSON data + the class by value."""
+
+    name = "pydantic-local"
+
+    def can_save(self, value: Any) -> bool:
+        pyd = sys.modules.get("pydantic")
+        return pyd is not None and isinstance(value, pyd.BaseModel) and _defined_in_main(value)
+
+    def save(self, value: Any) -> bytes:
+        import base64
+
+        import cloudpickle
+
+        cls = base64.b64encode(cloudpickle.dumps(type(value))).decode("ascii")
+        return json.dumps({"class": cls, "data": value.model_dump(mode="json")}).encode()
+
+    def load(self, data: bytes, data_type: str) -> Any:
+        import base64
+        import pickle
+
+        doc = json.loads(data)
+        main = sys.modules.get("__main__")
+        qualname = data_type.rpartition(".")[2]
+        cls = getattr(main, qualname, None)  # the same notebook: use its live class
+        if cls is None or not hasattr(cls, "model_validate"):
+            cls = pickle.loads(base64.b64decode(doc["class"]))
+        return cls.model_validate(doc["data"])
+
+
 class NumpyMaterializer(Materializer):
     name = "numpy"
 
     def can_save(self, value: Any) -> bool:
         np = sys.modules.get("numpy")
-        return np is not None and isinstance(value, np.ndarray) and value.dtype != object
+        return np is not None and isinstance(value, (np.ndarray, np.generic)) and value.dtype != object
 
     def save(self, value: Any) -> bytes:
         import numpy as np
 
         buf = io.BytesIO()
-        np.save(buf, value, allow_pickle=False)
+        np.save(buf, np.asarray(value), allow_pickle=False)
         return buf.getvalue()
 
     def load(self, data: bytes, data_type: str) -> Any:
         import numpy as np
 
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if array.ndim == 0 and data_type != "numpy.ndarray":
+            return array[()]  # a numpy scalar (np.int64, np.float32...) comes back as one
+        return array
 
 
 class PandasMaterializer(Materializer):
@@ -229,6 +267,7 @@ class MaterializerRegistry:
             BytesMaterializer(),
             LiteralMaterializer(),
             PydanticMaterializer(),
+            LocalPydanticMaterializer(),
             NumpyMaterializer(),
             PandasMaterializer(),
         ]

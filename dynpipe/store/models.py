@@ -69,7 +69,14 @@ class ArtifactVersion:
         return cls(store, **data)
 
     def load(self) -> Any:
-        return self._store.load_value(self.uri, self.materializer, self.data_type)
+        try:
+            return self._store.load_value(self.uri, self.materializer, self.data_type)
+        except (ImportError, AttributeError) as exc:
+            raise ArtifactLoadError(
+                f"artifact {self.name!r} (version {self.version}, type {self.data_type},"
+                f" materializer {self.materializer!r}) cannot be loaded in this process: {exc}."
+                " Its type must be importable here (define it in a module, not a script)."
+            ) from exc
 
     @property
     def type_name(self) -> str:
@@ -80,6 +87,10 @@ class ArtifactVersion:
             f"ArtifactVersion(name={self.name!r}, version={self.version}, type={self.type_name},"
             f" materializer={self.materializer!r})"
         )
+
+
+class ArtifactLoadError(RuntimeError):
+    """A stored artifact's type or materializer is not available in this process."""
 
 
 @dataclass
