@@ -183,7 +183,7 @@ def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) 
     _, second_display = widget_of(msgs)
     frozen = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == first_display]
     assert frozen and "image/svg+xml" in frozen[0]["data"]
-    assert frozen[0]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 1 steps")
+    assert frozen[0]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 1 step")
     # ...while the newest cell is still live.
     assert not [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == second_display]
     kernel.execute("%pipeline end freeze")

@@ -92,7 +92,6 @@ class Session:
         with self._lock:
             if nodes is None:
                 nodes = self.graph.snapshot()
-            by_id = {n.invocation_id: n for n in nodes}
             live = [c for c in self.cells if not c.static]
             if not live:
                 return
@@ -102,15 +101,23 @@ class Session:
                     continue
                 if cell is newest and not self.ctx.finished:
                     continue
-                if any(by_id[i].status not in TERMINAL for i in cell.node_ids if i in by_id):
+                shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                if any(n.status not in TERMINAL for n in shown):
                     continue
-                self._freeze(cell, nodes)
+                self._freeze(cell, shown)
 
     def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
+        """Replace the cell's widget with the DAG as it stood after this cell, all of it finished.
+
+        Steps started by later cells are left out, so a saved notebook shows the DAG growing
+        cell by cell, and each picture is the same on every run.
+        """
         from IPython.display import update_display
 
         cell.static = True
-        state = self.ctx.status.value if self.ctx.finished else "open"
+        # Only the run's last cell shows how the run ended; earlier ones show it still open.
+        last = cell is self.cells[-1]
+        state = self.ctx.status.value if self.ctx.finished and last else "open"
         update_display(snapshot_bundle(self.name, nodes, state), display_id=cell.display_id, raw=True)
         if self.feed is not None:
             self.feed.detach(cell.widget)

@@ -20,7 +20,8 @@ def text_summary(name: str, nodes: list[NodeState], run_state: str) -> str:
     """Stable plain text: one line per step (siblings counted together), no timings or ids."""
     counts = Counter(n.status for n in nodes)
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    lines = [f"dynpipe run {name!r} ({run_state}): {len(nodes)} steps" + (f" — {parts}" if parts else "")]
+    steps = f"{len(nodes)} step" + ("" if len(nodes) == 1 else "s")
+    lines = [f"dynpipe run {name!r} ({run_state}): {steps}" + (f" — {parts}" if parts else "")]
     by_step: dict[str, list[NodeState]] = {}
     for node in nodes:
         by_step.setdefault(node.step_name, []).append(node)

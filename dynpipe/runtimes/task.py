@@ -80,6 +80,13 @@ class StepContext:
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
+    def pipeline(self) -> Any:
+        """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
+        from ..store.client import Client, PipelineInfo
+
+        return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
+
+    @property
     def run_name(self) -> str:
         return self._task.run_name
 

@@ -89,6 +89,28 @@ class ArtifactVersion:
         )
 
 
+class OutputVersions(list):  # type: ignore[type-arg]
+    """``step_run.outputs[name]``: a list of artifact versions, as in ZenML (one here).
+
+    Attribute access reaches the artifact itself, so ``outputs["x"].load()`` and ZenML's
+    ``outputs["x"][0].load()`` both work.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or not self:
+            raise AttributeError(name)
+        return getattr(self[0], name)
+
+
+@dataclass(frozen=True)
+class StepRunConfig:
+    """What a step run was configured with (ZenML's ``step_run.config``)."""
+
+    name: str
+    parameters: dict[str, Any]
+    runtime: str | None
+
+
 class ArtifactLoadError(RuntimeError):
     """A stored artifact's type or materializer is not available in this process."""
 
@@ -111,7 +133,7 @@ class StepRun:
     upstream: list[str]
     parameters: dict[str, Any]
     inputs: dict[str, Any]
-    outputs: dict[str, ArtifactVersion]
+    outputs: dict[str, OutputVersions]
     logs: str
     error_type: str | None
     error_message: str | None
@@ -128,7 +150,11 @@ class StepRun:
                 f"step run {self.invocation_id!r} has {len(self.outputs)} outputs"
                 f" ({', '.join(self.outputs) or 'none'}); use .outputs[name]"
             )
-        return next(iter(self.outputs.values()))
+        return next(iter(self.outputs.values()))[0]
+
+    @property
+    def config(self) -> StepRunConfig:
+        return StepRunConfig(name=self.step_name, parameters=self.parameters, runtime=self.runtime)
 
     @property
     def duration(self) -> float | None:
@@ -219,7 +245,7 @@ def load_step_runs(store: Store, run_id: str) -> dict[str, StepRun]:
             upstream=json.loads(row["upstream"]) if row["upstream"] else [],
             parameters=json.loads(row["parameters"]) if row["parameters"] else {},
             inputs=json.loads(row["inputs"]) if row["inputs"] else {},
-            outputs={name: artifacts[aid] for name, aid in outs.items() if aid in artifacts},
+            outputs={name: OutputVersions([artifacts[aid]]) for name, aid in outs.items() if aid in artifacts},
             logs=row["logs"] or "",
             error_type=row["error_type"],
             error_message=row["error_message"],
