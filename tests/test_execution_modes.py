@@ -376,3 +376,33 @@ def test_isolated_step_retries_and_caches(tmp_path: Any) -> None:
     again = p()
     assert again.steps["flaky_isolated"].status.value == "cached"
     assert counter.read_text() == "2"
+
+
+def test_continue_on_failure_lets_submitted_work_finish_after_the_body_raises() -> None:
+    @step(enable_cache=False)
+    def good() -> int:
+        time.sleep(0.3)
+        return 1
+
+    @step(enable_cache=False)
+    def after_good(x: int) -> int:
+        return x + 1
+
+    @step(enable_cache=False)
+    def bad() -> int:
+        raise ValueError("bad step")
+
+    @pipeline(dynamic=True, execution_mode=ExecutionMode.CONTINUE_ON_FAILURE)
+    def keeps_going() -> None:
+        g = good.submit()
+        after_good.submit(g)
+        bad()  # raises in the body: the body ends, independent submitted work does not
+
+    with pytest.raises(ValueError, match="bad step"):
+        keeps_going()
+    run = Client().get_pipeline("keeps_going").last_run
+    assert run.status.value == "failed"
+    assert {n: s.status.value for n, s in run.steps.items()} == {
+        "good": "completed", "after_good": "completed", "bad": "failed",
+    }
+    assert run.steps["after_good"].output.load() == 2

@@ -419,9 +419,14 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
         time.sleep(60)
         return i
 
+    @step(enable_cache=False)
+    def doze() -> int:
+        time.sleep(60)  # an inline step: cannot be killed, must not hold the exit either
+        return 0
+
     @pipeline(dynamic=True)
     def napping():
-        fs = [nap.submit(i) for i in range(2)]
+        fs = [nap.submit(i) for i in range(2)] + [doze.submit()]
         for f in fs:
             f.wait()
 
@@ -466,17 +471,24 @@ def _assert_all_gone(pids: list[int]) -> None:
     assert not alive, f"orphan worker processes: {alive}"
 
 
-def test_no_orphan_workers_after_ctrl_c(tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_run_promptly_and_leaves_no_orphan_workers(tmp_path: Path) -> None:
     proc, workers = _start_napping(tmp_path)
+    start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
         out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise AssertionError("the interrupted pipeline did not exit")
+    elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in out
+    # Neither the isolated steps nor the 60 s inline step hold the exit.
+    assert elapsed < 15, f"exit took {elapsed:.1f}s after Ctrl-C"
     _assert_all_gone(workers)
+    run = Client().get_pipeline("napping").last_run
+    assert run.status.value == "stopped"
+    assert {s.status.value for s in run.steps.values()} == {"stopped"}
 
 
 def test_no_orphan_workers_after_orchestrator_is_killed(tmp_path: Path) -> None:

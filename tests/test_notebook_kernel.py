@@ -287,3 +287,44 @@ def test_config_and_mode_options_build_the_run_config(tmp_path: Path) -> None:
     assert _config_for("nb", "fail_fast", str(cfg)).mode is ExecutionMode.FAIL_FAST
     with pytest.raises(ConfigError, match="missing.yaml"):
         _config_for("nb", None, str(tmp_path / "missing.yaml"))
+
+
+def test_interrupting_a_pipeline_cell_stops_its_steps_and_the_run(tmp_path: Path) -> None:
+    from dynpipe import Client
+
+    home = tmp_path / "store"
+    k = Kernel()
+    try:
+        reply, _ = k.execute(SETUP.format(home=str(home), sleep=0.1))
+        assert reply["status"] == "ok", reply
+        k.execute(
+            "@step(runtime='isolated', enable_cache=False)\n"
+            "def sleepy(i: int) -> int:\n    print('started', i, flush=True)\n    time.sleep(60)\n    return i\n"
+            "@step(enable_cache=False)\n"
+            "def sleepy_inline(i: int) -> int:\n    time.sleep(60)\n    return i"
+        )
+        msg_id = k.kc.execute(
+            "%%pipeline interrupted --no-widget\n"
+            "fs = [sleepy.submit(i) for i in range(2)] + [sleepy_inline.submit(9)]\n"
+            "[f.wait() for f in fs]"
+        )
+        k.drain(lambda m: m["msg_type"] == "stream" and m["content"]["text"].count("started") >= 1, timeout=60)
+        time.sleep(0.5)
+        start = time.time()
+        k.km.interrupt_kernel()
+        reply = k.kc.get_shell_msg(timeout=60)
+        elapsed = time.time() - start
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert elapsed < 10, f"the interrupt took {elapsed:.1f}s"
+        run = Client(home).get_pipeline("interrupted").last_run
+        assert run.status.value == "stopped"
+        assert {s.status.value for s in run.steps.values()} == {"stopped"}
+        # The next cell with that name starts a new run, which works.
+        reply, _ = k.execute("%%pipeline interrupted --no-widget\nprint(slow(2).load())")
+        assert reply["status"] == "ok", reply
+        runs = Client(home).get_pipeline("interrupted").runs
+        assert len(runs) == 2 and runs[0].id != run.id
+        assert runs[0].steps["slow"].output.load() == 20
+    finally:
+        k.close()

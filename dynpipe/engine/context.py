@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from ..config import ExecutionMode, PipelineConfig
 from ..store.models import ExecutionStatus
 from ..store.store import Store
 from .dag import RunGraph
+from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
     from ..runtimes.base import StepRuntime
@@ -96,8 +97,8 @@ class RunContext:
         self.failed_steps: list[str] = []
         self._ids: dict[str, int] = {}
         self._used_ids: set[str] = set()
-        self._inline_pool: ThreadPoolExecutor | None = None
-        self._isolated_pool: ThreadPoolExecutor | None = None
+        self._inline_pool: DaemonThreadPool | None = None
+        self._isolated_pool: DaemonThreadPool | None = None
         self._runtimes: dict[str, StepRuntime] = {}
         self.effective_configs: dict[int, Any] = {}
         self.finished = False
@@ -179,24 +180,20 @@ class RunContext:
             return candidate
 
     # -- pools and runtimes ------------------------------------------------------------
-    def inline_pool(self) -> ThreadPoolExecutor:
+    def inline_pool(self) -> DaemonThreadPool:
         if self._inline_pool is None:
             with self.lock:
                 if self._inline_pool is None:
-                    self._inline_pool = ThreadPoolExecutor(
-                        inline_pool_size(), thread_name_prefix=f"dynpipe-{self.pipeline_name}"
-                    )
+                    self._inline_pool = DaemonThreadPool(inline_pool_size(), f"dynpipe-{self.pipeline_name}")
         return self._inline_pool
 
-    def isolated_pool(self) -> ThreadPoolExecutor:
+    def isolated_pool(self) -> DaemonThreadPool:
         """Threads that wait on isolated launches (the work itself runs elsewhere)."""
         if self._isolated_pool is None:
             with self.lock:
                 if self._isolated_pool is None:
                     size = int(os.environ.get("DYNPIPE_ISOLATED_WAITERS", "64"))
-                    self._isolated_pool = ThreadPoolExecutor(
-                        size, thread_name_prefix=f"dynpipe-iso-{self.pipeline_name}"
-                    )
+                    self._isolated_pool = DaemonThreadPool(size, f"dynpipe-iso-{self.pipeline_name}")
         return self._isolated_pool
 
     def runtime(self, name: str) -> StepRuntime:

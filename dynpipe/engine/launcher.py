@@ -13,7 +13,7 @@ import time
 import traceback as tb
 import uuid
 import warnings
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -606,8 +606,14 @@ def _execute_attempts(
     while True:
         attempt_start = time.time()
         task = _build_task(inv, inputs, attempt)
+        if inv.stop_reason is not None:
+            _finish_stopped(inv, inv.stop_reason, "".join(logs_so_far), attempt)
+            return
         launch = runtime.launch(task, on_line)
         inv.launch = launch
+        if inv.stop_reason is not None:
+            # request_stop ran while the launch was starting and saw no launch to cancel.
+            launch.cancel()
         try:
             result = launch.result()
         except BaseException:
@@ -791,6 +797,25 @@ def _finish_failed(
 
 def _finish_skipped(inv: Invocation, reason: str) -> None:
     _finish_without_running(inv, "skipped", StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"), reason)
+
+
+def abandon_outstanding(ctx: RunContext, reason: str) -> None:
+    """Record every step still in flight as stopped without waiting for it.
+
+    Used after an interrupt once the grace period is over: an inline step cannot be killed
+    inside its thread, so its eventual result is discarded (its thread is a daemon).
+    """
+    with ctx.lock:
+        pending = [inv for inv in ctx.outstanding if not inv.future.done()]
+    for inv in pending:
+        try:
+            if inv.started:
+                _finish_stopped(inv, reason, "", max(inv.node.attempts, 1))
+            else:
+                _finish_without_running(inv, "stopped", StepStoppedError(reason), reason)
+        except InvalidStateError:
+            pass  # it finished on its own meanwhile
+        ctx.untrack(inv)
 
 
 def _finish_stopped(inv: Invocation, reason: str, logs: str, attempt: int) -> None:

@@ -12,6 +12,10 @@ from ..store.store import Store
 from .context import RunContext
 
 
+#: Seconds an interrupted run waits for stopped steps before recording them as stopped.
+STOP_GRACE = 2.0
+
+
 def start_run(
     pipeline_name: str,
     config: PipelineConfig,
@@ -40,35 +44,50 @@ def start_run(
     return ctx
 
 
-def finish_run(ctx: RunContext, body_error: BaseException | None = None) -> ExecutionStatus:
-    """Wait for outstanding steps, record the final status, run on_cleanup; idempotent."""
+def finish_run(
+    ctx: RunContext, body_error: BaseException | None = None, stop_reason: str | None = None
+) -> ExecutionStatus:
+    """Wait for outstanding steps, record the final status, run on_cleanup; idempotent.
+
+    ``stop_reason`` (or a KeyboardInterrupt as ``body_error``) stops the run instead: running
+    steps are stopped, waited for at most ``STOP_GRACE`` seconds, and the run ends ``stopped``.
+    """
     if ctx.finished:
         return ctx.status
-    interrupted = isinstance(body_error, KeyboardInterrupt)
+    if isinstance(body_error, KeyboardInterrupt):
+        stop_reason = "interrupted"
     if ctx.held:
         from .launcher import abandon_held
 
         abandon_held(ctx, "the pipeline function failed before the DAG was started")
-    if interrupted:
-        ctx.stop_running("interrupted")
+    if stop_reason is not None:
+        ctx.stop_running(stop_reason)
     elif body_error is not None and ctx.mode is ExecutionMode.FAIL_FAST:
         ctx.stop_running(f"pipeline function raised {type(body_error).__name__}")
-    elif body_error is not None:
+    elif body_error is not None and ctx.mode is not ExecutionMode.CONTINUE_ON_FAILURE:
         ctx.stop_event.set()  # no new steps start; running ones finish
     try:
-        ctx.wait_idle()
+        settled = ctx.wait_idle(timeout=STOP_GRACE if stop_reason is not None else None)
     except KeyboardInterrupt:
-        ctx.stop_running("interrupted")
-        ctx.wait_idle(timeout=10)
-        interrupted = True
-    if interrupted:
+        stop_reason = "interrupted"
+        ctx.stop_running(stop_reason)
+        settled = ctx.wait_idle(timeout=STOP_GRACE)
+    if not settled:
+        # Isolated steps are killed by now; inline ones cannot be: record them as stopped
+        # and discard whatever they return, rather than hold the interrupted caller.
+        from .launcher import abandon_outstanding
+
+        abandon_outstanding(ctx, stop_reason or "stopped")
+    if stop_reason is not None:
         status = ExecutionStatus.STOPPED
     elif ctx.failed_steps or body_error is not None:
         status = ExecutionStatus.FAILED
     else:
         status = ExecutionStatus.COMPLETED
     error = None
-    if body_error is not None:
+    if stop_reason is not None and body_error is None:
+        error = f"stopped: {stop_reason}"
+    elif body_error is not None:
         error = "".join(tb.format_exception_only(type(body_error), body_error)).strip()
     elif ctx.first_failure is not None:
         error = f"step {ctx.first_failure[0]!r} failed: {type(ctx.first_failure[1]).__name__}: {ctx.first_failure[1]}"
@@ -76,7 +95,7 @@ def finish_run(ctx: RunContext, body_error: BaseException | None = None) -> Exec
     ctx.status = status
     ctx.finished = True
     ctx.graph.set_status(status.value)
-    ctx.shutdown_pools(wait=not interrupted)
+    ctx.shutdown_pools(wait=stop_reason is None)
     hook = ctx.config.on_cleanup
     if hook is not None:
         try:

@@ -7,6 +7,8 @@
     %pipeline status        list open runs with their progress
 
 Open runs are finished when the kernel shuts down (atexit; running steps are stopped).
+Interrupting a ``%%pipeline`` cell stops its run (running steps are stopped, the run ends
+``stopped``); the next cell with that name starts a new run.
 """
 
 from __future__ import annotations
@@ -132,11 +134,19 @@ class PipelineMagics(Magics):
         view = session.open_cell(widget=not args.no_widget)
         ctx = session.ctx
         ctx.activate()
+        interrupted = False
         try:
             run_cell_body(self.shell, cell)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             ctx.deactivate()
             session.close_cell(view)
+            if interrupted:
+                # Interrupting the kernel stops the run's steps (isolated ones are killed)
+                # and ends the run as stopped; the next %%pipeline NAME cell starts anew.
+                print(sessions.stop(name, "the cell was interrupted"))
 
     @line_magic("pipeline")
     def pipeline_line(self, line: str) -> None:

@@ -131,31 +131,15 @@ class Session:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         return f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
 
-    def finish(self, stop: bool = False) -> str:
-        """Wait for (or with ``stop``, stop) outstanding steps, record the run, freeze views."""
-        if stop and self.ctx.outstanding:
-            self.ctx.stop_running("the kernel is shutting down")
-            if not self.ctx.wait_idle(timeout=EXIT_GRACE):
-                # Inline steps cannot be interrupted; do not hang the kernel's exit on them.
-                # The run is recorded as stopped; its unfinished steps are reported by the
-                # store as failed once it sees that this process has died.
-                self.ctx.store.metadata.finish_run(
-                    self.ctx.run_id, "stopped", "the kernel shut down while steps were running"
-                )
-                self.ctx.finished = True
-                if self.feed is not None:
-                    self.feed.stop()
-                return f"run {self.ctx.run_name!r} ({self.name}): stopped at kernel shutdown"
-        finish_run(self.ctx)
+    def finish(self, stop_reason: str | None = None) -> str:
+        """Wait for outstanding steps (or stop them, naming why), record the run, freeze views."""
+        finish_run(self.ctx, stop_reason=stop_reason)
         if self.feed is not None:
             self.feed.stop()
             self.feed.refresh(force=True)
         self.sweep()
         return summary_line(self.ctx)
 
-
-#: Seconds a shutting-down kernel waits for stopped steps before recording the run as stopped.
-EXIT_GRACE = 1.0
 
 _sessions: dict[str, Session] = {}
 _lock = threading.Lock()
@@ -186,6 +170,14 @@ def session_for(name: str, config: PipelineConfig, new: bool = False) -> tuple[S
         return session, finished
 
 
+def stop(name: str, reason: str) -> str:
+    """Stop run NAME now (a cell was interrupted); the next cell with NAME starts a new run."""
+    session = _sessions.get(name)
+    if session is None or session.ctx.finished:
+        return ""
+    return session.finish(stop_reason=reason)
+
+
 def end(name: str) -> str:
     session = _sessions.get(name)
     if session is None:
@@ -197,14 +189,15 @@ def end(name: str) -> str:
     return summary
 
 
-def finish_all(stop: bool = True) -> list[str]:
-    """Finish every open run (kernel shutdown); running steps are stopped."""
+def finish_all() -> list[str]:
+    """Finish every open run at kernel shutdown: running steps are stopped."""
     out = []
     for name in list(_sessions):
         session = _sessions.pop(name, None)
         if session is not None and not session.ctx.finished:
             try:
-                out.append(session.finish(stop=stop))
+                reason = "the kernel shut down" if session.ctx.outstanding else None
+                out.append(session.finish(stop_reason=reason))
             except Exception:  # noqa: BLE001 - best effort at exit
                 pass
     return out
