@@ -154,11 +154,14 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
 class OutputArtifact(ArtifactVersion):
     """A step output inside a run: an artifact version that remembers which invocation made it."""
 
-    __slots__ = ("invocation_id",)
+    __slots__ = ("invocation_id", "step_run_in")
 
-    def __init__(self, store: Any, invocation_id: str, **fields: Any) -> None:
+    def __init__(self, store: Any, invocation_id: str, step_run_in: str, **fields: Any) -> None:
         super().__init__(store, **fields)
         self.invocation_id = invocation_id
+        #: The run of the invocation that returned it; a cache hit's artifact was produced
+        #: by an earlier run (``run_id``) but is still this run's data flow.
+        self.step_run_in = step_run_in
 
     def __repr__(self) -> str:
         return (

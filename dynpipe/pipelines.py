@@ -145,6 +145,10 @@ class Pipeline(Generic[P, R]):
         bound = self._bind(args, kwargs)
         parent = current_run()
         store = parent.store if parent is not None else open_store()
+        if parent is not None and parent.compiling:
+            # A static parent holds its steps until its DAG is complete; this child may need
+            # their outputs now, so start what has been compiled so far.
+            launcher.release_held(parent)
         config = self.config
         if bound.arguments:
             config = config.merged(parameters={k: v for k, v in bound.arguments.items() if _json_safe(v)})

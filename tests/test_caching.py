@@ -496,3 +496,22 @@ def test_a_cache_entry_whose_artifact_file_is_gone_is_a_miss(store_home: Any) ->
     run = p()
     assert run.steps["s"].status.value == "completed"
     assert run.steps["s"].output.load() == payload
+
+
+def test_a_cached_step_keeps_its_edge_to_the_step_feeding_it() -> None:
+    @step
+    def source(x: int) -> int:
+        return x
+
+    @step
+    def consumer(v: int) -> int:
+        return v * 2
+
+    @pipeline(dynamic=True)
+    def lineage() -> None:
+        consumer(source(1))
+
+    first, second = lineage(), lineage()
+    assert first.steps["consumer"].upstream == ["source"]
+    assert second.steps["consumer"].status.value == "cached"
+    assert second.steps["consumer"].upstream == ["source"]

@@ -153,3 +153,29 @@ def test_child_uses_its_own_configuration() -> None:
     (c,) = Client().list_pipeline_runs(parent_run_id=run.id)
     assert c.config["execution_mode"] == "continue_on_failure"
     assert c.steps["cached"].status.value == "cached"
+
+
+def test_a_static_parent_passing_a_step_output_to_a_child_pipeline_completes() -> None:
+    @step
+    def base() -> int:
+        return 1
+
+    @step
+    def twice(x: int) -> int:
+        return 2 * x
+
+    @pipeline
+    def static_child(x: int) -> Any:
+        return twice(x)
+
+    @pipeline
+    def static_parent() -> None:
+        a = base()
+        b = static_child(a)  # needs base's output while the parent is still compiling
+        twice(b, id="twice_in_parent")
+
+    run = static_parent()  # used to wait forever on the held 'base' step
+    assert run.status.value == "completed"
+    assert run.steps["twice_in_parent"].output.load() == 4
+    (child,) = Client().list_pipeline_runs(parent_run_id=run.id)
+    assert child.pipeline_name == "static_child" and child.status.value == "completed"

@@ -364,7 +364,7 @@ def _collect_dep(src: Any, ctx: RunContext, deps: list[Invocation], upstream: li
                 upstream.append(inv.invocation_id)
         else:
             deps.append(inv)
-    elif isinstance(src, OutputArtifact) and src.run_id == ctx.run_id:
+    elif isinstance(src, OutputArtifact) and src.step_run_in == ctx.run_id:
         if src.invocation_id not in upstream:
             upstream.append(src.invocation_id)
 
@@ -552,7 +552,7 @@ def _try_cache(inv: Invocation, key: str, input_ids: dict[str, Any]) -> bool:
 
 def _as_output(ctx: RunContext, inv: Invocation, art: ArtifactVersion) -> OutputArtifact:
     fields = {k: getattr(art, k) for k in _ARTIFACT_FIELDS}
-    return OutputArtifact(ctx.store, inv.invocation_id, **fields)
+    return OutputArtifact(ctx.store, inv.invocation_id, ctx.run_id, **fields)
 
 
 def _build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTask:
@@ -703,7 +703,7 @@ def _finish_completed(
         )
         output_ids[name] = saved.id
         outputs[name] = OutputArtifact(
-            ctx.store, inv.invocation_id, id=saved.id, name=art_name, version=None,
+            ctx.store, inv.invocation_id, ctx.run_id, id=saved.id, name=art_name, version=None,
             uri=saved.uri, content_hash=saved.content_hash, data_type=saved.data_type,
             materializer=saved.materializer, producer_step_run_id=inv.step_run_id,
             run_id=ctx.run_id, output_name=name, size=saved.size,
