@@ -118,3 +118,39 @@ def test_logs_of_a_failed_inline_step_include_the_traceback(monkeypatch: pytest.
     sr = Client().get_pipeline("broken").last_run.steps["breaks"]
     assert sr.logs.startswith("before the error\n")
     assert "KeyError: 'missing thing'" in sr.logs
+
+
+_USER_LOGGING_SCRIPT = """
+import logging
+from dynpipe import pipeline, step
+
+@step(enable_cache=False)
+def chatty() -> int:
+    logging.info("info inside the step")
+    return 1
+
+@pipeline(dynamic=True)
+def p() -> None:
+    chatty()
+
+run = p()
+print("STORED:", run.steps["chatty"].logs.strip())
+print("ROOT:", logging.getLogger().level, len(logging.getLogger().handlers))
+logging.basicConfig(level=logging.INFO, format="USER %(message)s")
+logging.info("configured after a run")
+"""
+
+
+def test_step_log_capture_leaves_the_users_logging_alone(tmp_path: Path) -> None:
+    script = tmp_path / "user_logging.py"
+    script.write_text(_USER_LOGGING_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "DYNPIPE_ECHO_LOGS": "false"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "STORED: INFO root: info inside the step" in proc.stdout
+    # After the run the root logger is as Python left it: level WARNING, no handlers...
+    assert "ROOT: 30 0" in proc.stdout
+    # ...so the user's own basicConfig() still takes effect.
+    assert "USER configured after a run" in proc.stderr

@@ -105,12 +105,27 @@ class _RoutingStream(io.TextIOBase):
         return getattr(self._real, name)
 
 
+def _printed_into_sink_already() -> bool:
+    """A user's root handler writing to sys.stdout/stderr already lands in the step's log."""
+    return any(
+        isinstance(h, logging.StreamHandler) and isinstance(h.stream, _RoutingStream)
+        for h in logging.getLogger().handlers
+    )
+
+
 class _RoutingLogHandler(logging.Handler):
     """Sends log records emitted inside a step to that step's sink."""
 
     def emit(self, record: logging.LogRecord) -> None:
         sink = _current_sink.get()
         if sink is None:
+            # Outside a step, behave as if this handler were not there: with no handler of
+            # the user's, Python would print WARNING and above through its last resort.
+            root = logging.getLogger()
+            if len(root.handlers) == 1 and record.levelno >= logging.WARNING and logging.lastResort:
+                logging.lastResort.handle(record)
+            return
+        if _printed_into_sink_already():
             return
         try:
             line = self.format(record)
@@ -127,13 +142,47 @@ def _install() -> None:
             sys.stdout = _RoutingStream(sys.stdout, "stdout")  # type: ignore[assignment]
         if not isinstance(sys.stderr, _RoutingStream):
             sys.stderr = _RoutingStream(sys.stderr, "stderr")  # type: ignore[assignment]
-        root = logging.getLogger()
-        if not any(isinstance(h, _RoutingLogHandler) for h in root.handlers):
-            handler = _RoutingLogHandler()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            root.addHandler(handler)
-            if root.level > logging.INFO or root.level == logging.NOTSET:
+
+
+class _LogCapture:
+    """The root-logger handler, attached only while at least one step runs in this process.
+
+    Attaching it for good would change the user's logging outside steps: ``basicConfig()``
+    does nothing once the root has a handler. While steps run, a root logger at Python's
+    default level (WARNING) is lowered to INFO so steps' ``logging.info`` is kept, and put
+    back when the last step ends; a level the user chose is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.handler = _RoutingLogHandler()
+        self.handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.users = 0
+        self.lowered_from: int | None = None
+
+    def attach(self) -> None:
+        with _install_lock:
+            self.users += 1
+            if self.users > 1:
+                return
+            root = logging.getLogger()
+            if root.level == logging.WARNING:
+                self.lowered_from = root.level
                 root.setLevel(logging.INFO)
+            root.addHandler(self.handler)
+
+    def detach(self) -> None:
+        with _install_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            root = logging.getLogger()
+            root.removeHandler(self.handler)
+            if self.lowered_from is not None and root.level == logging.INFO:
+                root.setLevel(self.lowered_from)
+            self.lowered_from = None
+
+
+_log_capture = _LogCapture()
 
 
 def record_step_error(traceback_text: str, summary: str) -> None:
@@ -158,9 +207,11 @@ def capture_step_logs(label: str, echo: bool, on_line: Any = None) -> Iterator[S
         _install()
     sink = StepLogSink(label, echo, on_line)
     token = _current_sink.set(sink)
+    _log_capture.attach()
     try:
         yield sink
     finally:
+        _log_capture.detach()
         _current_sink.reset(token)
         streams: dict[str, TextIO] = {}
         for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
