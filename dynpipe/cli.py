@@ -62,10 +62,10 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_row(s: StepRun) -> list[str]:
+def _step_row(s: StepRun, origins: dict[str, str]) -> list[str]:
     mark = ""
-    if s.status.value == "cached":
-        mark = "(cached)"
+    if s.status.value == "cached" and s.cached_from in origins:
+        mark = f"(from {origins[s.cached_from]})"
     elif s.attempts > 1:
         mark = f"({s.attempts} attempts)"
     outputs = ", ".join(f"{n}:{a.type_name}" for n, a in s.outputs.items()) or "-"
@@ -73,6 +73,18 @@ def _step_row(s: StepRun) -> list[str]:
         s.invocation_id, s.status.value + (" " + mark if mark else ""), s.runtime or "-",
         _dur(s.duration), ", ".join(s.upstream) or "-", outputs,
     ]
+
+
+def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
+    """Step run id -> name of the run whose outputs a cache hit reused."""
+    if not step_run_ids:
+        return {}
+    marks = ",".join("?" * len(step_run_ids))
+    rows = client.store.metadata.query(
+        f"SELECT s.id, r.name FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE s.id IN ({marks})",
+        step_run_ids,
+    )
+    return {row["id"]: row["name"] for row in rows}
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
@@ -88,7 +100,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     if run.error:
         print(f"error     {run.error}")
     print()
-    rows = [_step_row(s) for s in run.steps.values()]
+    origins = _cache_origins(client, [s.cached_from for s in run.steps.values() if s.cached_from])
+    rows = [_step_row(s, origins) for s in run.steps.values()]
     print(_table(["step", "status", "runtime", "duration", "upstream", "outputs"], rows) if rows else "no steps")
     failed = [s for s in run.steps.values() if s.status.value == "failed"]
     for s in failed:

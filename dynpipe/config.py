@@ -185,6 +185,18 @@ class PipelineConfig(BaseModel):
     model: Model | None = None
 
     @property
+    def runs_synchronously(self) -> bool:
+        """``synchronous=False``, or ZenML's ``settings={"orchestrator": {"synchronous": False}}``
+        (also ``orchestrator.<flavor>``), makes a call return at once with a run future."""
+        if not self.synchronous:
+            return False
+        for key, value in self.settings.items():
+            if (key == "orchestrator" or key.startswith("orchestrator.")) and isinstance(value, dict):
+                if value.get("synchronous") is False:
+                    return False
+        return True
+
+    @property
     def mode(self) -> ExecutionMode:
         if self.execution_mode is not None:
             return self.execution_mode
@@ -232,13 +244,20 @@ def _describe(exc: ValidationError) -> str:
 # -- YAML config templates --------------------------------------------------------
 
 
+class _FileSettings(BaseModel):
+    """``settings:`` of a step in a YAML template: ``resources`` is checked where it is written."""
+
+    model_config = ConfigDict(extra="allow")
+    resources: ResourceSettings | None = None
+
+
 class _StepFileConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     parameters: dict[str, Any] = Field(default_factory=dict)
     enable_cache: bool | None = None
     runtime: Runtime | None = None
     retry: StepRetryConfig | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: _FileSettings = Field(default_factory=_FileSettings)
     enable_step_logs: bool | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 

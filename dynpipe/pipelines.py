@@ -118,7 +118,7 @@ class Pipeline(Generic[P, R]):
                 )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        if not self.config.synchronous and current_run() is None:
+        if not self.config.runs_synchronously and current_run() is None:
             return self.submit(*args, **kwargs)
         return self._run(args, kwargs)
 

@@ -103,3 +103,25 @@ def test_a_run_that_cannot_start_reports_through_the_future() -> None:
     with pytest.raises(ValueError, match="already exists"):
         future.result(timeout=10)
     assert future.run_name is None
+
+
+def test_zenml_orchestrator_setting_makes_a_run_asynchronous() -> None:
+    gate.clear()
+
+    @pipeline(dynamic=True, settings={"orchestrator": {"synchronous": False}})
+    def background() -> None:
+        waits_for_gate()
+
+    future = background()
+    assert isinstance(future, PipelineRunFuture) and not future.done()
+    gate.set()
+    assert future.result(timeout=30).status.value == "completed"
+    flavored = pipeline(dynamic=True, settings={"orchestrator.local": {"synchronous": False}})(
+        background.entrypoint
+    )
+    gate.clear()
+    later = flavored()
+    assert isinstance(later, PipelineRunFuture)
+    gate.set()
+    assert later.result(timeout=30).status.value == "completed"
+    assert isinstance(background.with_options(settings={"orchestrator": {"synchronous": True}})(), PipelineRun)
