@@ -4,7 +4,10 @@ as ``cached`` step runs that point at the stored artifacts and never run the bod
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -515,3 +518,29 @@ def test_a_cached_step_keeps_its_edge_to_the_step_feeding_it() -> None:
     assert first.steps["consumer"].upstream == ["source"]
     assert second.steps["consumer"].status.value == "cached"
     assert second.steps["consumer"].upstream == ["source"]
+
+
+_NO_SOURCE_SCRIPT = """
+ns = {}
+exec('''
+from dynpipe import step, pipeline
+@step
+def comp(n: int) -> list:
+    return [i * 2 for i in range(n)]
+@pipeline(dynamic=True)
+def p():
+    comp(3)
+''', ns)
+print(ns["p"]().steps["comp"].status.value)
+"""
+
+
+def test_a_step_without_source_code_hits_the_cache_in_a_new_process(tmp_path: Path) -> None:
+
+    statuses = [
+        subprocess.run(
+            [sys.executable, "-c", _NO_SOURCE_SCRIPT], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert statuses == ["completed", "cached"]

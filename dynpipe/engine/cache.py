@@ -16,8 +16,17 @@ def source_hash(func: Any) -> str:
         text = inspect.getsource(func)
     except (OSError, TypeError):
         code = getattr(func, "__code__", None)
-        text = repr((code.co_code, code.co_consts)) if code is not None else repr(func)
+        text = _code_fingerprint(code) if code is not None else repr(func)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _code_fingerprint(code: Any) -> str:
+    """Bytecode, names and constants, nested code objects included, without memory addresses
+    (the repr of a nested code object carries one, which made every process miss)."""
+    consts = [
+        _code_fingerprint(c) if inspect.iscode(c) else repr(c) for c in code.co_consts
+    ]
+    return repr((code.co_code, code.co_names, code.co_varnames, consts))
 
 
 def canonical(value: Any) -> str:
