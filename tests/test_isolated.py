@@ -275,6 +275,15 @@ def test_exit_code_is_reported() -> None:
         exits()
 
 
+def test_a_worker_dying_under_a_memory_limit_names_the_limit() -> None:
+    @pipeline(dynamic=True)
+    def limited_exit() -> None:
+        exit_three.with_options(settings={"resources": ResourceSettings(memory="300MB")})()
+
+    with pytest.raises(WorkerCrashedError, match=r"exited with code 3 \(the step ran under a memory limit of 300MB"):
+        limited_exit()
+
+
 def test_retries_apply_to_a_crashed_isolated_step(tmp_path: Path) -> None:
     marker = tmp_path / "crashed"
 
@@ -542,8 +551,8 @@ def test_cancel_of_a_queued_attempt(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert running.cancel()
         result = running.result(timeout=10)
-        assert "killed by SIGKILL" in (result.error_message or "")
-        assert "cancelled" in (result.error_message or "")
+        assert "the step was cancelled: its worker process was killed" in (result.error_message or "")
+        assert "out of memory" not in (result.error_message or "")
     finally:
         rt.shutdown()
 

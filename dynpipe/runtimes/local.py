@@ -79,17 +79,23 @@ def func_ref(func: Any) -> FuncRef | None:
     return None
 
 
-def describe_exit(returncode: int | None) -> str:
+def describe_exit(returncode: int | None, memory_limit: str | None = None) -> str:
+    """Why a worker died, in words; with a memory limit set, say that it may be the cause."""
     if returncode is None:
         return "worker process stopped answering"
+    if memory_limit:
+        hint = f" (the step ran under a memory limit of {memory_limit}: running out of it can end a process this way)"
+    elif returncode == -signal.SIGKILL:
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)"
+    else:
+        hint = ""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if returncode == -signal.SIGKILL else ""
         return f"worker process killed by {name}{hint}"
-    return f"worker process exited with code {returncode}"
+    return f"worker process exited with code {returncode}{hint}"
 
 
 class LocalLaunch(Launch):
@@ -104,6 +110,7 @@ class LocalLaunch(Launch):
         self.lines: list[str] = []
         self.worker: _Worker | None = None
         self.cancelled = False
+        self.memory_limit = task.resources.memory if task.resources is not None else None
         self._event = threading.Event()
         self._result: TaskResult | None = None
 
@@ -462,9 +469,10 @@ class LocalProcessRuntime(StepRuntime):
             elif not self._closed and was_member:
                 self._top_up()
         if launch is not None:
-            reason = describe_exit(returncode)
             if launch.cancelled:
-                reason += " (the step was cancelled)"
+                reason = "the step was cancelled: its worker process was killed"
+            else:
+                reason = describe_exit(returncode, launch.memory_limit)
             launch._fail(reason)
 
     def _start_failed(self, message: str) -> None:
