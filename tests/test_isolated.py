@@ -30,7 +30,8 @@ from dynpipe import (
 )
 from dynpipe.engine.context import current_run
 from dynpipe.engine.launcher import StepExecutionError
-from dynpipe.runtimes.local import WorkerCrashedError, func_ref, shared_local_runtime
+from dynpipe.runtimes.local import WorkerCrashedError, shared_local_runtime
+from dynpipe.runtimes.shipping import func_ref
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .local import _custom_materializers, func_ref
+from .shipping import custom_materializers, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
 
@@ -288,7 +288,7 @@ class KubernetesRuntime(StepRuntime):
             ref = func_ref(task.func)
             sendable = dataclasses.replace(task, func=ref or task.func)
             extras: dict[str, Any] = {}
-            mats = _custom_materializers()
+            mats = custom_materializers()
             if mats is not None:
                 extras["materializers"] = mats
             payload = encode_task(sendable, extras)

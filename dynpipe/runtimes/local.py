@@ -33,11 +33,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
-
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from .task import StepTask, TaskResult
-from .worker import HELLO, LINE, QUIT, RESULT, TASK, FuncRef, decode_result, encode_task
+from .shipping import custom_materializers, func_ref
+from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result, encode_task
 
 _MAX_START_FAILURES = 3
 
@@ -57,26 +56,6 @@ def pool_size_from_env() -> int:
             raise ValueError(f"DYNPIPE_WORKERS={env!r} must be at least 1")
         return size
     return os.cpu_count() or 1
-
-
-def func_ref(func: Any) -> FuncRef | None:
-    """An import path for ``func`` if a worker can import it; None means: send by value."""
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if not module or not qualname or "<" in qualname or module in ("__main__", "__mp_main__"):
-        return None
-    mod = sys.modules.get(module)
-    if mod is None or getattr(mod, "__spec__", None) is None or not getattr(mod, "__file__", None):
-        return None
-    obj: Any = mod
-    try:
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        return None
-    if obj is func or getattr(obj, "entrypoint", None) is func:
-        return FuncRef(module, qualname)
-    return None
 
 
 def describe_exit(returncode: int | None, memory_limit: str | None = None) -> str:
@@ -522,7 +501,7 @@ class LocalProcessRuntime(StepRuntime):
             removed = tuple(k for k in self._base_env if k not in env)
             extras["env"] = (changed, removed)
         extras["sys_path"] = list(sys.path)  # small; a worker applies it only when it differs
-        mats = _custom_materializers()
+        mats = custom_materializers()
         if mats is not None:
             extras["materializers"] = mats
         # Two layers: the worker applies cwd / sys.path first, then unpickles the task,
@@ -536,43 +515,6 @@ def _package_parent() -> str | None:
     if os.path.basename(here) in ("site-packages", "dist-packages"):
         return None
     return here
-
-
-_BUILTIN_MATERIALIZERS: frozenset[str] | None = None
-
-
-def _custom_materializers() -> list[bytes] | None:
-    """Materializers registered in this process that a fresh worker would not know.
-
-    Each travels as its own pickle so one that cannot load in the worker (its module is
-    not importable there) only matters to the steps that use it.
-    """
-    global _BUILTIN_MATERIALIZERS
-    from ..store.materializers import MaterializerRegistry, registry
-
-    if _BUILTIN_MATERIALIZERS is None:
-        _BUILTIN_MATERIALIZERS = frozenset(MaterializerRegistry()._by_name)
-    items: list[tuple[Any, Any]] = [
-        (None, m) for n, m in registry._by_name.items() if n not in _BUILTIN_MATERIALIZERS
-    ]
-    items.extend(registry._by_type.items())
-    if not items:
-        return None
-    key = tuple((id(t), id(m)) for t, m in items)
-    cached = _MATERIALIZER_BLOBS.get(key)
-    if cached is None:
-        cached = []
-        for item in items:
-            try:
-                cached.append(cloudpickle.dumps(item))
-            except Exception:  # noqa: BLE001 - unusable in workers; steps using it fail clearly
-                continue
-        _MATERIALIZER_BLOBS.clear()
-        _MATERIALIZER_BLOBS[key] = cached
-    return cached
-
-
-_MATERIALIZER_BLOBS: dict[tuple[tuple[int, int], ...], list[bytes]] = {}
 
 
 def _unsendable(task: StepTask, exc: BaseException) -> TaskResult:
@@ -640,7 +582,6 @@ __all__ = [
     "LocalProcessRuntime",
     "WorkerCrashedError",
     "describe_exit",
-    "func_ref",
     "shared_local_runtime",
     "shutdown_shared_runtime",
 ]
