@@ -103,6 +103,12 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     origins = _cache_origins(client, [s.cached_from for s in run.steps.values() if s.cached_from])
     rows = [_step_row(s, origins) for s in run.steps.values()]
     print(_table(["step", "status", "runtime", "duration", "upstream", "outputs"], rows) if rows else "no steps")
+    for s in run.steps.values():
+        if s.attempts > 1:
+            print(f"\n{s.invocation_id}: {s.attempts} attempts")
+            for a in client.list_step_attempts(run.id, s.invocation_id):
+                error = f" — {a.error_type}: {a.error_message}" if a.error_type else ""
+                print(f"  attempt {a.attempt}: {a.status}{error}")
     failed = [s for s in run.steps.values() if s.status.value == "failed"]
     for s in failed:
         print(f"\n{s.invocation_id} failed: {s.error}")

@@ -3,6 +3,8 @@ shows ``retrying`` while it waits for the next attempt."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -49,6 +51,17 @@ def test_step_retries_until_it_succeeds_and_records_each_attempt() -> None:
         (2, "failed", "ConnectionError", "transient 2"),
         (3, "completed", None, None),
     ]
+    # The same history through the Client and the CLI.
+    attempts = Client().list_step_attempts(run.name, "flaky")
+    assert [(a.attempt, a.status, a.error_message) for a in attempts] == [
+        (1, "failed", "transient 1"), (2, "failed", "transient 2"), (3, "completed", None),
+    ]
+    assert all(a.start_time and a.end_time and a.end_time >= a.start_time for a in attempts)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dynpipe.cli", "runs", "show", run.name], capture_output=True, text=True, timeout=60
+    )
+    assert "flaky: 3 attempts" in shown.stdout
+    assert "attempt 1: failed — ConnectionError: transient 1" in shown.stdout
     # delay 0.1 then 0.1*2: the waits grow with backoff
     assert tries[1] - tries[0] >= 0.09
     assert tries[2] - tries[1] >= 0.19

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import ArtifactVersion, PipelineRun, StepRun, run_from_row
+from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, _ts, run_from_row
 from .store import Store, open_store
 
 
@@ -130,6 +130,23 @@ class Client:
                 f"run {pipeline_run.name!r} has no step {invocation_id!r}"
                 f" (steps: {', '.join(pipeline_run.steps) or 'none'})"
             ) from None
+
+    def list_step_attempts(self, run: str, invocation_id: str) -> list[StepAttempt]:
+        """Every attempt of one step run, oldest first: the failed ones that were retried,
+        then the final attempt (the step run's own outcome)."""
+        step = self.get_step_run(run, invocation_id)
+        rows = self.store.metadata.query(
+            "SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step.id,)
+        )
+        attempts = [
+            StepAttempt(r["attempt"], r["status"], _ts(r["start"]), _ts(r["end"]), r["error_type"], r["error_message"])
+            for r in rows
+        ]
+        if step.attempts > len(attempts):
+            attempts.append(
+                StepAttempt(step.attempts, step.status.value, None, step.end_time, step.error_type, step.error_message)
+            )
+        return attempts
 
     # -- artifacts ----------------------------------------------------------------
     def get_artifact_version(self, name_or_id: str, version: int | None = None) -> ArtifactVersion:

@@ -111,6 +111,18 @@ class StepRunConfig:
     runtime: str | None
 
 
+@dataclass(frozen=True)
+class StepAttempt:
+    """One attempt of a step run that was retried (the last attempt is the step run itself)."""
+
+    attempt: int
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    error_type: str | None
+    error_message: str | None
+
+
 class ArtifactLoadError(RuntimeError):
     """A stored artifact's type or materializer is not available in this process."""
 
