@@ -22,7 +22,7 @@ from .runtimes.task import StepContext, get_step_context
 from .steps import Step, step
 from .store.client import Client
 from .store.materializers import Materializer, register_materializer
-from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepRun
+from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepAttempt, StepRun
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ __all__ = [
     "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
-    "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
+    "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
     "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",
     "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",
 ]
