@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 from ..config import ExecutionMode, PipelineConfig
+from ..runtimes.logs import attach_log_capture, detach_log_capture
 from ..store.models import ExecutionStatus, PipelineRun
 from ..store.store import Store
 from .context import RunContext
@@ -34,6 +35,7 @@ def start_run(
         unlisted=unlisted,
     )
     ctx.begin()
+    attach_log_capture()
     hook = config.on_init
     if hook is not None:
         try:
@@ -94,6 +96,7 @@ def finish_run(
     ctx.store.metadata.finish_run(ctx.run_id, status.value, error)
     ctx.status = status
     ctx.finished = True
+    detach_log_capture()
     ctx.graph.set_status(status.value)
     ctx.shutdown_pools(wait=stop_reason is None)
     hook = ctx.config.on_cleanup

@@ -145,12 +145,12 @@ def _install() -> None:
 
 
 class _LogCapture:
-    """The root-logger handler, attached only while at least one step runs in this process.
+    """The root-logger handler, attached only while at least one run is open in this process.
 
     Attaching it for good would change the user's logging outside steps: ``basicConfig()``
-    does nothing once the root has a handler. While steps run, a root logger at Python's
+    does nothing once the root has a handler. While runs are open, a root logger at Python's
     default level (WARNING) is lowered to INFO so steps' ``logging.info`` is kept, and put
-    back when the last step ends; a level the user chose is left alone.
+    back when the last run ends; a level the user chose is left alone.
     """
 
     def __init__(self) -> None:
@@ -185,6 +185,19 @@ class _LogCapture:
 _log_capture = _LogCapture()
 
 
+def attach_log_capture() -> None:
+    """Route ``logging`` records of steps to their logs; paired with ``detach_log_capture``.
+
+    Called per run (not per step: changing the root level clears every logger's cache) and
+    once by a worker process, which only ever runs steps.
+    """
+    _log_capture.attach()
+
+
+def detach_log_capture() -> None:
+    _log_capture.detach()
+
+
 def record_step_error(traceback_text: str, summary: str) -> None:
     """Log a step's error: full traceback stored, one line streamed to the console/notebook."""
     sink = _current_sink.get()
@@ -207,11 +220,9 @@ def capture_step_logs(label: str, echo: bool, on_line: Any = None) -> Iterator[S
         _install()
     sink = StepLogSink(label, echo, on_line)
     token = _current_sink.set(sink)
-    _log_capture.attach()
     try:
         yield sink
     finally:
-        _log_capture.detach()
         _current_sink.reset(token)
         streams: dict[str, TextIO] = {}
         for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):

@@ -32,6 +32,7 @@ from typing import Any
 
 import cloudpickle
 
+from .logs import attach_log_capture
 from .resources import applied_resources
 from .task import StepTask, TaskResult, execute_task
 
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", help="path or fsspec URL of one task payload (one-shot mode)")
     parser.add_argument("--result", help="where to write the result (default: TASK.result)")
     args = parser.parse_args(argv)
+    attach_log_capture()  # this process only runs steps
     if args.fd is not None:
         serve(args.fd, args.parent, args.slot)
         return 0
