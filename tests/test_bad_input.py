@@ -100,7 +100,7 @@ def test_futures_nested_in_a_dict_are_a_clear_error() -> None:
     def p() -> None:
         take({"a": one.submit()})
 
-    with pytest.raises(TypeError, match="step 'take': input 'mapping' mixes futures/artifacts"):
+    with pytest.raises(TypeError, match="step 'take': input 'mapping' holds futures/artifacts inside a dict"):
         p()
 
 

@@ -257,3 +257,21 @@ def test_map_in_a_static_pipeline() -> None:
     run = p()
     assert run.steps["total"].output.load() == 12
     assert run.steps["total"].upstream == ["mul", "mul_2", "mul_3"]
+
+
+def test_a_list_mixing_futures_and_plain_values_reaches_the_step_in_order() -> None:
+    @step(enable_cache=False)
+    def seven() -> int:
+        return 7
+
+    @step(enable_cache=False)
+    def as_list(xs: list[int]) -> list[int]:
+        return xs
+
+    @pipeline(dynamic=True)
+    def mixed() -> None:
+        as_list([1, seven.submit(), 3, seven()])
+
+    run = mixed()
+    assert run.steps["as_list"].output.load() == [1, 7, 3, 7]
+    assert sorted(run.steps["as_list"].upstream) == ["seven", "seven_2"]

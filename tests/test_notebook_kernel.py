@@ -184,8 +184,12 @@ def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) 
     frozen = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == first_display]
     assert frozen and "image/svg+xml" in frozen[0]["data"]
     assert frozen[0]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 1 step")
-    # ...while the newest cell is still live.
-    assert not [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == second_display]
+    # ...while the newest cell stays live: once its steps are done its output only gains a
+    # static fallback picture (for viewers without the widget) beside the widget view.
+    newest = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == second_display]
+    assert all(WIDGET_MIME in c["data"] for c in newest)
+    assert newest and "image/svg+xml" in newest[-1]["data"]
+    assert newest[-1]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 2 steps")
     kernel.execute("%pipeline end freeze")
 
 
@@ -326,5 +330,66 @@ def test_interrupting_a_pipeline_cell_stops_its_steps_and_the_run(tmp_path: Path
         runs = Client(home).get_pipeline("interrupted").runs
         assert len(runs) == 2 and runs[0].id != run.id
         assert runs[0].steps["slow"].output.load() == 20
+    finally:
+        k.close()
+
+
+def test_saved_notebook_size_grows_linearly_with_cells(tmp_path: Path) -> None:
+    """Each older cell's picture holds only its own steps (and what fed them), and closed
+    widgets leave no picture in the saved widget state."""
+    import json
+
+    import nbclient
+
+    nb = nbformat.v4.new_notebook()
+    cells = [nbformat.v4.new_code_cell(SETUP.format(home=str(tmp_path / "store"), sleep=0.01))]
+    cells.append(nbformat.v4.new_code_cell("%%pipeline grow\nprev = slow(0)"))
+    for i in range(1, 13):
+        cells.append(nbformat.v4.new_code_cell(f"%%pipeline grow\nprev = add([prev, {i}])"))
+    cells.append(nbformat.v4.new_code_cell("%pipeline end grow"))
+    nb.cells = cells
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    svgs = [
+        o["data"]["image/svg+xml"]
+        for c in nb.cells[2:-2]
+        for o in c.outputs
+        if o["output_type"] == "display_data"
+    ]
+    assert len(svgs) == 11
+    assert max(map(len, svgs)) < 1.5 * min(map(len, svgs)), [len(s) for s in svgs]
+    # The last cell shows the whole run.
+    last = [o["data"] for o in nb.cells[-2].outputs if o["output_type"] == "display_data"][0]
+    assert last["text/plain"].startswith("dynpipe run 'grow' (completed): 13 steps")
+    state = json.dumps(nb.metadata.get("widgets", {}))
+    assert "<svg" not in state
+
+
+def test_output_of_a_background_step_goes_to_the_cell_that_submitted_it(tmp_path: Path) -> None:
+    k = Kernel()
+    try:
+        reply, _ = k.execute(SETUP.format(home=str(tmp_path / "store"), sleep=0.1))
+        assert reply["status"] == "ok", reply
+        k.execute(
+            "@step(enable_cache=False)\n"
+            "def late(tag: str) -> str:\n    time.sleep(1.0)\n    print('late output', tag, flush=True)\n    return tag\n"
+            "@step(runtime='isolated', enable_cache=False)\n"
+            "def late_isolated(tag: str) -> str:\n    import time\n    time.sleep(1.0)\n"
+            "    print('late output', tag, flush=True)\n    return tag"
+        )
+        first = k.kc.execute("%%pipeline routed --no-widget\nf = late.submit('inline')\ng = late_isolated.submit('isolated')")
+        k.execute("%%pipeline routed --no-widget\npass")
+        reply, _ = k.execute("y = 2\nimport time as _t\n_t.sleep(2.5)")
+        assert reply["status"] == "ok"
+        late_lines = [
+            m for m in k.log
+            if m["msg_type"] == "stream" and "late output" in m["content"]["text"]
+        ]
+        assert {("inline" in m["content"]["text"], "isolated" in m["content"]["text"]) for m in late_lines} >= {
+            (True, False), (False, True),
+        }
+        # Both were printed while a later cell ran, and both belong to the submitting cell.
+        assert all(m["parent_header"].get("msg_id") == first for m in late_lines), [
+            (m["content"]["text"], m["parent_header"].get("msg_id") == first) for m in late_lines
+        ]
     finally:
         k.close()

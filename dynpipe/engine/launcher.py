@@ -252,9 +252,8 @@ def _external_input(ctx: RunContext, step: Step, name: str, value: Any) -> Artif
     """Store a plain value passed to a step as an input artifact; name the input on failure."""
     if _nested_source(value):
         raise TypeError(
-            f"step {step.name!r}: input {name!r} mixes futures/artifacts with other values"
-            f" inside a {type(value).__name__}; pass a future or artifact directly, or a list"
-            " made only of futures/artifacts"
+            f"step {step.name!r}: input {name!r} holds futures/artifacts inside a"
+            f" {type(value).__name__}; pass a future or artifact directly, or a list of them"
         )
     try:
         saved = ctx.store.save_value(value)
@@ -307,8 +306,13 @@ def prepare(
             src = _as_source(value)
             sources[name] = src
             _collect_dep(src, ctx, deps, upstream)
-        elif isinstance(value, (list, tuple)) and value and all(_is_source(v) for v in value):
-            srcs = [_as_source(v) for v in value]
+        elif isinstance(value, (list, tuple)) and value and any(_is_source(v) for v in value):
+            # Plain items beside futures/artifacts (``add([prev, 1])``) are stored as input
+            # artifacts, so the step gets one list in the order it was written.
+            srcs = [
+                _as_source(v) if _is_source(v) else _external_input(ctx, step, f"{name}[{i}]", v)
+                for i, v in enumerate(value)
+            ]
             sources[name] = srcs
             for src in srcs:
                 _collect_dep(src, ctx, deps, upstream)

@@ -9,6 +9,7 @@ process. Outcomes travel on each invocation's own future, so ``submit`` returns 
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -30,9 +31,11 @@ class DaemonThreadPool:
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in a copy of the caller's context: a notebook kernel tracks the
+        cell that submitted the work there, so the step's printed output goes to that cell."""
         if self._closed:
             raise RuntimeError(f"thread pool {self._name} is shut down")
-        self._queue.put((fn, args))
+        self._queue.put((contextvars.copy_context(), fn, args))
         if self._idle.acquire(blocking=False):
             return  # an idle thread will take it
         with self._lock:
@@ -48,12 +51,12 @@ class DaemonThreadPool:
             item = self._queue.get()
             if item is _STOP:
                 return
-            fn, args = item
+            context, fn, args = item
             try:
-                fn(*args)
+                context.run(fn, *args)
             except BaseException:  # noqa: BLE001 - outcomes are reported by fn itself
                 pass
-            del item, fn, args
+            del item, context, fn, args
             self._idle.release()
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:

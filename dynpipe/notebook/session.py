@@ -22,6 +22,15 @@ from .snapshot import snapshot_bundle
 from .widget import DagWidget, LiveFeed
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _own_part(cell: CellView, nodes: list[NodeState]) -> list[NodeState]:
+    """The steps a cell started, plus the steps that fed them."""
+    feeding = {u for n in nodes if n.invocation_id in cell.node_ids for u in n.upstream}
+    return [n for n in nodes if n.invocation_id in cell.node_ids or n.invocation_id in feeding]
+
+
 class CellView:
     """The output of one ``%%pipeline`` cell: a live widget until its work is done."""
 
@@ -32,6 +41,7 @@ class CellView:
         self.node_ids: set[str] = set()
         self.returned = False
         self.static = False
+        self.fallback = False
 
 
 class Session:
@@ -62,9 +72,7 @@ class Session:
         view = DagWidget()
         handle = display(
             {
-                "application/vnd.jupyter.widget-view+json": {
-                    "version_major": 2, "version_minor": 1, "model_id": view.model_id,
-                },
+                WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": view.model_id},
                 "text/plain": f"dynpipe live DAG of run {self.name!r}",
             },
             raw=True,
@@ -88,7 +96,7 @@ class Session:
             self.sweep()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
-        """Replace every finished, no-longer-newest cell's widget with a snapshot."""
+        """Freeze every finished older cell; give the newest cell a static fallback picture."""
         with self._lock:
             if nodes is None:
                 nodes = self.graph.snapshot()
@@ -99,18 +107,24 @@ class Session:
             for cell in live:
                 if not cell.returned:
                     continue
-                if cell is newest and not self.ctx.finished:
-                    continue
-                shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                if cell is newest:
+                    shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                else:
+                    shown = _own_part(cell, nodes)
                 if any(n.status not in TERMINAL for n in shown):
+                    continue
+                if cell is newest and not self.ctx.finished:
+                    if not cell.fallback:
+                        self._add_fallback(cell, shown)
                     continue
                 self._freeze(cell, shown)
 
     def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
-        """Replace the cell's widget with the DAG as it stood after this cell, all of it finished.
+        """Replace the cell's widget with a static picture, every step in it finished.
 
-        Steps started by later cells are left out, so a saved notebook shows the DAG growing
-        cell by cell, and each picture is the same on every run.
+        The newest cell shows the whole run; an older cell shows the steps it started and
+        the steps feeding them, so saved notebooks stay small (no picture repeats the whole
+        run) and each picture is the same on every run.
         """
         from IPython.display import update_display
 
@@ -121,7 +135,18 @@ class Session:
         update_display(snapshot_bundle(self.name, nodes, state), display_id=cell.display_id, raw=True)
         if self.feed is not None:
             self.feed.detach(cell.widget)
+        cell.widget.clear()  # a saved notebook keeps closed widgets' state: leave none behind
         cell.widget.close()
+
+    def _add_fallback(self, cell: CellView, nodes: list[NodeState]) -> None:
+        """The newest cell stays live, but its output also carries the static picture for
+        viewers without the widget (nbconvert, GitHub, an untrusted notebook)."""
+        from IPython.display import update_display
+
+        cell.fallback = True
+        bundle = snapshot_bundle(self.name, nodes, "open")
+        bundle[WIDGET_MIME] = {"version_major": 2, "version_minor": 1, "model_id": cell.widget.model_id}
+        update_display(bundle, display_id=cell.display_id, raw=True)
 
     # -- the run -----------------------------------------------------------------------
     def progress(self) -> str:

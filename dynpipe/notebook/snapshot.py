@@ -16,6 +16,10 @@ from ..engine.dag import NodeState
 from . import render
 
 
+#: Drawn items (nodes and group nodes) up to which a snapshot also carries a PNG.
+PNG_MAX_ITEMS = 60
+
+
 def text_summary(name: str, nodes: list[NodeState], run_state: str) -> str:
     """Stable plain text: one line per step (siblings counted together), no timings or ids."""
     counts = Counter(n.status for n in nodes)
@@ -48,7 +52,9 @@ def snapshot_bundle(name: str, nodes: list[NodeState], run_state: str) -> dict[s
         bundle["text/html"] = render.html_table(items)
         return bundle
     bundle["image/svg+xml"] = svg
-    png = render.render_png(items, edges)
+    # The PNG is for viewers without SVG; past a size it would weigh megabytes in the
+    # saved notebook (and cairo refuses huge canvases), so large DAGs keep the SVG only.
+    png = render.render_png(items, edges) if len(items) <= PNG_MAX_ITEMS else None
     if png is not None:
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
     return bundle

@@ -124,6 +124,13 @@ class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
     run_status = traitlets.Unicode("running").tag(sync=True)
     expanded = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
 
+    def clear(self) -> None:
+        """Drop the picture and details (before closing: saved state stays small)."""
+        with self.hold_sync():
+            self.svg = ""
+            self.html = ""
+            self.details = {}
+
     def show_frame(self, frame: render.View, run_status: str) -> None:
         with self.hold_sync():
             self.svg = frame.svg

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import dataclasses
 import os
 import select
@@ -90,6 +91,9 @@ class LocalLaunch(Launch):
         self.worker: _Worker | None = None
         self.cancelled = False
         self.memory_limit = task.resources.memory if task.resources is not None else None
+        # Echoed lines are written in the launching thread's context, so a notebook kernel
+        # shows them under the cell that started the step, not the cell running now.
+        self._context = contextvars.copy_context()
         self._event = threading.Event()
         self._result: TaskResult | None = None
 
@@ -108,8 +112,12 @@ class LocalLaunch(Launch):
     def _line(self, line: str) -> None:
         self.lines.append(line)
         if self.echo:
+            text = f"[{self.invocation_id}] {line}\n"
             try:
-                sys.stdout.write(f"[{self.invocation_id}] {line}\n")
+                try:
+                    self._context.run(sys.stdout.write, text)
+                except RuntimeError:  # the context is busy elsewhere: write it here instead
+                    sys.stdout.write(text)
             except (ValueError, OSError):
                 pass
         if self.on_line is not None:
