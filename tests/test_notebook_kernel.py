@@ -393,3 +393,29 @@ def test_output_of_a_background_step_goes_to_the_cell_that_submitted_it(tmp_path
         ]
     finally:
         k.close()
+
+
+def test_after_a_failure_under_stop_on_failure_the_next_cell_starts_a_new_run(kernel: Kernel) -> None:
+    from dynpipe import Client
+
+    reply, _ = kernel.execute("%%pipeline stops --no-widget\nboom()")
+    assert reply["status"] == "error" and reply["ename"] == "ValueError"
+    reply, msgs = kernel.execute("%pipeline status")
+    assert "step 'boom' failed (stop_on_failure); the next %%pipeline stops cell starts a new run" in stdout(msgs)
+    reply, msgs = kernel.execute("%%pipeline stops --no-widget\nprint(add([1, 1]).load())")
+    assert reply["status"] == "ok", reply
+    out = stdout(msgs)
+    assert "(stops): failed; 1 failed" in out
+    assert "this cell starts a new run 'stops'" in out and "2" in out
+    reply, msgs = kernel.execute("%pipeline end stops\nprint(len(Client().get_pipeline('stops').runs))")
+    assert reply["status"] == "ok", reply
+    assert stdout(msgs).strip().endswith("2")
+
+
+def test_repeating_the_same_mode_on_an_open_run_does_not_warn(kernel: Kernel) -> None:
+    kernel.execute("%%pipeline same --mode continue_on_failure --no-widget\npass")
+    _, msgs = kernel.execute("%%pipeline same --mode continue_on_failure --no-widget\npass")
+    assert "already open" not in stdout(msgs)
+    _, msgs = kernel.execute("%%pipeline same --mode fail_fast --no-widget\npass")
+    assert "run 'same' is already open; --config/--mode apply when a run starts" in stdout(msgs)
+    kernel.execute("%pipeline end same")

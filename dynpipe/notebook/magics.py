@@ -125,9 +125,12 @@ class PipelineMagics(Magics):
         args = parse_argstring(self.pipeline, line)
         name = args.name
         existing = sessions.get(name)
-        if existing is not None and not existing.ctx.finished and not args.new and (args.config or args.mode):
-            print(f"dynpipe: run {name!r} is already open; --config/--mode apply when a run starts (use --new)")
         config = _config_for(name, args.mode, args.config)
+        if (
+            existing is not None and not existing.ctx.finished and not args.new
+            and not existing.ctx.stopping and (args.config or args.mode) and config != existing.config
+        ):
+            print(f"dynpipe: run {name!r} is already open; --config/--mode apply when a run starts (use --new)")
         session, finished = sessions.session_for(name, config, new=args.new)
         if finished:
             print(finished)

@@ -154,7 +154,16 @@ class Session:
         total = sum(counts.values())
         done = sum(n for s, n in counts.items() if s in TERMINAL)
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        return f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
+        line = f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
+        if self.ctx.stopping:
+            line += f" — {self.stopping_reason()}; the next %%pipeline {self.name} cell starts a new run"
+        return line
+
+    def stopping_reason(self) -> str:
+        first = self.ctx.first_failure
+        if first is not None:
+            return f"step {first[0]!r} failed ({self.ctx.mode.value})"
+        return "the run was stopped"
 
     def finish(self, stop_reason: str | None = None) -> str:
         """Wait for outstanding steps (or stop them, naming why), record the run, freeze views."""
@@ -186,10 +195,14 @@ def session_for(name: str, config: PipelineConfig, new: bool = False) -> tuple[S
     with _lock:
         old = _sessions.get(name)
         finished = None
-        if old is not None and not old.ctx.finished and not new:
+        if old is not None and not old.ctx.finished and not new and not old.ctx.stopping:
             return old, None
         if old is not None and not old.ctx.finished:
             finished = old.finish()
+            if not new:
+                # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
+                # so this cell goes to a fresh run instead of having its steps skipped.
+                finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
         session = Session(name, config)
         _sessions[name] = session
         return session, finished
