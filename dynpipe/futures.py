@@ -69,8 +69,14 @@ class StepRunFuture:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait; return the output artifact (or a tuple of them); raise the step's error."""
+        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
         self._check_not_compiling("result()")
-        outputs = self._inv.future.result(timeout)
+        exc = self._inv.future.exception(timeout)
+        if exc is not None:
+            from .engine.launcher import without_engine_frames
+
+            raise without_engine_frames(exc)
+        outputs = self._inv.future.result()
         if self._output is not None:
             return outputs[self._output]
         from .engine.launcher import outputs_to_return
@@ -79,6 +85,7 @@ class StepRunFuture:
 
     def load(self, timeout: float | None = None) -> Any:
         """Wait and load the data of the output(s)."""
+        __tracebackhide__ = True  # noqa: F841
         self._check_not_compiling("load()")
         res = self.result(timeout)
         if isinstance(res, tuple):

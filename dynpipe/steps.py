@@ -89,6 +89,7 @@ class Step(Generic[P, R]):
 
     # -- calls -------------------------------------------------------------------------
     def __call__(self, *args: Any, id: str | None = None, after: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
         from .engine import launcher
         from .engine.context import current_run
         from .runtimes.task import _step_context

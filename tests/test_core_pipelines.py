@@ -387,3 +387,43 @@ def test_artifact_config_name_and_versions() -> None:
     versions = Client().list_artifact_versions("my_number")
     assert [(a.version, a.load()) for a in versions] == [(1, 1), (2, 2)]
     assert versions[0].tags == ["x"]
+
+
+def test_a_step_error_traceback_leads_to_the_users_code() -> None:
+    import traceback
+
+    from dynpipe.config import PipelineConfig
+    from dynpipe.engine.run import finish_run, start_run
+    from dynpipe.notebook.render import node_details
+    from dynpipe.store.store import open_store
+
+    @step(enable_cache=False)
+    def unlucky(n: int) -> int:
+        raise ValueError(f"unlucky {n}")
+
+    @pipeline(dynamic=True)
+    def tries() -> None:
+        unlucky(13)
+
+    with pytest.raises(ValueError) as info:
+        tries()
+    frames = traceback.extract_tb(info.value.__traceback__)
+    files = [f.filename for f in frames]
+    assert frames[-1].name == "unlucky"
+    assert not any("concurrent/futures" in f or "runtimes/task.py" in f for f in files), files
+
+    # The same through a future, and in the live DAG's node details.
+    ctx = start_run("tb", PipelineConfig(dynamic=True), open_store())
+    ctx.activate()
+    try:
+        future = unlucky.submit(7)
+        with pytest.raises(ValueError) as info:
+            future.result()
+        assert traceback.extract_tb(info.value.__traceback__)[-1].name == "unlucky"
+        details = node_details(ctx.graph.nodes["unlucky"])
+    finally:
+        ctx.deactivate()
+        finish_run(ctx)
+    assert details["error"] == "ValueError: unlucky 7"
+    assert 'raise ValueError(f"unlucky {n}")' in details["traceback"]
+    assert "launcher.py" not in details["traceback"] and "task.py" not in details["traceback"]

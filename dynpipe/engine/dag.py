@@ -21,7 +21,7 @@ class NodeState:
 
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
-        "attempts", "cached", "error", "preview", "log_tail", "outputs", "inputs",
+        "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
         "parameters", "order",
     )
 
@@ -38,6 +38,7 @@ class NodeState:
         self.attempts = 0
         self.cached = False
         self.error: str | None = None
+        self.traceback: str | None = None
         self.preview: str | None = None
         # Created on the first log line: most steps print nothing, and an empty
         # deque costs ~600 bytes per node in a 10,000-step run.
@@ -64,6 +65,7 @@ class NodeState:
             "attempts": self.attempts,
             "cached": self.cached,
             "error": self.error,
+            "traceback": self.traceback,
             "preview": self.preview,
             "logs": list(self.log_tail),
             "outputs": list(self.outputs),

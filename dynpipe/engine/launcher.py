@@ -794,7 +794,10 @@ def _finish_failed(
             ),
         ]
     )
-    ctx.graph.update(inv.node, status="failed", end=end, attempts=attempt, error=f"{error_type}: {error_message}")
+    ctx.graph.update(
+        inv.node, status="failed", end=end, attempts=attempt, error=f"{error_type}: {error_message}",
+        traceback=user_traceback(traceback),
+    )
     ctx.record_failure(inv.invocation_id, exc)
     inv.future.set_exception(exc)
 
@@ -820,6 +823,26 @@ def abandon_outstanding(ctx: RunContext, reason: str) -> None:
         except InvalidStateError:
             pass  # it finished on its own meanwhile
         ctx.untrack(inv)
+
+
+def user_traceback(text: str) -> str | None:
+    """A stored traceback without dynpipe's and concurrent.futures' frames (for the DAG view)."""
+    if not text:
+        return None
+    kept: list[str] = []
+    skip_code = False
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("File "):
+            skip_code = _PACKAGE_DIR in line or "/concurrent/futures/" in line
+            if skip_code:
+                continue
+        elif skip_code and line.startswith("    "):
+            continue
+        else:
+            skip_code = False
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def _finish_stopped(inv: Invocation, reason: str, logs: str, attempt: int) -> None:
@@ -926,6 +949,21 @@ def call_sync(inv: Invocation) -> Any:
             dep.future.result()
         except BaseException:  # noqa: BLE001 - handled as "skipped" in _run
             pass
+    __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
     run_invocation(inv)
-    outputs = inv.future.result()
-    return outputs_to_return(inv, outputs)
+    exc = inv.future.exception()
+    if exc is not None:
+        raise without_engine_frames(exc)
+    return outputs_to_return(inv, inv.future.result())
+
+
+_PACKAGE_DIR = __file__.rsplit("/engine/", 1)[0] + "/"
+
+
+def without_engine_frames(exc: BaseException) -> BaseException:
+    """The step's error with dynpipe's own leading frames dropped from its traceback, so a
+    notebook shows the user's code (the frame that raised) rather than the machinery."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return exc.with_traceback(tb)

@@ -181,6 +181,7 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data = node.as_dict()
     data["duration"] = fmt_duration(data["duration"]) or None
     data["error"] = _cut(data["error"], 2000)
+    data["traceback"] = _cut_head(data["traceback"], 3000)
     data["preview"] = _cut(data["preview"], 500)
     data["logs"] = [_cut(line, 300) for line in data["logs"][-20:]]
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
@@ -198,6 +199,13 @@ def _input_text(value: Any) -> str:
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and _ARTIFACT_ID.match(v) for v in value):
         return f"[{len(value)} artifacts]"
     return _cut(value if isinstance(value, str) else repr(value), 120) or ""
+
+
+def _cut_head(text: str | None, limit: int) -> str | None:
+    """Keep the end of a traceback (where the error is) when it is too long."""
+    if text is None or len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1):]
 
 
 def group_details(item: Item) -> dict[str, Any]:

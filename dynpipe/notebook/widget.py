@@ -64,7 +64,7 @@ function render({ model, el }) {
     if (ins.length) info.append(line("inputs", ins.map(([k, v]) => k + "=" + v).join(", ")));
     if (d.outputs.length) info.append(line("outputs", d.outputs.join(", ")));
     if (d.preview) info.append(line("preview", d.preview));
-    if (d.error) info.append(pre(d.error));
+    if (d.error) info.append(pre(d.traceback || d.error));
     if (d.logs.length) info.append(pre(d.logs.join("\n")));
   }
   function toggle(step) {
