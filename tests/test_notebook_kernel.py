@@ -196,7 +196,11 @@ def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) 
 def test_step_failure_shows_as_an_error_and_the_run_stays_usable(kernel: Kernel) -> None:
     reply, msgs = kernel.execute("%%pipeline errs --mode continue_on_failure\nboom()")
     assert reply["status"] == "error" and reply["ename"] == "ValueError"
-    assert any(m["msg_type"] == "error" for m in msgs)
+    (error,) = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    shown = "\n".join(error["traceback"])
+    # The traceback leads from the cell (numbered like its prompt) to the raising line.
+    assert f"In[{reply['execution_count']}]" in shown and 'raise ValueError("boom")' in shown
+    assert "launcher.py" not in shown and "concurrent/futures" not in shown
     reply, msgs = kernel.execute("%%pipeline errs\nprint(add([4, 5]).load())")
     assert reply["status"] == "ok" and "9" in stdout(msgs)
     reply, msgs = kernel.execute("%pipeline end errs")

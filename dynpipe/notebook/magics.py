@@ -49,7 +49,9 @@ def run_cell_body(shell: Any, body: str) -> Any:
     """
     __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
     transformed = shell.transform_cell(body)
-    filename = shell.compile.cache(transformed, shell.execution_count, raw_code=body)
+    # IPython has already counted this cell (execution_count is the next one), so name the
+    # body after the cell's own number: tracebacks then say "Cell In[N]" like the prompt.
+    filename = shell.compile.cache(transformed, max(shell.execution_count - 1, 0), raw_code=body)
     tree = ast.parse(transformed, filename=filename)
     last: ast.Expression | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
