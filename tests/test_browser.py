@@ -47,12 +47,19 @@ def train(i: int) -> float:
 
 @step(enable_cache=False)
 def pick_best(scores: list[float]) -> float:
-    return max(scores)'''
+    return max(scores)
+
+@step(enable_cache=False)
+def tick(i: int) -> int:
+    return i'''
 
 RUN = '''%%pipeline browser_demo
 n = make_batches().load()
 scores = [train.submit(i) for i in range(n)]
 best = pick_best.submit(scores)'''
+
+FAN = '''%%pipeline browser_fan
+ticks = [tick.submit(i) for i in range(20)]'''
 
 
 def free_port() -> int:
@@ -68,7 +75,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     root.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(SETUP.format(home=str(tmp_path / "store"))),
-                nbformat.v4.new_code_cell(RUN)]
+                nbformat.v4.new_code_cell(RUN), nbformat.v4.new_code_cell(FAN)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "live.ipynb")
     port, token = free_port(), secrets.token_hex(16)
@@ -203,6 +210,27 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             assert "pick_best" in text and "completed" in text and "train" in text
             dag.first.screenshot(path=str(ARTIFACTS / "live-dag-final.png"))
             page.screenshot(path=str(ARTIFACTS / "live-dag-page.png"))
+
+            # A fan-out past the group threshold is one group node; expand and collapse it.
+            run_cell(page, 2, "[3]")
+            fan = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
+            group = fan.locator("g.node", has_text="tick ×20")
+            group.wait_for(timeout=60_000)
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.dynpipe-dag g.node')]
+                         .some(n => n.textContent.includes('tick ×20') && n.textContent.includes('20/20'))""",
+                timeout=60_000,
+            )
+            group.click()
+            fan.locator(".dp-info button", has_text="expand").click()
+            page.wait_for_function(
+                """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
+                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 20; }""",
+                timeout=30_000,
+            )
+            fan.locator(".dp-bar button", has_text="collapse tick").click()
+            group.wait_for(timeout=30_000)
+            assert fan.locator("g.node").count() == 1
             if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):  # refresh the README's picture
                 (ROOT / "docs").mkdir(exist_ok=True)
                 picture = ARTIFACTS / "live-dag.png"

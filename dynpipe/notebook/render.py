@@ -220,6 +220,7 @@ def group_details(item: Item) -> dict[str, Any]:
         "counts": dict(counts),
         "progress": progress_text(counts, len(members)),
         "expandable": len(members) <= MAX_EXPANDED,
+        "hidden": len(members) - len(listed),
         "members": [
             [m.invocation_id, m.status, fmt_duration(m.duration), _cut(m.error, 200) or ""] for m in listed
         ],

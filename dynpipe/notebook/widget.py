@@ -38,6 +38,8 @@ function render({ model, el }) {
   const info = document.createElement("div"); info.className = "dp-info";
   el.append(head, pic, info);
   let selected = null;
+  let pending = null;  // a group whose expand/collapse the kernel has not drawn yet
+  const bar = document.createElement("div"); bar.className = "dp-bar"; head.after(bar);
   const line = (k, v) => { const d = document.createElement("div");
     const b = document.createElement("b"); b.textContent = k + ": "; d.append(b, String(v)); return d; };
   const pre = (t) => { const p = document.createElement("pre"); p.textContent = t; return p; };
@@ -49,10 +51,12 @@ function render({ model, el }) {
       info.append(line("step", d.step + " ×" + d.total), line("progress", d.progress));
       if (d.expandable) { const a = document.createElement("button");
         a.textContent = "expand"; a.onclick = () => toggle(d.step); info.append(a); }
+      if (pending === d.step) info.append(line("expanding", "drawn as soon as the kernel is free (a busy cell delays it)"));
       const ul = document.createElement("ul"); ul.className = "dp-members";
       for (const [id, st, dur, err] of d.members) { const li = document.createElement("li");
         li.dataset.dpStatus = st; li.textContent = id + " — " + st + (dur ? " · " + dur : "") + (err ? " — " + err : "");
         ul.append(li); }
+      if (d.hidden) { const li = document.createElement("li"); li.textContent = "… and " + d.hidden + " more"; ul.append(li); }
       info.append(ul); return;
     }
     info.append(line("step", d.id + " (" + d.step + ", " + d.runtime + ")"), line("status", d.status));
@@ -68,16 +72,24 @@ function render({ model, el }) {
     if (d.logs.length) info.append(pre(d.logs.join("\n")));
   }
   function toggle(step) {
+    pending = step;
     const cur = model.get("expanded"); const i = cur.indexOf(step);
     model.set("expanded", i < 0 ? cur.concat([step]) : cur.filter((s) => s !== step));
     model.save_changes();
   }
   function draw() {
     head.textContent = model.get("summary");
+    bar.replaceChildren();
+    for (const step of model.get("expanded")) { const b = document.createElement("button");
+      b.textContent = "collapse " + step; b.onclick = () => toggle(step); bar.append(b); }
     el.dataset.dpRun = model.get("run_status");
     const svg = model.get("svg");
     pic.innerHTML = svg || model.get("html");
     const details = model.get("details");
+    if (pending !== null) {  // done once the picture matches the request
+      const grouped = Object.values(details).some((d) => d.kind === "group" && d.step === pending);
+      if (model.get("expanded").includes(pending) !== grouped) pending = null;
+    }
     for (const g of pic.querySelectorAll("g.node")) {
       const d = details[g.id]; if (!d) continue;
       g.dataset.dpStatus = d.kind === "group" ? d.progress : d.status;
@@ -94,7 +106,7 @@ function render({ model, el }) {
     const g = e.target.closest("g.node"); const d = g && model.get("details")[g.id];
     if (d && d.kind === "group" && d.expandable) toggle(d.step);
   });
-  for (const k of ["svg", "html", "details", "summary", "run_status"]) model.on("change:" + k, draw);
+  for (const k of ["svg", "html", "details", "summary", "run_status", "expanded"]) model.on("change:" + k, draw);
   draw();
 }
 export default { render };
@@ -109,6 +121,7 @@ _CSS = r"""
 .dynpipe-dag .dp-info { border-left: 3px solid #90caf9; padding: 0 6px; margin-top: 4px; }
 .dynpipe-dag .dp-info pre { max-height: 200px; overflow: auto; margin: 2px 0; font-size: 11px; }
 .dynpipe-dag .dp-members { max-height: 200px; overflow: auto; margin: 2px 0; }
+.dynpipe-dag .dp-bar button { margin: 0 4px 4px 0; font-size: 11px; }
 """
 
 
