@@ -151,6 +151,10 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
     return True
 
 
+#: Artifacts up to this size are loaded to preview them in a notebook.
+PREVIEW_MAX_BYTES = 1_000_000
+
+
 class OutputArtifact(ArtifactVersion):
     """A step output inside a run: an artifact version that remembers which invocation made it."""
 
@@ -172,10 +176,14 @@ class OutputArtifact(ArtifactVersion):
     def _repr_html_(self) -> str:
         import html
 
-        try:
-            preview = repr(self.load())
-        except Exception as exc:  # noqa: BLE001 - a preview must never break display
-            preview = f"<cannot load: {exc}>"
+        size = self.size or 0
+        if size > PREVIEW_MAX_BYTES:  # showing an artifact must not load gigabytes
+            preview = f"<{size / 1e6:.1f} MB; call .load() to get it>"
+        else:
+            try:
+                preview = repr(self.load())
+            except Exception as exc:  # noqa: BLE001 - a preview must never break display
+                preview = f"<cannot load: {exc}>"
         if len(preview) > 200:
             preview = preview[:200] + "…"
         return (

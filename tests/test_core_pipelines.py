@@ -427,3 +427,24 @@ def test_a_step_error_traceback_leads_to_the_users_code() -> None:
     assert details["error"] == "ValueError: unlucky 7"
     assert 'raise ValueError(f"unlucky {n}")' in details["traceback"]
     assert "launcher.py" not in details["traceback"] and "task.py" not in details["traceback"]
+
+
+def test_an_artifacts_notebook_preview_does_not_load_large_data() -> None:
+    @step
+    def small() -> list[int]:
+        return [1, 2, 3]
+
+    @step
+    def big() -> bytes:
+        return b"x" * 2_000_000
+
+    seen: dict[str, OutputArtifact] = {}
+
+    @pipeline(dynamic=True)
+    def previews() -> None:
+        seen["small"] = small()
+        seen["big"] = big()
+
+    previews()
+    assert "[1, 2, 3]" in seen["small"]._repr_html_()
+    assert "2.0 MB; call .load() to get it" in seen["big"]._repr_html_()
