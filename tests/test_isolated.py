@@ -599,3 +599,28 @@ def test_a_step_that_cannot_be_pickled_fails_with_a_clear_error() -> None:
 
     with pytest.raises(TypeError, match="'holds_lock' cannot be sent to an isolated worker process.*lock"):
         unpicklable()
+
+
+@step(runtime="isolated", enable_cache=False)
+def writes_to_descriptors(i: int) -> int:
+    print("python print", i)
+    os.system(f"echo from a child process {i}")
+    os.write(1, b"raw stdout write\n")
+    os.write(2, b"raw stderr write without newline")
+    return i
+
+
+def test_output_written_to_file_descriptors_is_kept_with_its_step() -> None:
+    """C extensions and child processes write to fds 1/2, not to sys.stdout."""
+
+    @pipeline(dynamic=True)
+    def descriptors() -> None:
+        for f in [writes_to_descriptors.submit(i) for i in range(2)]:
+            f.wait()
+
+    run = descriptors()
+    for i, name in enumerate(("writes_to_descriptors", "writes_to_descriptors_2")):
+        logs = run.steps[name].logs.splitlines()
+        assert logs == [
+            f"python print {i}", f"from a child process {i}", "raw stdout write", "raw stderr write without newline",
+        ], logs

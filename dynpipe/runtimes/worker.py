@@ -26,6 +26,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -197,6 +198,63 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0) ->
     return result
 
 
+class _DescriptorOutput:
+    """Output written straight to file descriptors 1 and 2 (C extensions such as XGBoost's
+    training log, ``os.system``, child processes) while a task runs: streamed live like the
+    step's prints and added to its stored log. Python-level prints never reach these
+    descriptors in a worker: they go to the step's log sink."""
+
+    _END = b"\x00dynpipe-task-end\x00\n"
+
+    def __init__(self, on_line: Any) -> None:
+        self.on_line = on_line
+        self.lines: list[str] | None = None  # None: no task running
+        self.drained = threading.Event()
+        self.console = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")
+        read, write = os.pipe()
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        os.close(write)
+        self._reader = threading.Thread(target=self._read, args=(read,), name="dynpipe-fd-output", daemon=True)
+        self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for raw in pipe:
+                end = raw.endswith(self._END)
+                if end:
+                    raw = raw[: -len(self._END)]  # a last line without its newline
+                if raw:
+                    self._line(raw.decode("utf-8", "replace").rstrip("\n"))
+                if end:
+                    self.drained.set()
+
+    def _line(self, line: str) -> None:
+        lines = self.lines
+        if lines is None:
+            self.console.write(line + "\n")  # between tasks: the worker's console
+            return
+        lines.append(line)
+        try:
+            self.on_line(line)
+        except OSError:
+            pass
+
+    def start_task(self) -> None:
+        self.drained.clear()
+        self.lines = []
+
+    def end_task(self) -> list[str]:
+        """Wait (briefly) until everything the task wrote has been read; return its lines."""
+        try:
+            os.write(1, self._END)
+            self.drained.wait(1.0)
+        except OSError:
+            pass
+        lines, self.lines = self.lines or [], None
+        return lines
+
+
 def serve(fd: int, parent_pid: int, slot: int) -> None:
     """Pool mode: serve tasks until told to quit or the orchestrator goes away."""
     from multiprocessing.connection import Connection
@@ -205,11 +263,16 @@ def serve(fd: int, parent_pid: int, slot: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides on Ctrl-C
     conn = Connection(fd)
     mirror = _Mirror()
-    send = conn.send_bytes
+    send_lock = threading.Lock()
+
+    def send(data: bytes) -> None:
+        with send_lock:  # the descriptor reader sends log lines from its own thread
+            conn.send_bytes(data)
 
     def on_line(line: str) -> None:
         send(LINE + line.encode("utf-8", "replace"))
 
+    descriptors = _DescriptorOutput(on_line)
     send(HELLO + str(os.getpid()).encode())
     while True:
         try:
@@ -220,7 +283,11 @@ def serve(fd: int, parent_pid: int, slot: int) -> None:
         if kind == QUIT:
             return
         if kind == TASK:
+            descriptors.start_task()
             result = run_payload(msg[1:], on_line, mirror, slot)
+            extra = descriptors.end_task()
+            if extra:
+                result.logs += "".join(line + "\n" for line in extra)
             try:
                 send(RESULT + encode_result(result))
             except (BrokenPipeError, OSError):
