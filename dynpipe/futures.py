@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine.launcher import FutureOutput, Invocation
-    from .outputs import OutputArtifact
 
 
 class StepRunFuture:

@@ -401,7 +401,6 @@ def test_output_of_a_background_step_goes_to_the_cell_that_submitted_it(tmp_path
 
 
 def test_after_a_failure_under_stop_on_failure_the_next_cell_starts_a_new_run(kernel: Kernel) -> None:
-    from dynpipe import Client
 
     reply, _ = kernel.execute("%%pipeline stops --no-widget\nboom()")
     assert reply["status"] == "error" and reply["ename"] == "ValueError"

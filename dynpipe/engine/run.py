@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import traceback as tb
 import warnings
-from typing import Any
 
 from ..config import ExecutionMode, PipelineConfig
 from ..runtimes.logs import attach_log_capture, detach_log_capture
