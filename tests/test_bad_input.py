@@ -175,3 +175,38 @@ def test_a_pydantic_model_defined_in_main_loads_in_other_processes(tmp_path: Pat
     reader = subprocess.run([sys.executable, "-c", READER], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert reader.returncode == 0, reader.stderr
     assert reader.stdout.strip() == "Config 0.1 [8, 4]"
+
+
+REDEFINED = '''
+from pydantic import BaseModel
+from dynpipe import pipeline, step
+
+class Config(BaseModel):
+    lr: float
+
+@step
+def make() -> Config:
+    return Config(lr=0.5)
+
+@pipeline(dynamic=True)
+def saved() -> None:
+    make()
+
+run = saved()
+art = run.steps["make"].output
+
+class Config(BaseModel):  # the notebook redefines the class with other fields
+    lr: float
+    depth: int
+
+old = art.load()
+print(type(old).__name__, old.lr, hasattr(old, "depth"))
+'''
+
+
+def test_a_redefined_main_pydantic_class_still_loads_older_artifacts(tmp_path: Path) -> None:
+    script = tmp_path / "redefined.py"
+    script.write_text(REDEFINED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Config 0.5 False"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, _ts, run_from_row
+from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, run_from_row, to_datetime
 from .store import Store, open_store
 
 
@@ -139,7 +139,10 @@ class Client:
             "SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step.id,)
         )
         attempts = [
-            StepAttempt(r["attempt"], r["status"], _ts(r["start"]), _ts(r["end"]), r["error_type"], r["error_message"])
+            StepAttempt(
+                r["attempt"], r["status"], to_datetime(r["start"]), to_datetime(r["end"]),
+                r["error_type"], r["error_message"],
+            )
             for r in rows
         ]
         if step.attempts > len(attempts):

@@ -164,11 +164,13 @@ class LocalPydanticMaterializer(Materializer):
 
         doc = json.loads(data)
         main = sys.modules.get("__main__")
-        qualname = data_type.rpartition(".")[2]
-        cls = getattr(main, qualname, None)  # the same notebook: use its live class
-        if cls is None or not hasattr(cls, "model_validate"):
-            cls = pickle.loads(base64.b64decode(doc["class"]))
-        return cls.model_validate(doc["data"])
+        live = getattr(main, data_type.rpartition(".")[2], None)
+        if live is not None and hasattr(live, "model_validate"):
+            try:  # the same notebook: give back an instance of the class it uses now
+                return live.model_validate(doc["data"])
+            except Exception:  # noqa: BLE001 - redefined since: use the class it was saved with
+                pass
+        return pickle.loads(base64.b64decode(doc["class"])).model_validate(doc["data"])
 
 
 class NumpyMaterializer(Materializer):

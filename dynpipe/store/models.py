@@ -43,7 +43,7 @@ _FINISHED = {
 }
 
 
-def _ts(value: float | None) -> datetime | None:
+def to_datetime(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value) if value is not None else None
 
 
@@ -113,7 +113,7 @@ class StepRunConfig:
 
 @dataclass(frozen=True)
 class StepAttempt:
-    """One attempt of a step run that was retried (the last attempt is the step run itself)."""
+    """One attempt of a step run (a retried step has several, oldest first)."""
 
     attempt: int
     status: str
@@ -220,8 +220,8 @@ def run_from_row(store: Store, row: sqlite3.Row) -> PipelineRun:
         name=row["name"],
         pipeline_name=row["pipeline_name"],
         status=ExecutionStatus(row["status"]),
-        start_time=_ts(row["start"]),  # type: ignore[arg-type]
-        end_time=_ts(row["end"]),
+        start_time=to_datetime(row["start"]),  # type: ignore[arg-type]
+        end_time=to_datetime(row["end"]),
         parent_run_id=row["parent_run_id"],
         config=json.loads(row["config"]) if row["config"] else {},
         error=row["error"],
@@ -248,8 +248,8 @@ def load_step_runs(store: Store, run_id: str) -> dict[str, StepRun]:
             invocation_id=row["invocation_id"],
             step_name=row["step_name"],
             status=ExecutionStatus(row["status"]),
-            start_time=_ts(row["start"]),
-            end_time=_ts(row["end"]),
+            start_time=to_datetime(row["start"]),
+            end_time=to_datetime(row["end"]),
             attempts=row["attempts"],
             runtime=row["runtime"],
             cache_key=row["cache_key"],
