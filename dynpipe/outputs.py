@@ -110,10 +110,8 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
         if isinstance(tp, type):
             if isinstance(value, tp):
                 return not (tp is int and type(value) is bool)
-            if tp is float and type(value) is int:
-                return True
             if tp in _NUMERIC_ABC and type(value) is not bool and isinstance(value, _NUMERIC_ABC[tp]):
-                return True  # numpy scalars (np.int64 from argmax, np.float32) are ints/floats
+                return True  # an int where a float is expected; numpy scalars (np.int64, np.float32)
             if tp is complex and type(value) in (int, float):
                 return True
             return False

@@ -70,13 +70,14 @@ class NodeState:
             "logs": list(self.log_tail),
             "outputs": list(self.outputs),
             "inputs": dict(self.inputs),
-            "parameters": {k: _short(v) for k, v in self.parameters.items()},
+            "parameters": {k: short_repr(v) for k, v in self.parameters.items()},
         }
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters (for details and error messages)."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:79] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class RunGraph:

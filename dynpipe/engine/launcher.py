@@ -34,10 +34,14 @@ from ..store.metadata import MetadataStore
 from ..store.models import _ARTIFACT_FIELDS, ArtifactVersion
 from .cache import cache_key
 from .context import RunContext
-from .dag import NodeState
+from .dag import NodeState, short_repr
 
 if TYPE_CHECKING:
     from ..steps import Step
+
+
+#: dynpipe's own source folder: frames there are machinery, not the user's code.
+_PACKAGE_DIR = __file__.rsplit("/engine/", 1)[0] + "/"
 
 
 class StepSkippedError(RuntimeError):
@@ -230,11 +234,6 @@ class Invocation:
         return f"<Invocation {self.invocation_id} {self.node.status}>"
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:59] + "…"
-
-
 def _nested_source(value: Any, depth: int = 0) -> bool:
     """True if a container holds futures or artifacts somewhere inside (not as a flat list)."""
     if _is_source(value):
@@ -321,7 +320,7 @@ def prepare(
             if ann is not None and not type_matches(value, ann):
                 raise StepTypeError(
                     f"step {step.name!r}: input {name!r} expects {type_name(ann)},"
-                    f" got {type(value).__name__} ({_short_repr(value)})"
+                    f" got {type(value).__name__} ({short_repr(value, 60)})"
                 )
             if is_plain_json(value):
                 parameters[name] = value
@@ -955,9 +954,6 @@ def call_sync(inv: Invocation) -> Any:
     if exc is not None:
         raise without_engine_frames(exc)
     return outputs_to_return(inv, inv.future.result())
-
-
-_PACKAGE_DIR = __file__.rsplit("/engine/", 1)[0] + "/"
 
 
 def without_engine_frames(exc: BaseException) -> BaseException:

@@ -53,8 +53,11 @@ class Client:
         return [PipelineInfo(row["name"], self) for row in rows]
 
     # -- runs -------------------------------------------------------------------
-    def _runs(self, where: str, params: list[Any], limit: int | None) -> list[PipelineRun]:
-        sql = f"SELECT * FROM runs {where} ORDER BY start DESC, rowid DESC"
+    def _runs(
+        self, where: str, params: list[Any], limit: int | None, ascending: bool = False
+    ) -> list[PipelineRun]:
+        order = "ASC" if ascending else "DESC"
+        sql = f"SELECT * FROM runs {where} ORDER BY start {order}, rowid {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self.store.metadata.query(sql, params)
@@ -109,12 +112,7 @@ class Client:
             raise ValueError(f"list_pipeline_runs: sort_by {sort_by!r} is not one of desc:created, asc:created")
         limit = size if limit is None else limit
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        if sort_by == "asc:created":
-            runs = self._runs(where, params, None)[::-1]
-            if status is None and limit is not None:
-                runs = runs[:limit]
-        else:
-            runs = self._runs(where, params, None if status else limit)
+        runs = self._runs(where, params, None if status else limit, ascending=sort_by == "asc:created")
         if status is not None:
             runs = [r for r in runs if r.status.value == str(status)]
             if limit is not None:
