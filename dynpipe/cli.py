@@ -116,6 +116,22 @@ def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
     return {row["id"]: row["name"] for row in rows}
 
 
+def _cache_origin_step(client: Client, step: StepRun) -> StepRun:
+    """The step run whose outputs a cache hit reused: its logs are the ones the body wrote."""
+    origin_run = _cache_origins(client, [step.cached_from or ""]).get(step.cached_from or "")
+    if origin_run is None:
+        return step
+    origin = next((s for s in resolve_run(client, origin_run).steps.values() if s.id == step.cached_from), None)
+    if origin is None:
+        return step
+    print(
+        f"({escape_control(step.invocation_id)} was a cache hit: these are the logs of"
+        f" {escape_control(origin.invocation_id)} in run {escape_control(origin_run)})",
+        file=sys.stderr,
+    )
+    return origin
+
+
 def _parameters(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
@@ -153,13 +169,16 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_logs(args: argparse.Namespace) -> int:
     """Logs are printed as the step wrote them (colours, progress bars): like ``cat``, not escaped."""
-    run = resolve_run(Client(), args.run)
+    client = Client()
+    run = resolve_run(client, args.run)
     step = run.steps.get(args.step)
     if step is None:
         raise KeyError(
             f"run {escape_control(repr(run.name))} has no step {escape_control(repr(args.step))}"
             f" (steps: {abbreviate_names(list(run.steps), width=200, empty='none')})"
         )
+    if step.cached_from and not step.logs:
+        step = _cache_origin_step(client, step)
     text = step.logs
     if step.traceback and step.traceback not in text:
         text += step.traceback
