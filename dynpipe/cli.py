@@ -53,7 +53,7 @@ def resolve_run(client: Client, ref: str) -> PipelineRun:
     )
     if by_pipeline:
         return by_pipeline[0]
-    if found is not None:  # a unique id prefix
+    if found is not None and found.id.startswith(ref):  # a unique id prefix (the store matches with LIKE)
         return found
     matches = [
         r for r in client.list_pipeline_runs(include_unlisted=True) if r.id.startswith(ref) or r.name.startswith(ref)

@@ -100,6 +100,17 @@ def test_runs_show_takes_a_name_id_prefix_pipeline_or_latest() -> None:
     assert "Traceback" not in several.stderr + none.stderr
 
 
+def test_a_run_reference_is_a_prefix_not_a_pattern() -> None:
+    @pipeline(dynamic=True)
+    def lonely() -> None:
+        pass
+
+    lonely()  # the only run: a LIKE pattern such as "_" or "%" would match its id
+    for pattern in ("_", "%"):
+        shown = dynpipe("runs", "show", pattern, check=False)
+        assert shown.returncode == 1 and f"no pipeline run matches '{pattern}'" in shown.stderr
+
+
 def test_runs_show_abbreviates_a_wide_fan_in() -> None:
     @step(enable_cache=False)
     def fetch() -> int:
