@@ -15,7 +15,12 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from .display import count_statuses, escape_control, format_duration, format_status_counts
+from .display import (
+    count_statuses,
+    escape_control,
+    format_duration,
+    format_status_counts,
+)
 from .engine.dag import NodeState, RunGraph
 from .futures import StepRunFuture
 from .pipelines import pipeline
