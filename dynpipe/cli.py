@@ -26,6 +26,17 @@ from .store.models import ArtifactLoadError, ArtifactVersion, PipelineRun, StepR
 _RUN_HELP = "run name, run id or a prefix of either, pipeline name (its latest run), or 'latest'"
 
 
+def _limit(text: str) -> int:
+    """``--limit``: a count of rows, 0 meaning all."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expects a whole number of rows, 0 for all; got {text!r}")
+    return value
+
+
 def _run_summary_counts(run: PipelineRun) -> str:
     return format_status_counts(count_statuses(s.status for s in run.steps.values()))
 
@@ -312,7 +323,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = export_notebook(args.notebook, args.name)
     if args.output:
         Path(args.output).write_text(source)
-        print(f"wrote {args.output}: run it with python {args.output}")
+        print(escape_control(f"wrote {args.output}: run it with python {args.output}"))
     else:
         sys.stdout.write(source)
     return 0
@@ -326,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs.add_parser("list", help="list runs, newest first")
     p.add_argument("--pipeline", help="only runs of this pipeline")
     p.add_argument("--status", help="only runs with this status")
-    p.add_argument("--limit", type=int, default=20, help="at most this many (0: all; default 20)")
+    p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.add_argument("--all", action="store_true", help="include single-step runs")
     p.set_defaults(func=cmd_runs_list)
     p = runs.add_parser("show", help="one run and its steps")
@@ -346,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="only versions of this artifact")
     p.add_argument("--run", help="only outputs of this run (name, id prefix, pipeline name or 'latest')")
     p.add_argument("--step", help="only outputs of this step (invocation id like train_2, or step name)")
-    p.add_argument("--limit", type=int, default=20, help="at most this many (0: all; default 20)")
+    p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.set_defaults(func=cmd_artifacts_list)
     p = arts.add_parser("show")
     p.add_argument("name_or_id")
@@ -404,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        return 130
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"dynpipe: {escape_control(where)}{escape_control(exc.strerror or exc)}", file=sys.stderr)

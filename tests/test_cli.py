@@ -174,6 +174,8 @@ def test_artifacts_list_is_newest_first_with_producer_and_filters() -> None:
     assert [line.split()[:2] for line in by_step] == [["number", "2"], ["number", "1"]]
     one = dynpipe("artifacts", "list", "--run", second.name, "--step", "double").stdout.splitlines()[1:]
     assert [line.split()[:2] for line in one] == [["doubled", "2"]]
+    negative = dynpipe("artifacts", "list", "--limit", "-3", check=False)
+    assert negative.returncode == 2 and "argument --limit: expects a whole number of rows" in negative.stderr
     bad = dynpipe("artifacts", "list", "--run", second.name, "--step", "triple", check=False)
     assert bad.returncode == 1 and "no step 'triple'" in bad.stderr and "make" in bad.stderr
 
