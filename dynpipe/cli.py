@@ -20,8 +20,9 @@ from .display import (
     format_time,
     truncate,
 )
+from .errors import ArtifactLoadError
 from .store.client import Client
-from .store.models import ArtifactLoadError, ArtifactVersion, PipelineRun, StepRun
+from .store.models import ArtifactVersion, PipelineRun, StepRun
 
 _RUN_HELP = "run name, run id or a prefix of either, pipeline name (its latest run), or 'latest'"
 
@@ -364,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_artifacts_show)
 
-    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(dest="s_command", required=True)
+    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(
+        dest="s_command", required=True
+    )
     p = sched.add_parser("local", help="run TARGET (file.py[:pipeline]) on a cron schedule on this machine")
     p.add_argument("target")
     p.add_argument("--cron", required=True, help="cron expression (5 fields, or 6 with seconds)")

@@ -24,6 +24,14 @@ def dynpipe(*args: str, check: bool = True, env: dict[str, str] | None = None) -
     return done
 
 
+def sh(command: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``command`` run by bash with pipefail, so a pipeline's status is its first failure's."""
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], check=False, capture_output=True, text=True, timeout=120,
+        env=env, cwd=cwd,
+    )
+
+
 def run_id_shown(output: str) -> str:
     return next(line.split()[1] for line in output.splitlines() if line.startswith("id "))
 
@@ -194,10 +202,10 @@ def test_piping_into_head_exits_quietly_with_status_zero(monkeypatch: pytest.Mon
 
     noisy()
     command = shlex.join([*CLI, "runs", "logs", "latest", "chatty"]) + " | head -n 1"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], check=False, capture_output=True, text=True, timeout=120)
+    done = sh(command)
     assert (done.returncode, done.stderr, done.stdout) == (0, "", "line 000000 " + "x" * 40 + "\n")
     command = shlex.join([*CLI, "runs", "list", "--limit", "0"]) + " | head -c 1"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], check=False, capture_output=True, text=True, timeout=120)
+    done = sh(command)
     assert (done.returncode, done.stderr) == (0, "")
 
 
@@ -208,14 +216,10 @@ def test_demo_hint_works_without_dynpipe_on_path(tmp_path: Path) -> None:
     hint = next(line for line in demo.splitlines() if line.startswith("inspect it with:"))
     command = hint.removeprefix("inspect it with:").split("|")[0].strip()
     assert command.endswith(" runs list") and not command.startswith("dynpipe ")
-    listed = subprocess.run(
-        [*shlex.split(command), "--all"], check=False, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
-    )
+    listed = sh(f"{command} --all", env=env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[1] for line in listed.stdout.splitlines()[1:]] == ["demo_search", "demo_search"]
-    shown = subprocess.run(
-        shlex.split(hint.split("|")[2].strip()), check=False, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
-    )
+    shown = sh(hint.split("|")[2].strip(), env=env, cwd=tmp_path)
     # the latest run was all cache hits: its train_2 shows the logs of the run that computed it
     assert shown.returncode == 0 and shown.stdout.startswith("lr=0.2 score="), shown.stderr
     assert "train_2 was a cache hit" in shown.stderr
