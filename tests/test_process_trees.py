@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,10 +63,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
@@ -155,7 +155,7 @@ FLAKY_START = textwrap.dedent(
 
 
 @pytest.fixture
-def broken_worker_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def broken_worker_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
     """``configure(failures, how)``: the next ``failures`` worker interpreters die at start-up."""
     site_dir = tmp_path / "site"
     site_dir.mkdir()
@@ -178,8 +178,8 @@ def pid_of_worker() -> int:
     return os.getpid()
 
 
-def test_start_failures_do_not_burn_the_steps_attempts(broken_worker_start: object) -> None:
-    counter = broken_worker_start(3)  # type: ignore[operator]
+def test_start_failures_do_not_burn_the_steps_attempts(broken_worker_start: Callable[..., Path]) -> None:
+    counter = broken_worker_start(3)
 
     @pipeline(dynamic=True, enable_cache=False)
     def flaky_pool() -> None:
@@ -197,9 +197,9 @@ def test_start_failures_do_not_burn_the_steps_attempts(broken_worker_start: obje
      ("kill", "worker process killed by SIGKILL before it was ready")],
 )
 def test_a_worker_that_never_starts_fails_the_step_saying_what_happened(
-    broken_worker_start: object, how: str, said: str
+    broken_worker_start: Callable[..., Path], how: str, said: str
 ) -> None:
-    broken_worker_start(1_000_000, how)  # type: ignore[operator]
+    broken_worker_start(1_000_000, how)
 
     @step(runtime="isolated", enable_cache=False)
     def never_runs() -> int:
