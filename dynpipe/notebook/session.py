@@ -8,7 +8,6 @@ the newest cell of a run that is still open, which stays live.
 
 from __future__ import annotations
 
-import atexit
 import threading
 from typing import Any
 
@@ -175,86 +174,71 @@ class Session:
         return summary_line(self.ctx)
 
 
-_sessions: dict[str, Session] = {}
-_lock = threading.Lock()
+class NotebookSessions:
+    """The kernel's open runs by name: one per ``%%pipeline NAME`` until it is ended.
 
-
-def get(name: str) -> Session | None:
-    return _sessions.get(name)
-
-
-def open_sessions() -> list[Session]:
-    return [s for s in _sessions.values() if not s.ctx.finished]
-
-
-def session_for(name: str, config: PipelineConfig, new: bool = False) -> tuple[Session, str | None]:
-    """The open session NAME, or a new one; ``new`` finishes the old one first.
-
-    Returns the session and the summary of a run that ``new`` finished (or None).
+    Owned by the IPython extension instance (stored on the shell, see ``magics``), not by
+    this module: a kernel that loads the extension has exactly one, an unloaded extension
+    leaves none behind, and two shells in one process (tests) never share runs. The
+    extension finishes them at interpreter exit before the worker pool stops.
     """
-    with _lock:
-        old = _sessions.get(name)
-        finished = None
-        if old is not None and not old.ctx.finished and not new and not old.ctx.stopping:
-            return old, None
-        if old is not None and not old.ctx.finished:
-            finished = old.finish()
-            if not new:
-                # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
-                # so this cell goes to a fresh run instead of having its steps skipped.
-                finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
-        session = Session(name, config)
-        _sessions[name] = session
-        return session, finished
 
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
 
-def stop(name: str, reason: str) -> str:
-    """Stop run NAME now (a cell was interrupted); the next cell with NAME starts a new run."""
-    session = _sessions.get(name)
-    if session is None or session.ctx.finished:
-        return ""
-    return session.finish(stop_reason=reason)
+    def get(self, name: str) -> Session | None:
+        return self._sessions.get(name)
 
+    def open_sessions(self) -> list[Session]:
+        return [s for s in list(self._sessions.values()) if not s.ctx.finished]
 
-def end(name: str) -> str:
-    session = _sessions.get(name)
-    if session is None:
-        raise KeyError(name)
-    summary = session.finish()
-    with _lock:
-        if _sessions.get(name) is session:
-            del _sessions[name]
-    return summary
+    def session_for(self, name: str, config: PipelineConfig, new: bool = False) -> tuple[Session, str | None]:
+        """The open session NAME, or a new one; ``new`` finishes the old one first.
 
+        Returns the session and the summary of a run that ``new`` finished (or None).
+        """
+        with self._lock:
+            old = self._sessions.get(name)
+            finished = None
+            if old is not None and not old.ctx.finished and not new and not old.ctx.stopping:
+                return old, None
+            if old is not None and not old.ctx.finished:
+                finished = old.finish()
+                if not new:
+                    # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
+                    # so this cell goes to a fresh run instead of having its steps skipped.
+                    finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
+            session = Session(name, config)
+            self._sessions[name] = session
+            return session, finished
 
-def finish_all() -> list[str]:
-    """Finish every open run at kernel shutdown: running steps are stopped."""
-    out = []
-    for name in list(_sessions):
-        session = _sessions.pop(name, None)
-        if session is not None and not session.ctx.finished:
-            try:
-                reason = "the kernel shut down" if session.ctx.outstanding else None
-                out.append(session.finish(stop_reason=reason))
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-    return out
+    def stop(self, name: str, reason: str) -> str:
+        """Stop run NAME now (a cell was interrupted); the next cell with NAME starts a new run."""
+        session = self._sessions.get(name)
+        if session is None or session.ctx.finished:
+            return ""
+        return session.finish(stop_reason=reason)
 
+    def end(self, name: str) -> str:
+        session = self._sessions.get(name)
+        if session is None:
+            raise KeyError(name)
+        summary = session.finish()
+        with self._lock:
+            if self._sessions.get(name) is session:
+                del self._sessions[name]
+        return summary
 
-def _register_exit_hook() -> None:
-    """Finish open runs at interpreter exit, before executor threads are joined.
-
-    ``concurrent.futures`` joins its worker threads in a threading-atexit hook that runs
-    before ``atexit`` handlers, so a step still running at kernel shutdown would block
-    exit; ``threading._register_atexit`` hooks run first (newest first), so we can stop it.
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(finish_all)
-        except RuntimeError:  # interpreter already shutting down
-            pass
-    atexit.register(finish_all)
-
-
-_register_exit_hook()
+    def finish_all(self) -> list[str]:
+        """Finish every open run (kernel shutdown, extension unloaded): running steps are stopped."""
+        out = []
+        for name in list(self._sessions):
+            session = self._sessions.pop(name, None)
+            if session is not None and not session.ctx.finished:
+                try:
+                    reason = "the kernel shut down" if session.ctx.outstanding else None
+                    out.append(session.finish(stop_reason=reason))
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
+        return out
