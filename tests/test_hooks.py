@@ -378,15 +378,6 @@ def test_hooks_are_not_run_for_skipped_steps() -> None:
     assert events == [("failure-noargs", "breaks")]
 
 
-def _isolated_available() -> bool:
-    try:
-        import dynpipe.runtimes.local  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _isolated_available(), reason="isolated runtime not built yet")
 def test_step_context_and_hooks_with_isolated_steps() -> None:
     def capture(exc: BaseException) -> None:
         ctx = get_step_context()
