@@ -70,3 +70,40 @@ def file_barrier(directory: str | os.PathLike[str], parties: int, timeout: float
                 " they did not run at the same time"
             )
         time.sleep(0.01)
+
+
+_SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_structure(svg: str) -> dict[str, object]:
+    """What a DAG picture shows, independent of the graphviz version that drew it.
+
+    Layout (coordinates, sizes, path data, ids graphviz numbers itself) differs between
+    graphviz releases; what must not differ is the set of nodes (their DOM ids), each
+    node's text lines and status (its fill colour, mapped back to the status name the
+    renderer drew it for) and the set of edges between node ids.
+    """
+    import xml.etree.ElementTree as ET
+
+    from dynpipe.notebook.render import COLOURS
+
+    status_of = {colour.lower(): status for status, colour in reversed(list(COLOURS.items()))}
+    root = ET.fromstring(svg)
+    nodes: dict[str, tuple[tuple[str, ...], str]] = {}
+    edges: set[tuple[str, str]] = set()
+    for group in root.iter(f"{_SVG}g"):
+        kind = group.get("class")
+        if kind == "node":
+            texts = tuple((t.text or "").strip() for t in group.iter(f"{_SVG}text"))
+            fills = [
+                e.get("fill", "").lower() for e in group.iter()
+                if e.tag in (f"{_SVG}path", f"{_SVG}polygon", f"{_SVG}ellipse")
+                and e.get("fill", "none").lower() not in ("none", "transparent")
+            ]
+            status = status_of.get(fills[0], fills[0]) if fills else "unfilled"
+            nodes[group.get("id", "")] = (texts, status)
+        elif kind == "edge":
+            title = group.find(f"{_SVG}title")
+            src, _, dst = (title.text or "" if title is not None else "").partition("->")
+            edges.add((src.strip(), dst.strip()))
+    return {"nodes": nodes, "edges": edges}
