@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -143,16 +144,17 @@ def test_killed_process_leaves_usable_store_and_run_not_running(store_home: Path
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "started" in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail("child never reached the long step")
+    # Raw reads behind select(): a blocking readline() would wait past the deadline.
+    fd, seen, deadline = proc.stdout.fileno(), b"", time.monotonic() + 60
+    while b"started" not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:  # the deadline passed, or the child exited
+            proc.kill()
+            pytest.fail(f"child never reached the long step; it wrote {seen!r}")
+        seen += chunk
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 

@@ -32,6 +32,7 @@ from dynpipe.runtimes.kubernetes import (
     resource_requirements,
 )
 from dynpipe.runtimes.task import StepTask
+from helpers import DEADLINE, wait_until
 
 
 class FakeBatchV1Api:
@@ -200,12 +201,12 @@ def test_pipeline_step_runs_as_a_job(fake_cluster: FakeBatchV1Api, store_home: P
 def test_cancel_deletes_the_job(fake_cluster: FakeBatchV1Api, tmp_path: Path) -> None:
     rt = get_runtime("isolated")
     assert isinstance(rt, KubernetesRuntime)
-    task = _task(tmp_path, func=sleep_in_pod.entrypoint, parameters={"seconds": 30})
+    task = _task(tmp_path, func=sleep_in_pod.entrypoint, parameters={"seconds": 600})
     launch = rt.launch(task)
-    time.sleep(0.3)
+    wait_until(lambda: fake_cluster.created, what="the job to be created")
     assert not launch.done()
     assert launch.cancel()
-    result = launch.result(timeout=5)
+    result = launch.result(timeout=DEADLINE)
     assert "was deleted" in (result.error_message or "")
     ((name, namespace, kwargs),) = fake_cluster.deleted
     assert name == job_name(task) and namespace == "pipelines"
