@@ -57,7 +57,8 @@ def meets_at(directory: str, parties: int) -> int:
 
 @step(runtime="isolated", enable_cache=False)
 def pid_then_sleep(pid_file: str) -> int:
-    Path(pid_file).write_text(str(os.getpid()))
+    Path(pid_file + ".tmp").write_text(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)  # whole or absent: the test reads it as soon as it exists
     time.sleep(600)  # far past the test's timeout: only a kill ends it in time
     return os.getpid()
 
