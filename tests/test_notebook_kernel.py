@@ -75,8 +75,20 @@ class Kernel:
             msgs.append(msg)
         else:
             raise TimeoutError(f"cell did not finish: {code[:80]!r}")
-        reply = self.kc.get_shell_msg(timeout=10)
-        return reply["content"], msgs
+        return self.reply_to(msg_id)["content"], msgs
+
+    def reply_to(self, msg_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The shell reply to ``msg_id``. Replies to other requests are skipped: on a loaded
+        machine ``wait_for_ready`` may have sent a second kernel_info request whose reply
+        would otherwise be taken for the next cell's."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.kc.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no shell reply to {msg_id} within {timeout}s") from None
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
 
     def drain(self, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
         """Read iopub without running anything until ``until(msg)`` is true."""
@@ -339,8 +351,7 @@ def test_interrupting_a_pipeline_cell_stops_its_steps_and_the_run(tmp_path: Path
         k.km.interrupt_kernel()
         # The steps sleep 600 s: the reply comes before this deadline only if the
         # interrupt stopped them instead of waiting for them.
-        reply = k.kc.get_shell_msg(timeout=60)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        reply = k.reply_to(msg_id, timeout=60)
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         run = Client(home).get_pipeline("interrupted").last_run
         assert run.status.value == "stopped"
