@@ -327,8 +327,6 @@ def test_fail_fast_stops_the_step_the_pipeline_body_is_running() -> None:
 
 
 def test_isolated_step_retries_and_caches(tmp_path: Any) -> None:
-    from dynpipe import StepRetryConfig
-
     counter = tmp_path / "tries"
 
     @step(runtime="isolated", retry=StepRetryConfig(max_retries=2))
