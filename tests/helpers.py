@@ -22,7 +22,9 @@ T = TypeVar("T")
 DEADLINE = 30.0
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "the condition", interval: float = 0.01) -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "the condition", interval: float = 0.01
+) -> T:
     """Poll ``predicate`` until it returns something truthy and return that; after
     ``timeout`` seconds fail with an AssertionError that says ``what`` never happened."""
     end = time.monotonic() + timeout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from helpers import barrier, meet
 
 from dynpipe import Client, PipelineRun, PipelineRunFuture, pipeline, step
-from helpers import barrier, meet
 
 gate = threading.Event()
 

@@ -7,6 +7,7 @@ import threading
 from typing import Annotated
 
 import pytest
+from helpers import DEADLINE, barrier, meet
 
 from dynpipe import (
     ArtifactConfig,
@@ -18,7 +19,6 @@ from dynpipe import (
     pipeline,
     step,
 )
-from helpers import DEADLINE, barrier, meet
 
 
 @step

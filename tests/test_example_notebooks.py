@@ -16,9 +16,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from helpers import svg_structure
+from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -50,7 +49,7 @@ def test_notebook_ends_with_the_saved_dag_snapshots(path: Path, tmp_path: Path) 
     got = _dag_bundles(nb)
     assert expected, f"{path.name}: the saved notebook has no DAG snapshot"
     assert [i for i, _ in got] == [i for i, _ in expected], f"{path.name}: DAG outputs in other cells"
-    for (cell, data), (_, want) in zip(got, expected):
+    for (cell, data), (_, want) in zip(got, expected, strict=True):
         # Every live widget was replaced by its static snapshot once the run ended.
         assert WIDGET_MIME not in data, f"{path.name} cell {cell}: still a live widget"
         assert data["text/plain"] == want["text/plain"], f"{path.name} cell {cell}"

@@ -12,10 +12,10 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import Client, ExecutionMode, StepRetryConfig, StepSkippedError, get_step_context, pipeline, step
 from dynpipe.engine.context import RunContext, current_run
-from helpers import DEADLINE, wait_until
 
 ran: list[str] = []
 started = {"s3": threading.Event(), "s4": threading.Event()}

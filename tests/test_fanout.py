@@ -7,9 +7,9 @@ import threading
 from typing import Annotated, Any
 
 import pytest
+from helpers import DEADLINE, barrier, meet
 
 from dynpipe import Client, MapResultsFuture, StepRunFuture, pipeline, step, unmapped
-from helpers import DEADLINE, barrier, meet
 
 
 @step

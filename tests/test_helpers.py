@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import barrier, file_barrier, meet, svg_structure, wait_until
 
 from dynpipe.notebook import render
-from helpers import barrier, file_barrier, meet, svg_structure, wait_until
 
 
 def test_wait_until_returns_the_value_or_fails_naming_what_never_happened() -> None:

@@ -284,9 +284,11 @@ def test_a_raising_failure_hook_is_reported_and_the_record_stays_consistent() ->
     def p() -> None:
         breaks()
 
-    with pytest.warns(RuntimeWarning, match="on_failure hook 'bad_hook'.*alerting service down"):
-        with pytest.raises(ValueError, match="the step's own error"):
-            p()
+    with (
+        pytest.warns(RuntimeWarning, match="on_failure hook 'bad_hook'.*alerting service down"),
+        pytest.raises(ValueError, match="the step's own error"),
+    ):
+        p()
     run = Client().get_pipeline("p").last_run
     sr = run.steps["breaks"]
     assert run.status.value == "failed"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import Client, pipeline, step
 from dynpipe.engine.context import RunNameTaken
-from helpers import DEADLINE, wait_until
 
 order: list[str] = []
 

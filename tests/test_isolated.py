@@ -22,6 +22,7 @@ from typing import Annotated
 
 import psutil
 import pytest
+from helpers import DEADLINE, file_barrier, wait_until
 
 from dynpipe import (
     Client,
@@ -34,7 +35,6 @@ from dynpipe.engine.context import current_run
 from dynpipe.engine.launcher import StepExecutionError
 from dynpipe.runtimes.local import WorkerCrashedError, shared_local_runtime
 from dynpipe.runtimes.shipping import func_ref
-from helpers import DEADLINE, file_barrier, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import Client, ResourceSettings, pipeline, step
 from dynpipe.runtimes import get_runtime
@@ -32,7 +33,6 @@ from dynpipe.runtimes.kubernetes import (
     resource_requirements,
 )
 from dynpipe.runtimes.task import StepTask
-from helpers import DEADLINE, wait_until
 
 
 class FakeBatchV1Api:

@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from dynpipe import Client, StepRetryConfig, pipeline, step
 from dynpipe.engine.context import current_run
 from dynpipe.store.store import open_store
-from helpers import wait_until
 
 
 def _attempt_rows(step_run_id: str) -> list[tuple[int, str, str | None, str | None]]:

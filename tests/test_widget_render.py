@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import pipeline, step
 from dynpipe.engine.dag import RunGraph
 from dynpipe.notebook import render
 from dynpipe.notebook.snapshot import snapshot_bundle, text_summary
 from dynpipe.notebook.widget import DagWidget, LiveFeed
-from helpers import DEADLINE, wait_until
 
 
 def fan_graph(n: int, status: str = "completed", t0: float = 1000.0) -> RunGraph:
