@@ -1,8 +1,10 @@
 """The live DAG in a real browser: JupyterLab + Debian's chromium driven by Playwright.
 
-Runs a ``%%pipeline`` cell that submits slow steps, then watches the page: node statuses
-must go from running to completed while nobody re-runs the cell (updates come from the
-kernel's background threads). Saves a screenshot to test-artifacts/live-dag.png.
+Runs a ``%%pipeline`` cell that submits steps held until the test creates their gate
+files, then watches the page: node statuses must go from running to completed while nobody
+re-runs the cell (updates come from the kernel's background threads). The test releases
+the steps itself, so what it sees does not depend on how fast the machine is. Saves a
+screenshot of the DAG mid-run to test-artifacts/live-dag.png.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ def make_batches() -> int:
 
 @step(enable_cache=False)
 def train(i: int) -> float:
-    time.sleep(2.5 + 0.6 * i)
+    gate = os.path.join({gates!r}, f"train-{{i}}")
+    end = time.monotonic() + 200
+    while not os.path.exists(gate):  # the test creates the gate file
+        assert time.monotonic() < end, f"the test never created {{gate}}"
+        time.sleep(0.05)
     return 1 - 1 / (i + 2)
 
 @step(enable_cache=False)
@@ -74,7 +80,9 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     root = tmp_path / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP.format(home=str(tmp_path / "store"))),
+    (tmp_path / "gates").mkdir()
+    setup = SETUP.format(home=str(tmp_path / "store"), gates=str(tmp_path / "gates"))
+    nb.cells = [nbformat.v4.new_code_cell(setup),
                 nbformat.v4.new_code_cell(RUN), nbformat.v4.new_code_cell(FAN)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "live.ipynb")
@@ -97,15 +105,15 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                     json.load(r)
                 break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
                 time.sleep(0.3)
         yield base, token
     finally:
@@ -130,8 +138,8 @@ def run_cell(page: object, index: int, done: str) -> None:
     for _ in range(4):
         page.locator(".jp-Notebook .jp-CodeCell").nth(index).locator(".jp-InputPrompt").click()  # type: ignore[attr-defined]
         page.keyboard.press("Shift+Enter")  # type: ignore[attr-defined]
-        deadline = time.time() + 15
-        while time.time() < deadline:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
             text = prompt(page, index)
             if "*" in text or done in text:
                 if "*" in text:
@@ -173,23 +181,26 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
 
             dag = page.locator(".dynpipe-dag")
             dag.first.wait_for(timeout=60_000)
-            # Running steps appear in the live widget...
-            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
-            running_seen = page.eval_on_selector_all(
-                ".dynpipe-dag g.node", "els => els.map(e => e.dataset.dpStatus)"
+            # Running steps appear in the live widget: the five held train steps...
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.dynpipe-dag g.node')]
+                         .filter(n => n.dataset.dpStatus === 'running').length === 5""",
+                timeout=60_000,
             )
-            assert "running" in running_seen
+            # ...three of them released complete while the others still run...
+            for i in range(3):
+                (tmp_path / "gates" / f"train-{i}").touch()
+            page.wait_for_function(
+                """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                             .map(n => n.dataset.dpStatus);
+                           return s.filter(x => x === 'running').length === 2
+                                  && s.filter(x => x === 'completed').length === 4; }""",
+                timeout=60_000,
+            )
             ARTIFACTS.mkdir(exist_ok=True)
-            try:  # a picture of the DAG mid-run (some steps done, some running) for the README
-                page.wait_for_function(
-                    """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
-                                 .map(n => n.dataset.dpStatus);
-                               return s.includes('running') && s.filter(x => x === 'completed').length >= 3; }""",
-                    timeout=20_000,
-                )
-                dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))
-            except Exception:  # noqa: BLE001 - only a picture; the assertions follow
-                pass
+            dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))  # for the README
+            for i in range(3, 5):
+                (tmp_path / "gates" / f"train-{i}").touch()
             # ...and every node reaches 'completed' with no further cell execution.
             page.wait_for_function(
                 """() => {
