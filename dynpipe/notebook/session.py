@@ -105,8 +105,9 @@ class Session:
     def close_cell(self, cell: CellView | None) -> None:
         """The cell body returned: remember which steps it started; freeze what is done."""
         if cell is not None:
-            cell.node_ids = set(self.graph.nodes) - cell.before
-            cell.returned = True
+            with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
+                cell.node_ids = set(self.graph.nodes) - cell.before
+                cell.returned = True
         if self.feed is not None:
             self.feed.refresh(force=True)
         else:
@@ -127,9 +128,10 @@ class Session:
             live = [c for c in self.cells if not c.static]
             if not live:
                 return
+            present = {n.invocation_id for n in nodes}
             for cell in live:
-                if not cell.returned:
-                    continue
+                if not cell.returned or not cell.node_ids <= present:
+                    continue  # still running, or ``nodes`` predates steps the cell started
                 if cell is newest:
                     shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
                 else:
