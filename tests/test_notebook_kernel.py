@@ -208,11 +208,12 @@ def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) 
     frozen = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == first_display]
     assert frozen and "image/svg+xml" in frozen[0]["data"]
     assert frozen[0]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 1 step")
-    # ...while the newest cell stays live: once its steps are done its output only gains a
-    # static fallback picture (for viewers without the widget) beside the widget view.
+    # ...and the newest cell too once its steps are done, though its run is still open: a
+    # widget view left in the output would say "model not found" in a notebook reopened
+    # without its kernel (JupyterLab does not fall back to the SVG beside it).
     newest = [c for c in displays(msgs, "update_display_data") if c["transient"]["display_id"] == second_display]
-    assert all(WIDGET_MIME in c["data"] for c in newest)
-    assert newest and "image/svg+xml" in newest[-1]["data"]
+    assert newest and WIDGET_MIME not in newest[-1]["data"]
+    assert "image/svg+xml" in newest[-1]["data"]
     assert newest[-1]["data"]["text/plain"].startswith("dynpipe run 'freeze' (open): 2 steps")
     kernel.execute("%pipeline end freeze")
 
