@@ -13,7 +13,8 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
+from ..errors import StepTypeError
+from ..signatures import OutputSpec, type_matches, type_name
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -144,6 +145,11 @@ class StepContext:
 _step_context: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
     "dynpipe_step_context", default=None
 )
+
+
+def current_step_context() -> StepContext | None:
+    """The context of the step (or hook) running in this thread, or None outside one."""
+    return _step_context.get()
 
 
 def get_step_context() -> StepContext:
