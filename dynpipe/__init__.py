@@ -31,13 +31,13 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
     """``%load_ext dynpipe``: register the %%pipeline magics."""
-    from .notebook.magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load  # deferred: imports IPython
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
-    from .notebook.magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload  # deferred: imports IPython
 
     _unload(ipython)
 

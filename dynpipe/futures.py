@@ -14,12 +14,14 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from .engine.tracebacks import without_engine_frames
+from .status import ExecutionStatus
 
 R = TypeVar("R")
 
+S = ExecutionStatus
 _COLOURS = {
-    "completed": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "running": "#ef6c00",
-    "retrying": "#f9a825", "skipped": "#757575", "stopped": "#6d4c41",
+    S.COMPLETED: "#2e7d32", S.CACHED: "#1565c0", S.FAILED: "#c62828", S.RUNNING: "#ef6c00",
+    S.RETRYING: "#f9a825", S.SKIPPED: "#757575", S.STOPPED: "#6d4c41",
 }
 
 
@@ -118,7 +120,7 @@ class StepRunFuture(Generic[R]):
         return self._handle.future.done()
 
     def running(self) -> bool:
-        return self._handle.status in ("running", "retrying")
+        return self._handle.status in (S.RUNNING, S.RETRYING)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
 
+import html
 from typing import Any
 
 from .signatures import OutputSpec, parse_outputs, type_matches, type_name  # noqa: F401 - re-exported
@@ -33,8 +34,6 @@ class OutputArtifact(ArtifactVersion):
         )
 
     def _repr_html_(self) -> str:
-        import html
-
         size = self.size or 0
         if size > PREVIEW_MAX_BYTES:  # showing an artifact must not load gigabytes
             preview = f"<{size / 1e6:.1f} MB; call .load() to get it>"

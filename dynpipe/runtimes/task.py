@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import StepTypeError
 from ..signatures import OutputSpec, type_matches, type_name
+from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -76,15 +77,11 @@ class StepContext:
 
     @property
     def pipeline_run(self) -> Any:
-        from ..store.client import Client
-
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
     def pipeline(self) -> Any:
         """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
-        from ..store.client import Client, PipelineInfo
-
         return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
 
     @property
