@@ -13,13 +13,13 @@ import html
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from .engine.tracebacks import without_engine_frames
+from .tracebacks import without_engine_frames
 from .status import ExecutionStatus
 
 R = TypeVar("R")
 
 S = ExecutionStatus
-_COLOURS = {
+_COLOURS: dict[str, str] = {
     S.COMPLETED: "#2e7d32", S.CACHED: "#1565c0", S.FAILED: "#c62828", S.RUNNING: "#ef6c00",
     S.RETRYING: "#f9a825", S.SKIPPED: "#757575", S.STOPPED: "#6d4c41",
 }

@@ -6,7 +6,6 @@ import copy
 import functools
 import inspect
 import itertools
-import os
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -161,7 +160,7 @@ class Step(Generic[P, R]):
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"{self.name}.map(): mapped inputs have different lengths {lengths}; use product() for combinations")
             combos = [dict(zip(mapped, vals)) for vals in zip(*mapped.values())]
-        return MapResultsFuture(self.submit(after=after, **fixed, **combo) for combo in combos)  # type: ignore[arg-type]
+        return MapResultsFuture(self.submit(after=after, **fixed, **combo) for combo in combos)  # type: ignore[call-arg, arg-type]
 
     def __repr__(self) -> str:
         return f"<Step {self.name}>"

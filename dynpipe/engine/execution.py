@@ -18,7 +18,7 @@ from ..store.models import ArtifactVersion, load_artifacts
 from .cache import cache_key
 from .invocation import FutureOutput, Invocation
 from .tasks import build_task
-from .tracebacks import without_engine_frames
+from ..tracebacks import without_engine_frames
 from .transitions import transition
 
 S = ExecutionStatus

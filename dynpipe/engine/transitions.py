@@ -25,7 +25,7 @@ from ..status import FINISHED, ExecutionStatus
 from ..store.records import AttemptRecord, CachedStepRun, NewArtifact, StepOutcome
 from .hooks import run_hook
 from .invocation import Invocation
-from .tracebacks import safe_text, user_traceback
+from ..tracebacks import safe_text, user_traceback
 
 S = ExecutionStatus
 

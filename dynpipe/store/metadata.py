@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from .records import (
 )
 from .sqlite_schema import _SCHEMA, SCHEMA_VERSION  # noqa: F401 - SCHEMA_VERSION re-exported
 
-Statement = tuple[str, Sequence[Any]]
+Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
 _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"

@@ -27,6 +27,20 @@ class ArtifactVersion:
         "producer_step_run_id", "run_id", "output_name", "size", "created", "metadata", "tags",
         "_store",
     )
+    id: str
+    name: str
+    version: int | None
+    uri: str
+    content_hash: str
+    data_type: str | None
+    materializer: str
+    producer_step_run_id: str | None
+    run_id: str | None
+    output_name: str | None
+    size: int | None
+    created: float | None
+    metadata: dict[str, Any]
+    tags: list[str]
 
     def __init__(self, store: Store, **fields: Any) -> None:
         self._store = store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 #: dynpipe's own source folder: frames there are machinery, not the user's code.
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + "/"
 
 
 def user_traceback(text: str) -> str | None:
