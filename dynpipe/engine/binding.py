@@ -7,6 +7,7 @@ step and the input, before anything is recorded.
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError
@@ -101,19 +102,34 @@ def prepare(
 
 
 def _check_recordable(step: Step[Any, Any], parameters: dict[str, Any]) -> None:
-    """Parameters are stored as JSON: one JSON cannot write (an int of 5,000 digits) fails here."""
-    try:
-        json.dumps(parameters)
-    except (TypeError, ValueError):
-        for name, value in parameters.items():
+    """Parameters are stored as JSON: one JSON cannot write (an int of 5,000 digits) fails here.
+
+    Only such an int can fail once ``is_plain_json`` accepted a value, so look for big ints
+    (cheap) rather than encode every call's parameters twice.
+    """
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return
+    for name, value in parameters.items():
+        if _has_big_int(value, limit * 3):  # ~3.3 bits per decimal digit: a cheap pre-check
             try:
                 json.dumps(value)
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:
                 raise TypeError(
                     f"step {step.name!r}: parameter {name!r} ({type(value).__name__}) cannot be"
                     f" recorded as JSON: {exc}"
                 ) from None
-        raise
+
+
+def _has_big_int(value: Any, bits: int) -> bool:
+    tp = type(value)
+    if tp is int:
+        return value.bit_length() > bits  # type: ignore[no-any-return]
+    if tp is list:
+        return any(_has_big_int(v, bits) for v in value)
+    if tp is dict:
+        return any(_has_big_int(v, bits) for v in value.values())
+    return False
 
 
 def _add_after(ctx: RunContext, step: Step[Any, Any], src: Any, deps: list[Invocation], upstream: list[str]) -> None:

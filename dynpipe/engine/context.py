@@ -86,6 +86,7 @@ class RunContext:
         self.graph = RunGraph(self.run_id, self.run_name, pipeline_name)
         self.compiling = False
         self.lock = threading.Lock()
+        self.status_lock = threading.Lock()  # step statuses (engine/transitions.py)
         self.invocations: list[Invocation] = []
         self.outstanding: set[Invocation] = set()
         self.held: list[Invocation] = []

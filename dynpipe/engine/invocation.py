@@ -64,10 +64,15 @@ class Invocation:
     changes it (under ``lock``), and with it the store, the DAG node and the future.
     """
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Guards ``status``: one lock per run (held for a compare-and-set only)."""
+        return self.ctx.status_lock
+
     __slots__ = (
         "ctx", "step", "cfg", "invocation_id", "parameters", "sources", "upstream", "deps",
         "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
-        "input_ids", "status", "abandoned", "lock", "__weakref__",
+        "input_ids", "status", "abandoned", "__weakref__",
     )
 
     def __init__(
@@ -99,7 +104,6 @@ class Invocation:
         self.input_ids: dict[str, Any] = {}
         self.status = ExecutionStatus.INITIALIZING
         self.abandoned = False
-        self.lock = threading.Lock()
 
     # -- the StepRunHandle a StepRunFuture uses ----------------------------------------
     @property
