@@ -31,10 +31,7 @@ def _interrupt_cell(k: Kernel, cell: str) -> dict:
     msg_id = k.kc.execute(cell)
     k.drain(lambda m: m["msg_type"] == "stream" and "started" in m["content"].get("text", ""), timeout=60)
     k.km.interrupt_kernel()
-    while True:  # replies to earlier cells may still be queued; each read has a deadline
-        reply = k.kc.get_shell_msg(timeout=60)  # a swallowed interrupt never replies
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply["content"]
+    return k.reply_to(msg_id, timeout=60)["content"]  # deadline: a swallowed interrupt never replies
 
 
 @pytest.mark.parametrize(

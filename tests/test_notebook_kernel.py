@@ -67,8 +67,14 @@ class Kernel:
             msgs.append(msg)
         else:
             raise TimeoutError(f"cell did not finish: {code[:80]!r}")
-        reply = self.kc.get_shell_msg(timeout=10)
-        return reply["content"], msgs
+        return self.reply_to(msg_id, timeout=10)["content"], msgs
+
+    def reply_to(self, msg_id: str, timeout: float) -> dict[str, Any]:
+        """The shell reply to ``msg_id``, skipping stale ones (a kernel_info reply left from start-up)."""
+        while True:  # every read has the deadline
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
 
     def drain(self, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
         """Read iopub without running anything until ``until(msg)`` is true."""
@@ -321,9 +327,8 @@ def test_interrupting_a_pipeline_cell_stops_its_steps_and_the_run(tmp_path: Path
         time.sleep(0.5)
         start = time.time()
         k.km.interrupt_kernel()
-        reply = k.kc.get_shell_msg(timeout=60)
+        reply = k.reply_to(msg_id, timeout=60)
         elapsed = time.time() - start
-        assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         assert elapsed < 10, f"the interrupt took {elapsed:.1f}s"
         run = Client(home).get_pipeline("interrupted").last_run
