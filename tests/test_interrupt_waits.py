@@ -29,9 +29,9 @@ BLOCKING = (
 
 def _interrupt_cell(k: Kernel, cell: str) -> dict:
     msg_id = k.kc.execute(cell)
-    k.drain(lambda m: m["msg_type"] == "stream" and "started" in m["content"].get("text", ""), timeout=60)
+    k.drain(lambda m: m["msg_type"] == "stream" and "started" in m["content"].get("text", ""), timeout=120)
     k.km.interrupt_kernel()
-    return k.reply_to(msg_id, timeout=60)["content"]  # deadline: a swallowed interrupt never replies
+    return k.reply_to(msg_id, timeout=120)["content"]  # deadline: a swallowed interrupt never replies
 
 
 @pytest.mark.parametrize(
