@@ -53,3 +53,11 @@ class TargetError(DynpipeError, ValueError):
 
 class StoreError(DynpipeError, OSError):
     """The store cannot be opened or written (permissions, ownership, full disk); names the path."""
+
+
+class StepRecordingError(DynpipeError, RuntimeError):
+    """Recording a step's outcome failed (store write, hook, live DAG); the step is failed."""
+
+
+class InvalidTransition(DynpipeError, RuntimeError):
+    """The engine tried to move a step run between statuses that do not follow each other (a bug)."""

@@ -13,7 +13,9 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
+from ..errors import StepTypeError
+from ..signatures import OutputSpec, type_matches, type_name
+from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -88,15 +90,11 @@ class StepContext:
 
     @property
     def pipeline_run(self) -> Any:
-        from ..store.client import Client
-
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
     def pipeline(self) -> Any:
         """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
-        from ..store.client import Client, PipelineInfo
-
         return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
 
     @property
@@ -157,6 +155,11 @@ class StepContext:
 _step_context: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
     "dynpipe_step_context", default=None
 )
+
+
+def current_step_context() -> StepContext | None:
+    """The context of the step (or hook) running in this thread, or None outside one."""
+    return _step_context.get()
 
 
 def get_step_context() -> StepContext:
