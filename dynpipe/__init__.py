@@ -14,29 +14,28 @@ from .config import (
     StepConfig,
     StepRetryConfig,
 )
-from .errors import StepExecutionError, StepRecordingError, StepSkippedError, StepStoppedError
+from .errors import ArtifactLoadError, StepExecutionError, StepRecordingError, StepSkippedError, StepStoppedError
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
 from .runtimes.task import StepContext, get_step_context
+from .status import ExecutionStatus
 from .steps import Step, step
 from .store.client import Client
 from .store.materializers import Materializer, register_materializer
-from .errors import ArtifactLoadError
-from .status import ExecutionStatus
 from .store.models import ArtifactVersion, PipelineRun, StepAttempt, StepRun
 
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+def load_ipython_extension(ipython):
     """``%load_ext dynpipe``: register the %%pipeline magics."""
     from .notebook.magics import load_ipython_extension as _load  # deferred: imports IPython
 
     _load(ipython)
 
 
-def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+def unload_ipython_extension(ipython):
     from .notebook.magics import unload_ipython_extension as _unload  # deferred: imports IPython
 
     _unload(ipython)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import concurrent.futures
 import html
 from collections.abc import Generator, Iterable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-from .tracebacks import without_engine_frames
 from .status import ExecutionStatus
+from .tracebacks import without_engine_frames
 
 R = TypeVar("R")
 
@@ -129,28 +129,28 @@ class StepRunFuture(Generic[R]):
             _interrupted([self._handle])
             raise
 
-    def result(self, timeout: float | None = None) -> R:
+    def result(self, timeout: float | None = None) -> Any:
         """Wait; return the output artifact (or a tuple of them); raise the step's error."""
-        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
+        __tracebackhide__ = True
         self._check_not_compiling("result()")
         exc = self.exception(timeout)
         if exc is not None:
             raise without_engine_frames(exc)
-        return self._handle.outputs_to_return(self._handle.future.result(), self._output)  # type: ignore[no-any-return]
+        return self._handle.outputs_to_return(self._handle.future.result(), self._output)
 
-    def load(self, timeout: float | None = None) -> Any:
-        """Wait and load the data of the output(s)."""
-        __tracebackhide__ = True  # noqa: F841
+    def load(self, timeout: float | None = None) -> R:
+        """Wait and load the data of the output(s): the step function's return value."""
+        __tracebackhide__ = True
         self._check_not_compiling("load()")
         res: Any = self.result(timeout)
         if isinstance(res, tuple):
-            return tuple(a.load() for a in res)
-        return res.load() if res is not None else None
+            return cast(R, tuple(a.load() for a in res))
+        return cast(R, res.load() if res is not None else None)
 
-    def __await__(self) -> Generator[Any, None, R]:
+    def __await__(self) -> Generator[Any, None, Any]:
         return self._await().__await__()
 
-    async def _await(self) -> R:
+    async def _await(self) -> Any:
         import asyncio  # deferred: ~18 ms of `import dynpipe` otherwise
 
         try:
@@ -178,7 +178,7 @@ class StepRunFuture(Generic[R]):
         )
 
 
-class MapResultsFuture(list):  # type: ignore[type-arg]
+class MapResultsFuture(list):
     """The futures of a ``step.map``/``step.product`` fan-out, in input order."""
 
     def result(self, timeout: float | None = None) -> list[Any]:
@@ -205,7 +205,7 @@ class MapResultsFuture(list):  # type: ignore[type-arg]
         return f"<MapResultsFuture {done}/{len(self)} done>"
 
 
-class unmapped:  # noqa: N801 - name follows the reference API
+class unmapped:
     """Wrap an argument of ``step.map`` so every mapped invocation receives it whole."""
 
     __slots__ = ("value",)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
-
 import html
 from typing import Any
 
+from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
 from .signatures import OutputSpec, parse_outputs, type_matches, type_name  # noqa: F401 - re-exported
 from .store.models import ArtifactVersion
-
 
 #: Artifacts up to this size are loaded to preview them in a notebook.
 PREVIEW_MAX_BYTES = 1_000_000

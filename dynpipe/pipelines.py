@@ -46,7 +46,7 @@ class Pipeline(Generic[P, R]):
         self.config = config
         self.depends_on = list(depends_on)
         self.signature = inspect.signature(func)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     @property
     def name(self) -> str:
@@ -90,7 +90,9 @@ class Pipeline(Generic[P, R]):
             raise TypeError(f"pipeline {self.name!r}: {exc}") from None
         for name, value in params.items():
             if name not in self.signature.parameters:
-                raise ConfigError(f"pipeline {self.name!r}: configured parameter {name!r} is not a parameter of the pipeline")
+                raise ConfigError(
+                    f"pipeline {self.name!r}: configured parameter {name!r} is not a parameter of the pipeline"
+                )
             bound.arguments.setdefault(name, value)
         missing = [
             n for n, p in self.signature.parameters.items()
@@ -130,9 +132,13 @@ class Pipeline(Generic[P, R]):
         ready = threading.Event()
         holder: dict[str, RunContext] = {}
 
+        def started(ctx: RunContext) -> None:
+            holder.setdefault("ctx", ctx)
+            ready.set()
+
         def target() -> None:
             try:
-                future.set_result(self._run(bound.args, bound.kwargs, on_start=lambda c: (holder.setdefault("ctx", c), ready.set())))
+                future.set_result(self._run(bound.args, bound.kwargs, on_start=started))
             except BaseException as exc:  # noqa: BLE001
                 ready.set()
                 future.set_exception(exc)
@@ -142,7 +148,9 @@ class Pipeline(Generic[P, R]):
         ready.wait()
         return PipelineRunFuture(future, holder.get("ctx"))
 
-    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any], on_start: Callable[[RunContext], Any] | None = None) -> Any:
+    def _run(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], on_start: Callable[[RunContext], Any] | None = None
+    ) -> Any:
         bound = self._bind(args, kwargs)
         parent = current_run()
         store = parent.store if parent is not None else open_store()
@@ -171,7 +179,7 @@ class Pipeline(Generic[P, R]):
                 finally:
                     ctx.compiling = False
                 release_held(ctx)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - finish_run records it; re-raised below
             body_error = exc
         finally:
             ctx.deactivate()

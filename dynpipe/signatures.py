@@ -112,9 +112,7 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
                 return not (tp is int and type(value) is bool)
             if tp in _NUMERIC_ABC and type(value) is not bool and isinstance(value, _NUMERIC_ABC[tp]):
                 return True  # an int where a float is expected; numpy scalars (np.int64, np.float32)
-            if tp is complex and type(value) in (int, float):
-                return True
-            return False
+            return tp is complex and type(value) in (int, float)
         return True  # forward references, NewType and friends: do not guess
     if origin is Annotated:
         return type_matches(value, get_args(tp)[0], depth)
@@ -124,7 +122,8 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
         return value in get_args(tp)
     if not isinstance(origin, type):
         return True
-    if not isinstance(value, origin):
+    container: Any = origin  # an Any class: isinstance must not narrow ``value`` to ``object``
+    if not isinstance(value, container):
         return False
     if depth > 3:
         return True
@@ -135,7 +134,7 @@ def type_matches(value: Any, tp: Any, depth: int = 0) -> bool:
         if len(args) == 2 and args[1] is Ellipsis:
             return all(type_matches(v, args[0], depth + 1) for v in value[:5])
         return len(value) == len(args) and all(
-            type_matches(v, a, depth + 1) for v, a in zip(value, args)
+            type_matches(v, a, depth + 1) for v, a in zip(value, args, strict=False)
         )
     if issubclass(origin, collections.abc.Mapping):
         items = list(value.items())[:5]

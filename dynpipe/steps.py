@@ -54,7 +54,7 @@ class Step(Generic[P, R]):
         }
         self.outputs: list[OutputSpec] = parse_outputs(func, hints)
         self._code_hash: str | None = None
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         self.missing_annotations: list[str] = [n for n in self.signature.parameters if n not in hints]
         if "return" not in hints:
             self.missing_annotations.append("return")
@@ -91,30 +91,34 @@ class Step(Generic[P, R]):
         return clone
 
     # -- calls -------------------------------------------------------------------------
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the step now (inside a pipeline: a recorded step run; returns its output artifact(s)).
 
         ``id=`` names the invocation and ``after=`` adds ordering-only upstream steps.
+        Typed ``Any`` like ZenML's: inside a pipeline the call returns an artifact (with
+        ``.load() -> R``), its arguments may be futures or artifacts of other steps, and
+        outside one it may return the plain value; no single static type is true of all.
+        ``submit`` is where the types are exact: ``StepRunFuture[R]``.
         """
-        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
-        custom_id: str | None = kwargs.pop("id", None)  # type: ignore[assignment]
+        __tracebackhide__ = True
+        custom_id: str | None = kwargs.pop("id", None)
         after = kwargs.pop("after", None)
         ctx = current_run()
         if ctx is None:
             if current_step_context() is not None or settings.run_single_steps_without_store():
                 return self.entrypoint(*args, **kwargs)
-            return run_single_step(self, args, kwargs)  # type: ignore[no-any-return]
+            return run_single_step(self, args, kwargs)
         if current_step_context() is not None:
             return self.entrypoint(*args, **kwargs)
         inv = prepare(ctx, self, args, kwargs, custom_id, after)
         if ctx.compiling:
             ctx.held.append(inv)
-            return _placeholders(inv)  # type: ignore[no-any-return]
-        return call_sync(inv)  # type: ignore[no-any-return]
+            return _placeholders(inv)
+        return call_sync(inv)
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> StepRunFuture[R]:
+    def submit(self, *args: Any, **kwargs: Any) -> StepRunFuture[R]:
         """Start the step concurrently; returns a StepRunFuture at once (``id=``, ``after=`` as for a call)."""
-        custom_id: str | None = kwargs.pop("id", None)  # type: ignore[assignment]
+        custom_id: str | None = kwargs.pop("id", None)
         after = kwargs.pop("after", None)
         ctx = current_run()
         if ctx is None:
@@ -154,13 +158,15 @@ class Step(Generic[P, R]):
         if not mapped:
             raise ValueError(f"{self.name}.map(): no mapped input; wrap broadcast inputs in unmapped()")
         if product:
-            combos = [dict(zip(mapped, vals)) for vals in itertools.product(*mapped.values())]
+            combos = [dict(zip(mapped, vals, strict=False)) for vals in itertools.product(*mapped.values())]
         else:
             lengths = {n: len(v) for n, v in mapped.items()}
             if len(set(lengths.values())) > 1:
-                raise ValueError(f"{self.name}.map(): mapped inputs have different lengths {lengths}; use product() for combinations")
-            combos = [dict(zip(mapped, vals)) for vals in zip(*mapped.values())]
-        return MapResultsFuture(self.submit(after=after, **fixed, **combo) for combo in combos)  # type: ignore[call-arg, arg-type]
+                raise ValueError(
+                    f"{self.name}.map(): mapped inputs have different lengths {lengths}; use product() for combinations"
+                )
+            combos = [dict(zip(mapped, vals, strict=False)) for vals in zip(*mapped.values(), strict=False)]
+        return MapResultsFuture(self.submit(after=after, **fixed, **combo) for combo in combos)
 
     def __repr__(self) -> str:
         return f"<Step {self.name}>"

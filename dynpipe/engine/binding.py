@@ -124,7 +124,7 @@ def _check_recordable(step: Step[Any, Any], parameters: dict[str, Any]) -> None:
 def _has_big_int(value: Any, bits: int) -> bool:
     tp = type(value)
     if tp is int:
-        return value.bit_length() > bits  # type: ignore[no-any-return]
+        return value.bit_length() > bits
     if tp is list:
         return any(_has_big_int(v, bits) for v in value)
     if tp is dict:
@@ -144,7 +144,9 @@ def _add_after(ctx: RunContext, step: Step[Any, Any], src: Any, deps: list[Invoc
             raise ValueError(f"step {step.name!r}: after={src!r} names no invocation of this run")
         _collect_dep(FutureOutput(earlier, None), ctx, deps, upstream)
     else:
-        raise TypeError(f"step {step.name!r}: after= takes futures, artifacts or invocation ids, not {type(src).__name__}")
+        raise TypeError(
+            f"step {step.name!r}: after= takes futures, artifacts or invocation ids, not {type(src).__name__}"
+        )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -165,9 +167,10 @@ def _collect_dep(src: Any, ctx: RunContext, deps: list[Invocation], upstream: li
                 upstream.append(inv.invocation_id)
         else:
             deps.append(inv)
-    elif isinstance(src, OutputArtifact) and src.step_run_in == ctx.run_id:
-        if src.invocation_id not in upstream:
-            upstream.append(src.invocation_id)
+    elif (
+        isinstance(src, OutputArtifact) and src.step_run_in == ctx.run_id and src.invocation_id not in upstream
+    ):
+        upstream.append(src.invocation_id)
 
 
 def _nested_source(value: Any, depth: int = 0) -> bool:
@@ -192,7 +195,7 @@ def _external_input(ctx: RunContext, step: Step[Any, Any], name: str, value: Any
         )
     try:
         saved = ctx.store.save_value(value)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the step and input named
+    except Exception as exc:
         raise TypeError(
             f"step {step.name!r}: input {name!r} of type {type(value).__name__} cannot be"
             f" stored as an artifact: {exc}"

@@ -15,10 +15,10 @@ from ..outputs import OutputArtifact
 from ..runtimes.task import InputRef
 from ..status import ExecutionStatus
 from ..store.models import ArtifactVersion, load_artifacts
+from ..tracebacks import without_engine_frames
 from .cache import cache_key
 from .invocation import FutureOutput, Invocation
 from .tasks import build_task
-from ..tracebacks import without_engine_frames
 from .transitions import transition
 
 S = ExecutionStatus
@@ -28,7 +28,7 @@ def run_invocation(inv: Invocation) -> None:
     """Run ``inv`` to its end in the current thread; the outcome lands on ``inv.future``."""
     try:
         _run(inv)
-    except BaseException as exc:  # noqa: BLE001 - report, never lose the future
+    except BaseException as exc:
         if not inv.future.done():
             if isinstance(exc, KeyboardInterrupt):
                 transition(inv, S.STOPPED, reason="interrupted", attempt=max(inv.node.attempts, 1))
@@ -82,12 +82,12 @@ def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], di
     for name, src in inv.sources.items():
         if isinstance(src, list):
             arts = [_artifact_of(s) for s in src]
-            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type) for a in arts]
+            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type or "") for a in arts]
             hashes[name] = [a.content_hash for a in arts]
             ids[name] = [a.id for a in arts]
         else:
             a = _artifact_of(src)
-            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type)
+            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type or "")
             hashes[name] = a.content_hash
             ids[name] = a.id
     return refs, hashes, ids
@@ -96,7 +96,7 @@ def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], di
 def _artifact_of(src: Any) -> ArtifactVersion:
     if isinstance(src, FutureOutput):
         return src.artifact()
-    return src  # type: ignore[no-any-return]
+    return src
 
 
 def _try_cache(inv: Invocation, key: str) -> bool:
@@ -171,7 +171,8 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
             if not transition(inv, S.RETRYING, result=result, attempt=attempt, attempt_start=attempt_start):
                 return
             if _wait_unless_stopped(inv, retry.wait_before(attempt)):
-                transition(inv, S.STOPPED, reason=inv.stop_reason or "run stopped while waiting to retry", logs=logs, attempt=attempt)
+                reason = inv.stop_reason or "run stopped while waiting to retry"
+                transition(inv, S.STOPPED, reason=reason, logs=logs, attempt=attempt)
                 return
             attempt += 1
             if not transition(inv, S.RUNNING, attempt=attempt):
@@ -214,7 +215,7 @@ def call_sync(inv: Invocation) -> Any:
             finally:
                 inv.ctx.untrack(inv)
             raise
-    __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
+    __tracebackhide__ = True
     run_invocation(inv)
     exc = inv.future.exception()
     if exc is not None:

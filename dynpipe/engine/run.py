@@ -15,7 +15,6 @@ from ..store.store import Store
 from .context import RunContext
 from .scheduling import abandon_held, abandon_outstanding
 
-
 #: Seconds an interrupted run waits for stopped steps before recording them as stopped.
 STOP_GRACE = 2.0
 

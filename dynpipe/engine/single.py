@@ -24,7 +24,7 @@ def run_single_step(step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[st
     try:
         inv = prepare(ctx, step, args, kwargs)
         result = call_sync(inv)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - finish_run records it; re-raised below
         body_error = exc
     finally:
         ctx.deactivate()

@@ -34,7 +34,7 @@ class EffectiveStepConfig:
 def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConfig:
     cached = ctx.effective_configs.get(id(step))
     if cached is not None and cached[0] is step and cached[1] is step.config:
-        return cached[2]  # type: ignore[no-any-return]
+        return cached[2]
     pc = ctx.config
     sc = step.config
     yaml_cfg = pc.steps.get(step.name)

@@ -13,8 +13,8 @@ what happened, and its future is resolved all the same: nobody waits forever on
 from __future__ import annotations
 
 import time
-from concurrent.futures import InvalidStateError
 import traceback as tb
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ..errors import InvalidTransition, StepExecutionError, StepRecordingError, StepSkippedError, StepStoppedError
@@ -23,9 +23,9 @@ from ..runtimes.task import TaskResult
 from ..signatures import OutputSpec
 from ..status import FINISHED, ExecutionStatus
 from ..store.records import AttemptRecord, CachedStepRun, NewArtifact, StepOutcome
+from ..tracebacks import safe_text, user_traceback
 from .hooks import run_hook
 from .invocation import Invocation
-from ..tracebacks import safe_text, user_traceback
 
 S = ExecutionStatus
 
@@ -79,7 +79,9 @@ def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | No
         ctx.graph.update(inv.node, status=S.RUNNING, attempts=attempt)
 
 
-def _to_retrying(inv: Invocation, previous: ExecutionStatus, *, result: TaskResult, attempt: int, attempt_start: float) -> None:
+def _to_retrying(
+    inv: Invocation, previous: ExecutionStatus, *, result: TaskResult, attempt: int, attempt_start: float
+) -> None:
     inv.ctx.store.metadata.record_attempt(
         inv.step_run_id,
         AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), result.error_type, result.error_message),
@@ -255,11 +257,11 @@ def _force_end(inv: Invocation, status: ExecutionStatus, error: BaseException) -
                 error_type=type(error).__name__, error_message=text, traceback=trace,
             ),
         )
-    except Exception:  # noqa: BLE001, S110 - the store is what failed; the run end marks it
+    except Exception:  # noqa: BLE001 - the store is what failed; the run end marks it
         pass
     try:
         ctx.graph.update(inv.node, status=status, end=time.time(), error=f"{type(error).__name__}: {text}")
-    except Exception:  # noqa: BLE001, S110 - an observer failing must not keep the future open
+    except Exception:  # noqa: BLE001 - an observer failing must not keep the future open
         pass
     try:
         if status is S.FAILED:

@@ -212,7 +212,7 @@ def _split_outputs(task: StepTask, result: Any) -> dict[str, Any]:
             f"step {task.invocation_id!r} declares {len(specs)} outputs"
             f" ({', '.join(s.name for s in specs)}) but returned {got}"
         )
-    return dict(zip((s.name for s in specs), result))
+    return dict(zip((s.name for s in specs), result, strict=False))
 
 
 def _preview(value: Any) -> str:
@@ -270,7 +270,7 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             result.preview = _preview(outputs[task.outputs[0].name])
         elif task.outputs:
             result.preview = ", ".join(f"{k}={_preview(v)}" for k, v in outputs.items())
-    except BaseException as exc:  # noqa: BLE001 - the orchestrator decides what an error means
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         result.error = exc

@@ -110,7 +110,9 @@ class Client:
         then the final attempt (the step run's own outcome)."""
         step = self.get_step_run(run, invocation_id)
         attempts = [
-            StepAttempt(r.attempt, str(r.status), to_datetime(r.start), to_datetime(r.end), r.error_type, r.error_message)
+            StepAttempt(
+                r.attempt, str(r.status), to_datetime(r.start), to_datetime(r.end), r.error_type, r.error_message
+            )
             for r in self.store.metadata.step_attempts(step.id)
         ]
         if step.attempts > len(attempts):

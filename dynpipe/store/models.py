@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import ArtifactLoadError  # noqa: F401 - re-exported for existing imports
-from ..status import FINISHED as _FINISHED, ExecutionStatus  # noqa: F401 - re-exported
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ArtifactLoadError
+from ..status import FINISHED as _FINISHED  # noqa: F401 - re-exported
+from ..status import ExecutionStatus
 from .records import ArtifactRecord, RunFilter, RunRecord, StepRunRecord
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ArtifactVersion:
 
     def load(self) -> Any:
         try:
-            return self._store.load_value(self.uri, self.materializer, self.data_type)
+            return self._store.load_value(self.uri, self.materializer, self.data_type or "")
         except (ImportError, AttributeError) as exc:
             raise ArtifactLoadError(
                 f"artifact {self.name!r} (version {self.version}, type {self.data_type},"
@@ -72,7 +72,7 @@ class ArtifactVersion:
         )
 
 
-class OutputVersions(list):  # type: ignore[type-arg]
+class OutputVersions(list):
     """``step_run.outputs[name]``: a list of artifact versions, as in ZenML (one here).
 
     Attribute access reaches the artifact itself, so ``outputs["x"].load()`` and ZenML's
