@@ -19,6 +19,7 @@ from .config import (
     PipelineConfig,
     ResourceSettings,
     StepConfig,
+    build_model,
     error_message,
 )
 
@@ -216,6 +217,11 @@ def load_config_file(path: str | Path, known_steps: set[str] | None) -> dict[str
                 )
     changes: dict[str, Any] = parsed.model_dump(exclude_unset=True)
     changes["steps"] = {
-        name: StepConfig(**cfg.model_dump(exclude_unset=True)) for name, cfg in steps.items()
+        name: build_model(
+            StepConfig,
+            {k: v for k, v in cfg.model_dump(exclude_unset=True).items() if v is not None},  # null: leave as is
+            f"configuration of steps.{name} in {file}",
+        )
+        for name, cfg in steps.items()
     }
     return changes

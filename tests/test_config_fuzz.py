@@ -5,11 +5,10 @@ usable: its run-name template formats, its retry waits are finite and capped) or
 ``ConfigError`` whose message names the file. Never any other exception, never a hang: each
 case runs in a worker thread with a deadline.
 
-Each run of the suite loads 1,150 generated files (200 examples of five files, 150 step
-sections) in a few seconds. For a larger opt-in run, set ``DYNPIPE_FUZZ_EXAMPLES`` to the
-number of hypothesis examples per test, e.g.
-``DYNPIPE_FUZZ_EXAMPLES=5000 python -m pytest tests/test_config_fuzz.py`` (25,000 files and
-5,000 step sections).
+Each run of the suite loads 1,450 generated files in a few seconds: 200 examples of five
+files, 150 step sections, 150 pairs of retry and resources sections. For a larger opt-in
+run, set ``DYNPIPE_FUZZ_EXAMPLES`` to the number of hypothesis examples per test, e.g.
+``DYNPIPE_FUZZ_EXAMPLES=5000 python -m pytest tests/test_config_fuzz.py`` (40,000 files).
 """
 
 from __future__ import annotations
@@ -275,3 +274,13 @@ def test_the_fuzzer_reaches_valid_configs_too(tmp_path: Path, guard: ThreadPoolE
     assert config.retry is not None and config.retry.wait_before(3) == MAX_RETRY_WAIT
     notebook = PipelineConfig(name="cell").merged(**load_config_file(path, None))  # what %%pipeline --config does
     assert notebook.steps["train"].resources is not None and notebook.steps["train"].resources.memory_bytes == 4 * 2**30
+
+
+@_fuzz_settings(150)
+@given(retry=retry_configs, res=resources)
+def test_any_retry_or_resources_section_loads_or_is_a_config_error_naming_the_file(
+    tmp_path: Path, guard: ThreadPoolExecutor, retry: Any, res: Any
+) -> None:
+    """Numbers at their limits (inf, nan, 1e300, 10**400, 86400.5) where the engine uses them."""
+    _check(tmp_path / "retry.yaml", _dump({"retry": retry, "steps": {"evaluate": {"retry": retry}}}).encode(), guard)
+    _check(tmp_path / "resources.yaml", _dump({"steps": {"train": {"settings": {"resources": res}}}}).encode(), guard)

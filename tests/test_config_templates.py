@@ -313,7 +313,7 @@ def test_a_yaml_key_is_checked_like_the_config_field_it_sets(tmp_path: Path, key
 
 
 def test_null_leaves_a_value_and_code_only_fields_are_unknown_keys(tmp_path: Path) -> None:
-    _write(tmp_path, "enable_cache: null\nsteps:\n  some_step:\n    retry: null\n")
+    _write(tmp_path, "enable_cache: null\nparameters: null\nsteps:\n  some_step:\n    retry: null\n    parameters: null\n")
 
     @pipeline(dynamic=True, enable_cache=False, depends_on=[some_step.with_options(retry={"max_retries": 2})])
     def p() -> None:
