@@ -19,9 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is wrong; the message names it."""
+from .errors import ConfigError
 
 
 class ExecutionMode(str, Enum):
@@ -273,9 +271,9 @@ class PipelineConfig(BaseModel):
         if not self.synchronous:
             return False
         for key, value in self.settings.items():
-            if (key == "orchestrator" or key.startswith("orchestrator.")) and isinstance(value, dict):
-                if value.get("synchronous") is False:
-                    return False
+            is_orchestrator = key == "orchestrator" or key.startswith("orchestrator.")
+            if is_orchestrator and isinstance(value, dict) and value.get("synchronous") is False:
+                return False
         return True
 
     @property

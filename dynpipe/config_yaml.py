@@ -1,9 +1,9 @@
 """YAML config templates: read, check and turn a file into ``PipelineConfig.merged`` changes.
 
 The schema is derived from ``PipelineConfig``/``StepConfig`` (their ``yaml_keys``), so types
-and limits have one source of truth; ``key: null`` leaves a value as it is. Every problem with a file, from bytes that are
-not UTF-8 to a value out of range, is a ``ConfigError`` naming the file and, where known,
-the line and key.
+and limits have one source of truth; ``key: null`` leaves a value as it is. Every problem
+with a file, from bytes that are not UTF-8 to a value out of range, is a ``ConfigError``
+naming the file and, where known, the line and key.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from .config import (
-    ConfigError,
     PipelineConfig,
     ResourceSettings,
     StepConfig,
     build_model,
     error_message,
 )
+from .errors import ConfigError
 
 MAX_DEPTH = 64
 """Deepest nesting of lists/mappings a config file may have."""
@@ -46,7 +46,8 @@ def _file_model(name: str, source: type[BaseModel], overrides: dict[str, Any]) -
         info = source.model_fields[key]
         annotation = overrides.get(key, info.annotation)
         if info.metadata:  # constraints such as ge=0 travel with the type
-            annotation = Annotated[(annotation, *info.metadata)]
+            params = (annotation, *info.metadata)
+            annotation = Annotated[params]
         fields[key] = (Optional[annotation], None)  # noqa: UP045 - a runtime type expression
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 

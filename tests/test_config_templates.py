@@ -138,7 +138,10 @@ def test_steps_without_depends_on_are_not_configurable(tmp_path: Path) -> None:
     ("text", "key", "line"),
     [
         ("run_name: x\nexecution_modus: fail_fast\n", "execution_modus", 2),
-        ("steps:\n  some_step:\n    enable_cache: true\n    paramters:\n      arg: 1\n", "steps.some_step.paramters", 4),
+        (
+            "steps:\n  some_step:\n    enable_cache: true\n    paramters:\n      arg: 1\n",
+            "steps.some_step.paramters", 4,
+        ),
         ("steps:\n  some_step:\n    retry:\n      max_retries: -2\n", "steps.some_step.retry.max_retries", 4),
         ("execution_mode: sometimes\n", "execution_mode", 1),
     ],
@@ -313,7 +316,10 @@ def test_a_yaml_key_is_checked_like_the_config_field_it_sets(tmp_path: Path, key
 
 
 def test_null_leaves_a_value_and_code_only_fields_are_unknown_keys(tmp_path: Path) -> None:
-    _write(tmp_path, "enable_cache: null\nparameters: null\nsteps:\n  some_step:\n    retry: null\n    parameters: null\n")
+    _write(
+        tmp_path,
+        "enable_cache: null\nparameters: null\nsteps:\n  some_step:\n    retry: null\n    parameters: null\n",
+    )
 
     @pipeline(dynamic=True, enable_cache=False, depends_on=[some_step.with_options(retry={"max_retries": 2})])
     def p() -> None:

@@ -108,7 +108,7 @@ def _guarded(body: Callable[[], None]) -> BaseException | None:
         try:
             body()
             outcome["exc"] = None
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller to judge
+        except BaseException as exc:  # handed to the caller to judge
             outcome["exc"] = exc
 
     thread = threading.Thread(target=target, daemon=True, name="input-fuzz")
@@ -171,7 +171,9 @@ def test_plain_values_round_trip_through_a_step(value: Any) -> None:
     "limit); launcher.py _execute_attempts json.dumps(inv.parameters) raises ValueError for 10**5000",
 )
 @_settings(60, shrink=False)
-@given(kind=st.sampled_from(sorted(AWKWARD)), wrap=st.sampled_from(sorted(WRAPS)), target=st.sampled_from(["any", "int"]))
+@given(
+    kind=st.sampled_from(sorted(AWKWARD)), wrap=st.sampled_from(sorted(WRAPS)), target=st.sampled_from(["any", "int"])
+)
 def test_any_awkward_input_runs_or_is_a_clear_error_naming_step_and_input(kind: str, wrap: str, target: str) -> None:
     value = WRAPS[wrap](AWKWARD[kind]())
     called = describe if target == "any" else want_int
@@ -240,7 +242,7 @@ def test_a_submitted_step_with_a_huge_int_resolves_its_future() -> None:
             try:
                 future.result(timeout=DEADLINE)  # a hang shows as TimeoutError, not a stuck thread
                 outcomes.append(None)
-            except Exception as exc:  # noqa: BLE001 - judged below
+            except Exception as exc:  # judged below
                 outcomes.append(exc)
 
     _guarded(lambda: _call_and_describe(call))

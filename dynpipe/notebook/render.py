@@ -8,6 +8,8 @@ Without the ``dot`` executable the view degrades to an HTML table with a one-lin
 
 from __future__ import annotations
 
+from ..status import FINISHED
+
 import html
 import os
 import re
@@ -33,7 +35,7 @@ COLOURS: dict[str, str] = {
     "skipped": "#eeeeee",
     "stopped": "#bcaaa4",
 }
-TERMINAL = frozenset({"completed", "cached", "failed", "skipped", "stopped"})
+TERMINAL = FINISHED  # str-enum members compare equal to the status strings
 DOT_HINT = (
     "Graphviz 'dot' not found: showing a table. Install it to see the graph"
     " (apt-get install graphviz / brew install graphviz / conda install graphviz)."
@@ -186,6 +188,9 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["logs"] = [_cut(line, 300) for line in data["logs"][-20:]]
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
     data["kind"] = "node"
+    # Epoch seconds: the browser advances a running node's duration from its start.
+    data["start"] = node.start
+    data["end"] = node.end
     return data
 
 
@@ -213,7 +218,12 @@ def group_details(item: Item) -> dict[str, Any]:
     counts = Counter(m.status for m in members)
     urgent = [m for m in members if m.status not in ("completed", "cached")]
     listed = (urgent + [m for m in members if m.status in ("completed", "cached")])[:MAX_GROUP_MEMBERS]
+    starts = [m.start for m in members if m.start is not None]
+    ends = [m.end for m in members if m.end is not None]
     return {
+        # The run header's elapsed time in the browser starts at the earliest start.
+        "start": min(starts) if starts else None,
+        "end": max(ends) if ends else None,
         "kind": "group",
         "step": item.group,
         "total": len(members),

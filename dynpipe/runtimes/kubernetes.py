@@ -23,6 +23,8 @@ bytes, ``nvidia.com/gpu``). Retries stay in the engine (``backoffLimit: 0``);
 
 from __future__ import annotations
 
+from .. import settings
+
 import dataclasses
 import math
 import os
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .shipping import custom_materializers, func_ref
+from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
 
@@ -82,11 +84,11 @@ class KubernetesSettings:
     @classmethod
     def from_env(cls) -> KubernetesSettings:
         return cls(
-            namespace=os.environ.get("DYNPIPE_K8S_NAMESPACE", "default"),
-            image=os.environ.get("DYNPIPE_K8S_IMAGE") or None,
-            pvc=os.environ.get("DYNPIPE_K8S_PVC") or None,
-            service_account=os.environ.get("DYNPIPE_K8S_SERVICE_ACCOUNT") or None,
-            poll_interval=float(os.environ.get("DYNPIPE_K8S_POLL", "2")),
+            namespace=settings.k8s_namespace(),
+            image=settings.k8s_image(),
+            pvc=settings.k8s_pvc(),
+            service_account=settings.k8s_service_account(),
+            poll_interval=settings.k8s_poll_interval(),
         )
 
 
@@ -151,9 +153,8 @@ def _make_apis() -> tuple[Any, Any]:
 
 def _failed(task: StepTask, message: str, logs: str = "") -> TaskResult:
     msg = f"step {task.invocation_id!r}: {message}"
-    return TaskResult(
-        logs=logs + f"dynpipe: {message}\n", error=RuntimeError(msg), error_type="KubernetesJobError",
-        error_message=msg, traceback=msg + "\n",
+    return TaskResult.from_exception(
+        RuntimeError(msg), logs=logs + f"dynpipe: {message}\n", error_type="KubernetesJobError", traceback=msg + "\n"
     )
 
 
@@ -272,6 +273,7 @@ class KubernetesRuntime(StepRuntime):
         self.settings = settings or KubernetesSettings.from_env()
         self._batch_api = batch_api
         self._core_api = core_api
+        self._shipment = MaterializerShipment()
 
     @property
     def batch_api(self) -> Any:
@@ -288,7 +290,7 @@ class KubernetesRuntime(StepRuntime):
             ref = func_ref(task.func)
             sendable = dataclasses.replace(task, func=ref or task.func)
             extras: dict[str, Any] = {}
-            mats = custom_materializers()
+            mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
             payload = encode_task(sendable, extras)
