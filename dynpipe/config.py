@@ -7,7 +7,6 @@ import re
 import string
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -341,13 +340,3 @@ def error_message(err: Any) -> str:
         return "unknown key"
     msg: str = err["msg"]
     return msg.removeprefix("Value error, ")
-
-
-def load_config_file(path: str | Path, known_steps: set[str] | None) -> dict[str, Any]:
-    """Read a YAML config template; return changes for ``PipelineConfig.merged``.
-
-    Imported lazily: YAML parsing is needed only when a run is configured from a file.
-    """
-    from .config_yaml import load_config_file as load
-
-    return load(path, known_steps)

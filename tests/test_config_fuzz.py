@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynpipe import ConfigError, PipelineConfig, StepConfig, pipeline, step
-from dynpipe.config import MAX_RETRY_WAIT, load_config_file
+from dynpipe.config import MAX_RETRY_WAIT
+from dynpipe.config_yaml import load_config_file
 from dynpipe.engine.context import format_run_name
 
 CASE_DEADLINE = 20.0  # seconds for one file; generous because the machine is shared

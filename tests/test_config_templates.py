@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dynpipe import Client, ConfigError, PipelineConfig, pipeline, step
-from dynpipe.config import load_config_file
+from dynpipe.config_yaml import load_config_file
 
 printed: list[str] = []
 

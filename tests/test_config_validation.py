@@ -124,6 +124,6 @@ def test_a_run_name_in_yaml_with_a_stray_brace_names_the_file(tmp_path: Path) ->
 
 
 def _load(path: Path) -> dict[str, object]:
-    from dynpipe.config import load_config_file
+    from dynpipe.config_yaml import load_config_file
 
     return load_config_file(path, None)
