@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .config import ConfigError, ExecutionMode, PipelineConfig, load_config_file
+from .config import ConfigError, ExecutionMode, PipelineConfig
 from .engine.context import RunContext, current_run
 from .engine.invocation import is_step_output
 from .engine.run import failure_to_raise, finish_run, load_run, start_run
@@ -76,6 +76,8 @@ class Pipeline(Generic[P, R]):
         path = opts.get("config_path")
         if path:
             known = {s.name for s in depends_on}
+            from .config_yaml import load_config_file  # YAML is read only when a file is given
+
             file_changes = load_config_file(path, known)
             config = self.config.merged(**file_changes)
             return config.merged(**opts), depends_on

@@ -142,7 +142,11 @@ class Step(Generic[P, R]):
         return self._fan_out(args, kwargs, after, product=True)
 
     def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], after: Any, product: bool) -> Any:
-        bound = self.signature.bind_partial(*args, **kwargs).arguments
+        try:
+            bound = self.signature.bind_partial(*args, **kwargs).arguments
+        except TypeError as exc:  # "too many positional arguments" names neither step nor input
+            kind = "product" if product else "map"
+            raise TypeError(f"step {self.name!r}: {self.name}.{kind}(): {exc}") from None
         mapped: dict[str, list[Any]] = {}
         fixed: dict[str, Any] = {}
         producers: list[Any] = []  # a mapped step output: keep the edge to its producer

@@ -24,7 +24,8 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..config import ExecutionMode, PipelineConfig, load_config_file
+from ..config import ExecutionMode, PipelineConfig
+from ..config_yaml import load_config_file
 from ..runtimes.local import LOCAL
 from .session import NotebookSessions
 
