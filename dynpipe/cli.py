@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from .schedule.run_module import add_run_command
 from .store.client import Client
 from .store.models import ArtifactLoadError, PipelineRun, StepRun
 
@@ -193,7 +194,7 @@ def cmd_schedule_k8s(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .notebook.export import export_notebook
 
-    source = export_notebook(args.notebook, args.name)
+    source = export_notebook(args.notebook, args.name, args.output)
     if args.output:
         Path(args.output).write_text(source)
         print(f"wrote {args.output}: run it with python {args.output}")
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", help="the %%%%pipeline run to export (default: the first)")
     p.add_argument("-o", "--output", help="module path (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+    add_run_command(sub)  # dynpipe run MODULE [-p NAME=VALUE]... [--config FILE]
 
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
