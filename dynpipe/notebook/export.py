@@ -118,6 +118,14 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
                 args = _pipeline_args(magic[1])
             except TargetError as exc:
                 raise TargetError(f"{where}: cell {number}: %%pipeline {magic[1]}: {exc}") from None
+            if args.mode is not None:
+                from ..config import ExecutionMode
+
+                try:
+                    ExecutionMode(args.mode)
+                except ValueError:
+                    modes = ", ".join(m.value for m in ExecutionMode)
+                    raise TargetError(f"{where}: cell {number}: unknown --mode {args.mode!r} (use one of: {modes})") from None
             plan.name = plan.name or args.name
             cell.header = f"%%pipeline {magic[1]}"
             if args.name != plan.name:
@@ -220,12 +228,26 @@ def _block(cell: _Cell, indent: str) -> str:
     return mark + indent_code(code, indent)
 
 
+@dataclass
+class Exported:
+    """An exported module: its source, pipeline function and parameters."""
+
+    source: str
+    function: str
+    parameters: list[Parameter]
+
+
 def export_notebook(path: str | Path, name: str | None = None, output: str | Path | None = None) -> str:
     """The source of a pipeline module for the ``%%pipeline NAME`` cells of ``path``.
 
     ``output`` (where the module will be written) only matters for a ``--config`` path,
     which the module finds relative to itself.
     """
+    return export_module(path, name, output).source
+
+
+def export_module(path: str | Path, name: str | None = None, output: str | Path | None = None) -> Exported:
+    """Like ``export_notebook``, also naming the pipeline function and its parameters."""
     import nbformat
 
     notebook = Path(path)
@@ -272,7 +294,42 @@ def export_notebook(path: str | Path, name: str | None = None, output: str | Pat
     code += (
         f'\n\nif __name__ == "__main__":\n    run = {func}()\n    print(f"run {{run.name}}: {{run.status}}")\n'
     )
-    return code
+    return Exported(code, func, plan.params)
+
+
+def _notebook_of(shell: Any) -> str | None:
+    """The notebook this kernel runs, as Jupyter (``__session__``, ``JPY_SESSION_NAME``) or
+    VS Code (``__vsc_ipynb_file__``) tells the kernel."""
+    for candidate in (
+        shell.user_ns.get("__session__"), os.environ.get("JPY_SESSION_NAME"), shell.user_ns.get("__vsc_ipynb_file__"),
+    ):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+            return candidate
+    return None
+
+
+def export_magic(shell: Any, line: str) -> str:
+    """``%pipeline export [NAME] [-o module.py] [--notebook PATH]``: export the saved notebook."""
+    parser = _MagicLine(prog="%pipeline export", add_help=False)
+    parser.add_argument("name", nargs="?", default=None)
+    parser.add_argument("-o", "--output", default=None)
+    parser.add_argument("--notebook", default=None)
+    try:
+        args = parser.parse_args(shlex.split(line))
+    except TargetError as exc:
+        raise TargetError(f"%pipeline export: {exc} (use: %pipeline export [NAME] [-o module.py] [--notebook PATH])") from None
+    notebook = args.notebook or _notebook_of(shell)
+    if notebook is None:
+        raise TargetError("%pipeline export: cannot tell which notebook this kernel runs; pass --notebook PATH")
+    exported = export_module(notebook, args.name, args.output)
+    output = Path(args.output) if args.output else Path(notebook).with_name(f"{exported.function}_pipeline.py")
+    output.write_text(exported.source)
+    params = ", ".join(p.render() for p in exported.parameters)
+    hint = " [-p NAME=VALUE]..." if params else ""
+    return (
+        f"wrote {output} from the saved {Path(notebook).name} (parameters: {params or 'none'});"
+        f" run it with: dynpipe run {output}{hint}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
