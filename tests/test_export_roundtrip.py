@@ -35,10 +35,18 @@ def run_notebook(path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def run_module(module: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DYNPIPE_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "DYNPIPE_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(
         [sys.executable, *args] if args else [sys.executable, str(module)],
-        capture_output=True, text=True, timeout=180, cwd=module.parent, env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=module.parent,
+        env=env,
     )
 
 
@@ -105,7 +113,9 @@ def test_awkward_notebook_and_its_module_record_the_same_run(tmp_path: Path, mon
 def test_awkward_module_runs_with_parameters_through_dynpipe_run(tmp_path: Path) -> None:
     module = tmp_path / "awkward_pipeline.py"
     module.write_text(export_notebook(AWKWARD, output=module))
-    proc = run_module(module, tmp_path / "store", "-m", "dynpipe.cli", "run", str(module), "-p", "lr=0.1", "-p", "epochs=3")
+    proc = run_module(
+        module, tmp_path / "store", "-m", "dynpipe.cli", "run", str(module), "-p", "lr=0.1", "-p", "epochs=3"
+    )
     assert proc.returncode == 0, proc.stderr
     steps = recorded(tmp_path / "store", "awkward")[2]
     assert steps["fit"] == ("completed", {"output": 0.3}) and steps["fit_2"] == ("completed", {"output": 0.1})

@@ -39,8 +39,14 @@ def test_exported_quickstart_runs_as_a_script(tmp_path: Path) -> None:
     assert "# %load_ext dynpipe  [notebook only, left out by export]" in source
     assert "first = _run_await(futures[0])" in source and "await futures" not in source
     assert "time.sleep(0.2)          # pretend to work" in source  # comments and spacing kept
-    proc = subprocess.run([sys.executable, str(module)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "DYNPIPE_HOME": str(tmp_path / "store")})
+    proc = subprocess.run(
+        [sys.executable, str(module)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DYNPIPE_HOME": str(tmp_path / "store")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "best score: 0.833" in proc.stdout and ": completed" in proc.stdout
 
@@ -73,7 +79,7 @@ def test_lines_keep_their_place_within_each_cell(tmp_path: Path) -> None:
     path = notebook(tmp_path, "import asyncio\nfrom dynpipe import step", f"%%pipeline p\n{cell}")
     source = export_notebook(path).splitlines()
     start = source.index("    # %% cell 2: %%pipeline p") + 1
-    assert source[start:start + 7] == [
+    assert source[start : start + 7] == [
         "    # first",
         "    os.environ['A'] = '1'",
         "    x = len('ab')",
@@ -88,19 +94,31 @@ def test_lines_keep_their_place_within_each_cell(tmp_path: Path) -> None:
     ("cells", "message"),
     [
         (["%%pipeline p\nx = 1\n%timeit f()"], r"cell 1, line 2: %timeit has no plain-Python equivalent"),
-        (["%%pipeline p\nfiles = !ls"], r"cell 1, line 1: 'files = !ls' \(a shell or magic command\) cannot be exported"),
-        (["%%bash\necho hi", "%%pipeline p\nx = 1"], r"cell 1, line 1: cell magic %%bash has no plain-Python equivalent"),
+        (
+            ["%%pipeline p\nfiles = !ls"],
+            r"cell 1, line 1: 'files = !ls' \(a shell or magic command\) cannot be exported",
+        ),
+        (
+            ["%%bash\necho hi", "%%pipeline p\nx = 1"],
+            r"cell 1, line 1: cell magic %%bash has no plain-Python equivalent",
+        ),
         (["v = 'x'\n%env A=$v", "%%pipeline p\nx = 1"], r"cell 1, line 2: %env uses IPython's \$name"),
         (["%%pipeline p\nasync for a in b():\n    pass"], r"cell 1, line 1: top-level 'async for'"),
         (["%%pipeline p\nx = (1"], r"cell 1, line 1: invalid syntax"),
         (["%%pipeline p --mode sometimes\nx = 1"], r"cell 1: unknown --mode 'sometimes'"),
         (["%%pipeline p --bogus\nx = 1"], r"cell 1: %%pipeline p --bogus: unrecognized arguments: --bogus"),
-        ([("lr = 0.1\nprint(lr)", ["parameters"]), "%%pipeline p\nx = lr"],
-         r"cell 1 \(tagged parameters\), line 2: a parameters cell holds only NAME = VALUE lines"),
-        ([("lr = 0.1", ["parameters"]), "def f():\n    return lr * 2", "%%pipeline p\nx = f()"],
-         r"cell 2, line 2: set-up code reads parameter 'lr'"),
-        (["%%pipeline p\nx = 1", "threshold = 0.5", "%%pipeline p\ny = threshold"],
-         r"cell 3, line 1 reads 'threshold', set by cell 2, which export leaves out"),
+        (
+            [("lr = 0.1\nprint(lr)", ["parameters"]), "%%pipeline p\nx = lr"],
+            r"cell 1 \(tagged parameters\), line 2: a parameters cell holds only NAME = VALUE lines",
+        ),
+        (
+            [("lr = 0.1", ["parameters"]), "def f():\n    return lr * 2", "%%pipeline p\nx = f()"],
+            r"cell 2, line 2: set-up code reads parameter 'lr'",
+        ),
+        (
+            ["%%pipeline p\nx = 1", "threshold = 0.5", "%%pipeline p\ny = threshold"],
+            r"cell 3, line 1 reads 'threshold', set by cell 2, which export leaves out",
+        ),
     ],
 )
 def test_what_cannot_be_translated_stops_the_export_naming_cell_and_line(
@@ -118,7 +136,10 @@ def test_parameters_cell_becomes_the_signature(tmp_path: Path) -> None:
         "%%pipeline p\nx = (lr, epochs, name, layers, seed)",
     )
     source = export_notebook(path)
-    assert "def p(lr: float = 0.01, epochs: int = 3, name: str = \"base\", layers: list = [1, 2], seed=None) -> None:" in source
+    assert (
+        'def p(lr: float = 0.01, epochs: int = 3, name: str = "base", layers: list = [1, 2], seed=None) -> None:'
+        in source
+    )
     assert "# %% cell 1\n# (tagged parameters" in source
     assert "\nlr = 0.01" not in source  # not module globals
 
@@ -127,18 +148,25 @@ def test_dynpipe_export_command_writes_a_module(tmp_path: Path) -> None:
     out = tmp_path / "caching_pipeline.py"
     proc = subprocess.run(
         [sys.executable, "-m", "dynpipe.cli", "export", str(NOTEBOOKS / "caching.ipynb"), "-o", str(out)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "@pipeline(dynamic=True, name='caching')" in out.read_text()
     missing = subprocess.run(
         [sys.executable, "-m", "dynpipe.cli", "export", str(tmp_path / "missing.ipynb")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert missing.returncode == 1 and "missing.ipynb" in missing.stderr
     bad = notebook(tmp_path, "%%pipeline p\n%timeit 1")
     refused = subprocess.run(
-        [sys.executable, "-m", "dynpipe.cli", "export", str(bad)], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "dynpipe.cli", "export", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert refused.returncode == 1 and "cell 1, line 1: %timeit" in refused.stderr and not refused.stdout
 

@@ -26,7 +26,15 @@ from typing import Any
 
 from ..errors import TargetError
 from .export_names import Parameter, bound_names, defines_something, free_reads, parameters_of
-from .export_translate import AWAIT_HELPER, CellError, Needs, indent_code, split_cell_magic, translate_cell, translate_cell_magic
+from .export_translate import (
+    AWAIT_HELPER,
+    CellError,
+    Needs,
+    indent_code,
+    split_cell_magic,
+    translate_cell,
+    translate_cell_magic,
+)
 
 _RAISES = "raises-exception"
 
@@ -125,7 +133,9 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
                     ExecutionMode(args.mode)
                 except ValueError:
                     modes = ", ".join(m.value for m in ExecutionMode)
-                    raise TargetError(f"{where}: cell {number}: unknown --mode {args.mode!r} (use one of: {modes})") from None
+                    raise TargetError(
+                        f"{where}: cell {number}: unknown --mode {args.mode!r} (use one of: {modes})"
+                    ) from None
             plan.name = plan.name or args.name
             cell.header = f"%%pipeline {magic[1]}"
             if args.name != plan.name:
@@ -134,7 +144,10 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
                 if args.new or not started:
                     for old in plan.cells:
                         if old.kind == "pipeline":
-                            old.kind, old.header = "note", f"{old.header}  [an earlier run, replaced by --new in cell {number}: left out]"
+                            old.kind, old.header = (
+                                "note",
+                                f"{old.header}  [an earlier run, replaced by --new in cell {number}: left out]",
+                            )
                     plan.mode, plan.config, started = args.mode, args.config, True
                 elif args.mode or args.config:
                     cell.header += "  [--mode/--config ignored: they apply when a run starts]"
@@ -169,7 +182,7 @@ def _check_names(plan: _Plan, where: str) -> None:
         if cell.kind != "left-out":
             continue
         dropped = bound_names(cell.tree) - bound - params  # type: ignore[arg-type]
-        for later in plan.cells[i + 1:]:
+        for later in plan.cells[i + 1 :]:
             if later.kind not in ("setup", "pipeline"):
                 continue
             for var, line in free_reads(later.tree):  # type: ignore[arg-type]
@@ -181,7 +194,9 @@ def _check_names(plan: _Plan, where: str) -> None:
                     )
 
 
-def _config_option(plan: _Plan, notebook: Path, output: Path | None, setup: set[str], where: str) -> tuple[str, list[str]]:
+def _config_option(
+    plan: _Plan, notebook: Path, output: Path | None, setup: set[str], where: str
+) -> tuple[str, list[str]]:
     """The module's path expression for the run's ``--config`` file, and the steps it configures."""
     from ..config import load_config_file
 
@@ -215,13 +230,20 @@ def _block(cell: _Cell, indent: str) -> str:
         return mark + f"{indent}# (tagged parameters: they are the pipeline function's parameters)\n"
     if cell.kind == "left-out":
         note = f"{indent}# (left out: runs after the first %%pipeline cell and defines no function, class or import)\n"
-        return mark + note + "".join(f"{indent}# | {ln}" for ln in cell.source.rstrip("\n").splitlines(keepends=True)) + "\n"
+        return (
+            mark
+            + note
+            + "".join(f"{indent}# | {ln}" for ln in cell.source.rstrip("\n").splitlines(keepends=True))
+            + "\n"
+        )
     code = cell.code if cell.code.endswith("\n") else cell.code + "\n"
     empty = not (cell.tree and cell.tree.body)
     if cell.raises:
         body = indent_code(code + ("pass\n" if empty else ""), indent + "    ")
         return (
-            mark + f"{indent}try:\n" + body
+            mark
+            + f"{indent}try:\n"
+            + body
             + f"{indent}except Exception:  # tagged raises-exception: the notebook goes on after this error\n"
             + f"{indent}    traceback.print_exc()\n"
         )
@@ -265,7 +287,9 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
         if cell.kind == "setup" and cell.tree is not None:
             setup_names |= bound_names(cell.tree)
     config_expr, config_steps = (
-        _config_option(plan, notebook, Path(output) if output else None, setup_names, where) if plan.config else (None, [])
+        _config_option(plan, notebook, Path(output) if output else None, setup_names, where)
+        if plan.config
+        else (None, [])
     )
     func = re.sub(r"\W", "_", plan.name)
     func = func if func.isidentifier() and not func[0].isdigit() else f"pipeline_{func}"
@@ -274,9 +298,11 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
         options += f", execution_mode={plan.mode!r}"
     if config_steps:
         options += f", depends_on=[{', '.join(config_steps)}]"
-    head = [f'"""Pipeline {plan.name!r}, exported from {notebook.name} by dynpipe.\n\n'
-            "Blocks are marked \"# %% cell N\": N counts the notebook's cells from 1 (markdown too).\n"
-            '"""\n\n']
+    head = [
+        f'"""Pipeline {plan.name!r}, exported from {notebook.name} by dynpipe.\n\n'
+        'Blocks are marked "# %% cell N": N counts the notebook\'s cells from 1 (markdown too).\n'
+        '"""\n\n'
+    ]
     head += [f"import {module}\n" for module in sorted(plan.needs.imports)]
     head.append("\nfrom dynpipe import pipeline\n")
     if plan.needs.await_helper:
@@ -291,9 +317,7 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
     if config_expr:
         mode = f", execution_mode={plan.mode!r}" if plan.mode else ""
         code += f"\n\n{func}.configure(config_path={config_expr}{mode})\n"
-    code += (
-        f'\n\nif __name__ == "__main__":\n    run = {func}()\n    print(f"run {{run.name}}: {{run.status}}")\n'
-    )
+    code += f'\n\nif __name__ == "__main__":\n    run = {func}()\n    print(f"run {{run.name}}: {{run.status}}")\n'
     return Exported(code, func, plan.params)
 
 
@@ -301,7 +325,9 @@ def _notebook_of(shell: Any) -> str | None:
     """The notebook this kernel runs, as Jupyter (``__session__``, ``JPY_SESSION_NAME``) or
     VS Code (``__vsc_ipynb_file__``) tells the kernel."""
     for candidate in (
-        shell.user_ns.get("__session__"), os.environ.get("JPY_SESSION_NAME"), shell.user_ns.get("__vsc_ipynb_file__"),
+        shell.user_ns.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+        shell.user_ns.get("__vsc_ipynb_file__"),
     ):
         if isinstance(candidate, str) and candidate.endswith(".ipynb"):
             return candidate
@@ -317,7 +343,9 @@ def export_magic(shell: Any, line: str) -> str:
     try:
         args = parser.parse_args(shlex.split(line))
     except TargetError as exc:
-        raise TargetError(f"%pipeline export: {exc} (use: %pipeline export [NAME] [-o module.py] [--notebook PATH])") from None
+        raise TargetError(
+            f"%pipeline export: {exc} (use: %pipeline export [NAME] [-o module.py] [--notebook PATH])"
+        ) from None
     notebook = args.notebook or _notebook_of(shell)
     if notebook is None:
         raise TargetError("%pipeline export: cannot tell which notebook this kernel runs; pass --notebook PATH")
@@ -333,7 +361,9 @@ def export_magic(shell: Any, line: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dynpipe.notebook.export", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dynpipe.notebook.export", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("notebook")
     parser.add_argument("-n", "--name", default=None, help="the %%pipeline run to export (default: the first)")
     parser.add_argument("-o", "--output", default=None, help="module path (default: stdout)")

@@ -15,16 +15,40 @@ import re
 import shlex
 import tokenize
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import TargetError
 
 # Line magics that only change the notebook's display or the kernel's own set-up: a module
 # does not need them, so they become comments.
-NOTEBOOK_ONLY = frozenset({
-    "load_ext", "reload_ext", "unload_ext", "matplotlib", "config", "autoreload", "aimport",
-    "pipeline", "who", "whos", "lsmagic", "history", "pinfo", "pinfo2", "pdef", "pdoc",
-    "psource", "pfile", "magic", "quickref", "xmode", "colors", "pprint", "autoawait",
-})
+NOTEBOOK_ONLY = frozenset(
+    {
+        "load_ext",
+        "reload_ext",
+        "unload_ext",
+        "matplotlib",
+        "config",
+        "autoreload",
+        "aimport",
+        "pipeline",
+        "who",
+        "whos",
+        "lsmagic",
+        "history",
+        "pinfo",
+        "pinfo2",
+        "pdef",
+        "pdoc",
+        "psource",
+        "pfile",
+        "magic",
+        "quickref",
+        "xmode",
+        "colors",
+        "pprint",
+        "autoawait",
+    }
+)
 # Cell magics whose cell only shows something (no effect a module could miss).
 DISPLAY_CELL_MAGICS = frozenset({"html", "javascript", "js", "markdown", "latex", "svg"})
 AWAIT_HELPER = "_run_await"
@@ -67,7 +91,9 @@ def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
 
 def _no_expansion(line: int, what: str, arg: str) -> None:
     if "$" in arg or re.search(r"\{[^}]*\}", arg):
-        raise _fail(line, f"{what} uses IPython's $name/{{expr}} expansion, which a module cannot do; write it as Python")
+        raise _fail(
+            line, f"{what} uses IPython's $name/{{expr}} expansion, which a module cannot do; write it as Python"
+        )
 
 
 def _env(line: int, arg: str, target: str | None, needs: Needs) -> str | None:
@@ -114,7 +140,9 @@ def _translate_magic(line: int, code: str, original: str, needs: Needs) -> str |
             return f"os.chdir(os.path.expanduser({arg.strip()!r}))"
         if name in NOTEBOOK_ONLY and target is None:
             return None
-        raise _fail(line, f"%{name} has no plain-Python equivalent in an exported module; remove it or write it as Python")
+        raise _fail(
+            line, f"%{name} has no plain-Python equivalent in an exported module; remove it or write it as Python"
+        )
     if method == "system" and target is None and args:
         _no_expansion(line, "!", args[0])
         needs.imports.add("subprocess")
@@ -142,20 +170,25 @@ def translate_magics(lines: list[str], needs: Needs) -> list[str]:
     current = list(lines)
     for _ in range(len(lines) + 1):
         tokens = make_tokens_by_line(current)
-        found = [f for f in (t.find(tokens) for t in manager.token_transformers) if f]
+        transformers: list[Any] = list(manager.token_transformers)
+        found = [f for f in (t.find(tokens) for t in transformers) if f]
         if not found:
             return current
         first = min(found, key=lambda f: f.sortby())
         new = first.transform(list(current))
         a, b, c = _diff(current, new)
         if b <= a:  # a transformer that only inserted lines: nothing of ours to map
-            raise _fail(a + 1, f"cannot map IPython's rewrite of {''.join(current[a:a + 1]).strip()!r}")
+            raise _fail(a + 1, f"cannot map IPython's rewrite of {''.join(current[a : a + 1]).strip()!r}")
         original = "".join(current[a:b]).strip()
         python = _translate_magic(a + 1, "".join(new[a:c]).strip() + "\n", original, needs)
         indent = _indent_of(current[a])
         if python is None:
             python = "pass" if indent else ""
-            python += f"  # {original}  [notebook only, left out by export]" if python else f"# {original}  [notebook only, left out by export]"
+            python += (
+                f"  # {original}  [notebook only, left out by export]"
+                if python
+                else f"# {original}  [notebook only, left out by export]"
+            )
         replacement = [indent + python + "\n"] + ["\n"] * (b - a - 1)
         current[a:b] = replacement
     raise _fail(1, "too many IPython rewrites")
@@ -170,11 +203,11 @@ def _top_level_awaits(tree: ast.AST) -> list[ast.Await]:
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             return
-        if isinstance(node, (ast.AsyncFor, ast.AsyncWith)) or (
-            isinstance(node, ast.comprehension) and node.is_async
-        ):
-            line = getattr(node, "lineno", None) or getattr(node.target, "lineno", 1)
-            raise _fail(line, "top-level 'async for'/'async with' cannot run in a plain module; move it into an async function")
+        if isinstance(node, (ast.AsyncFor, ast.AsyncWith)) or (isinstance(node, ast.comprehension) and node.is_async):
+            line: int = getattr(node, "lineno", 0) or getattr(getattr(node, "target", None), "lineno", 1)
+            raise _fail(
+                line, "top-level 'async for'/'async with' cannot run in a plain module; move it into an async function"
+            )
         if isinstance(node, ast.Await):
             found.append(node)
         for child in ast.iter_child_nodes(node):
@@ -202,7 +235,7 @@ def _edit(lines: list[bytes], edits: list[tuple[int, int, int, int, bytes]]) -> 
     for line, col, end_line, end_col, text in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         head = lines[line - 1][:col]
         tail = lines[end_line - 1][end_col:]
-        lines[line - 1:end_line] = [head + text + tail] + [b"\n"] * (end_line - line)
+        lines[line - 1 : end_line] = [head + text + tail] + [b"\n"] * (end_line - line)
 
 
 def translate_cell(source: str, needs: Needs) -> str:
@@ -213,7 +246,9 @@ def translate_cell(source: str, needs: Needs) -> str:
     lines = translate_magics(lines, needs)
     text = "".join(lines)
     try:
-        tree = compile(text, "<cell>", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        tree = compile(
+            text, "<cell>", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+        )
     except SyntaxError as exc:
         raise _fail(exc.lineno or 1, f"invalid syntax: {exc.msg}") from None
     raw = [ln.encode() for ln in lines]
@@ -222,16 +257,26 @@ def translate_cell(source: str, needs: Needs) -> str:
         needs.await_helper = True
         value = node.value
         edits.append((node.lineno, node.col_offset, value.lineno, value.col_offset, AWAIT_HELPER.encode() + b"("))
-        edits.append((node.end_lineno or node.lineno, node.end_col_offset or 0, node.end_lineno or node.lineno, node.end_col_offset or 0, b")"))
-    body = tree.body  # type: ignore[attr-defined]
+        edits.append(
+            (
+                node.end_lineno or node.lineno,
+                node.end_col_offset or 0,
+                node.end_lineno or node.lineno,
+                node.end_col_offset or 0,
+                b")",
+            )
+        )
+    body = tree.body
     if body and isinstance(body[-1], ast.Expr) and _pure(body[-1].value) and body[-1].lineno == body[-1].end_lineno:
         last = body[-1]
         line = raw[last.lineno - 1]
-        rest = line[last.end_col_offset or 0:].strip()
-        if line[:last.col_offset].strip() == b"" and (not rest or rest.startswith((b";", b"#"))):
-            shown = line[last.col_offset:].rstrip(b"\n")
+        rest = line[last.end_col_offset or 0 :].strip()
+        if line[: last.col_offset].strip() == b"" and (not rest or rest.startswith((b";", b"#"))):
+            shown = line[last.col_offset :].rstrip(b"\n")
             edits = [e for e in edits if e[0] != last.lineno]
-            edits.append((last.lineno, last.col_offset, last.lineno, len(line.rstrip(b"\n")), b"pass  # display only: " + shown))
+            edits.append(
+                (last.lineno, last.col_offset, last.lineno, len(line.rstrip(b"\n")), b"pass  # display only: " + shown)
+            )
     _edit(raw, edits)
     return b"".join(raw).decode()
 
@@ -251,7 +296,9 @@ def translate_cell_magic(name: str, args: str, body: str, needs: Needs) -> str:
         return f"# %%{name} {args}".rstrip() + "  [notebook only]\n" + translate_cell(body, needs)
     if name in DISPLAY_CELL_MAGICS:
         return "".join(f"# {ln}" for ln in f"%%{name} {args}\n{body}".splitlines(keepends=True)) + "\n"
-    raise _fail(1, f"cell magic %%{name} has no plain-Python equivalent in an exported module; write the cell as Python")
+    raise _fail(
+        1, f"cell magic %%{name} has no plain-Python equivalent in an exported module; write the cell as Python"
+    )
 
 
 def indent_code(code: str, prefix: str) -> str:
