@@ -117,7 +117,20 @@ def test_lines_keep_their_place_within_each_cell(tmp_path: Path) -> None:
         ),
         (
             ["%%pipeline p\nx = 1", "threshold = 0.5", "%%pipeline p\ny = threshold"],
-            r"cell 3, line 1 reads 'threshold', set by cell 2, which export leaves out",
+            r"cell 3, line 1: reads 'threshold', set by cell 2, which export leaves out",
+        ),
+        (["%%pipeline p\nx = get_ipython().user_ns"], r"cell 1, line 1: get_ipython\(\) exists only in IPython"),
+        (
+            ["%%pipeline p\ng = 1", "def f():\n    return g"],
+            r"cell 2, line 2: set-up code reads 'g', which a %%pipeline cell sets",
+        ),
+        (
+            ["data = [1]", "%%pipeline p\nn = len(data)", "%%pipeline p\ndata = [2]"],
+            r"cell 2, line 1: reads the set-up variable 'data' before a %%pipeline cell assigns it",
+        ),
+        (
+            ["%%pipeline p\nx = 1", "%%pipeline other\nshared = 1", "%%pipeline p\ny = shared"],
+            r"cell 3, line 1: reads 'shared', set by cell 2, which export leaves out",
         ),
     ],
 )
@@ -127,6 +140,22 @@ def test_what_cannot_be_translated_stops_the_export_naming_cell_and_line(
     path = notebook(tmp_path, *cells)
     with pytest.raises(TargetError, match=message):
         export_notebook(path)
+
+
+def test_names_that_resolve_the_same_way_pass_the_checks(tmp_path: Path) -> None:
+    path = notebook(
+        tmp_path,
+        "i = 10\ndata = [1]\nfrom dynpipe import step",
+        "%%pipeline p\nsquares = [i * i for i in range(3)]\ndata = data + [2]  # noqa",
+        "%%pipeline p\nn = len(data)",
+        "%pipeline end p",
+    )
+    with pytest.raises(TargetError, match="reads the set-up variable 'data'"):
+        export_notebook(path)
+    path = notebook(
+        tmp_path, "i = 10\nfrom dynpipe import step", "%%pipeline p\nsquares = [i * i for i in range(3)]\nj = i"
+    )
+    assert "    squares = [i * i for i in range(3)]" in export_notebook(path)
 
 
 def test_parameters_cell_becomes_the_signature(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from .export_names import Parameter, bound_names, defines_something, free_reads, parameters_of
+from .export_names import Parameter, bound_names, check_names, defines_something, parameters_of
 from .export_translate import (
     AWAIT_HELPER,
     CellError,
@@ -153,6 +153,11 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
                     cell.header += "  [--mode/--config ignored: they apply when a run starts]"
                 cell.kind = "pipeline"
                 _translate(cell, magic[2], plan.needs, where)
+            if cell.kind == "note":
+                try:  # only for the name checks: this code does not go into the module
+                    cell.tree = ast.parse(translate_cell(magic[2], Needs()))
+                except (CellError, SyntaxError):
+                    pass
         else:
             _translate(cell, source, plan.needs, where)
             if started and not defines_something(cell.tree, cell.effects):  # type: ignore[arg-type]
@@ -161,37 +166,6 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
     if plan.name is None or not started:
         raise TargetError(f"{where}: no %%pipeline {plan.name or name or 'NAME'} cell to export")
     return plan
-
-
-def _check_names(plan: _Plan, where: str) -> None:
-    """Stop on a name the module would resolve differently from the kernel."""
-    params = {p.name for p in plan.params}
-    included = [c for c in plan.cells if c.kind in ("setup", "pipeline") and c.tree is not None]
-    bound = set().union(*(bound_names(c.tree) for c in included)) if included else set()  # type: ignore[arg-type]
-    for cell in included:
-        if cell.kind != "setup":
-            continue
-        own = bound_names(cell.tree)  # type: ignore[arg-type]
-        for var, line in free_reads(cell.tree):  # type: ignore[arg-type]
-            if var in params and var not in own:
-                raise TargetError(
-                    f"{where}: cell {cell.number}, line {line}: set-up code reads parameter {var!r}, which"
-                    " the exported module makes a pipeline parameter; pass it to the step as an input"
-                )
-    for i, cell in enumerate(plan.cells):
-        if cell.kind != "left-out":
-            continue
-        dropped = bound_names(cell.tree) - bound - params  # type: ignore[arg-type]
-        for later in plan.cells[i + 1 :]:
-            if later.kind not in ("setup", "pipeline"):
-                continue
-            for var, line in free_reads(later.tree):  # type: ignore[arg-type]
-                if var in dropped:
-                    raise TargetError(
-                        f"{where}: cell {later.number}, line {line} reads {var!r}, set by cell {cell.number},"
-                        " which export leaves out (it runs after the first %%pipeline cell and defines no"
-                        " function, class or import); move that assignment into a %%pipeline or set-up cell"
-                    )
 
 
 def _config_option(
@@ -278,7 +252,7 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
         raise TargetError(f"{where}: no such notebook")
     nb = nbformat.read(str(notebook), as_version=4)
     plan = _plan(nb, name, where)
-    _check_names(plan, where)
+    check_names(plan.cells, {p.name for p in plan.params}, where)
     assert plan.name is not None
     if any(c.raises and c.kind in ("setup", "pipeline") for c in plan.cells):
         plan.needs.imports.add("traceback")

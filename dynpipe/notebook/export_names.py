@@ -9,32 +9,44 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import TargetError
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
-def bound_names(tree: ast.AST) -> set[str]:
-    """Names a cell binds at its top level (assignments, defs, imports, loop targets)."""
-    names: set[str] = set()
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def bindings(tree: ast.AST) -> list[tuple[str, int]]:
+    """(name, line) of every name a cell binds in its own scope (assignments, defs, imports,
+    loop targets; not inside functions, lambdas or comprehensions, which have their own)."""
+    found: list[tuple[str, int]] = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
+            found.append((node.name, node.lineno))
+            for deco in node.decorator_list:
+                visit(deco)
             return
-        if isinstance(node, ast.Lambda):
+        if isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
             return
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
+            found.append((node.id, node.lineno))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
-                names.add((alias.asname or alias.name).split(".")[0])
+                found.append(((alias.asname or alias.name).split(".")[0], node.lineno))
         for child in ast.iter_child_nodes(node):
             visit(child)
 
     visit(tree)
-    return names
+    return found
+
+
+def bound_names(tree: ast.AST) -> set[str]:
+    """Names a cell binds in its own scope."""
+    return {name for name, _ in bindings(tree)}
 
 
 def _locals(node: ast.AST) -> set[str]:
@@ -63,6 +75,11 @@ def free_reads(tree: ast.AST) -> list[tuple[str, int]]:
             body = node.body if isinstance(node.body, list) else [node.body]
             for stmt in body:
                 visit(stmt, frozenset(inner))
+            return
+        if isinstance(node, _COMPREHENSIONS):
+            targets = frozenset(n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name))
+            for child in ast.iter_child_nodes(node):
+                visit(child, shadowed | targets)
             return
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in shadowed:
             reads.append((node.id, node.lineno))
@@ -124,3 +141,76 @@ def parameters_of(source: str, where: str) -> list[Parameter]:
                 annotation = type(literal).__name__
         params = [p for p in params if p.name != name] + [Parameter(name, annotation, default)]
     return params
+
+
+_IPYTHON_ONLY = {"get_ipython"}
+
+
+def check_names(cells: list[Any], params: set[str], where: str) -> None:
+    """Stop on a name the module would resolve differently from the kernel.
+
+    ``cells`` have ``number``, ``kind`` (setup | pipeline | left-out | note | parameters) and
+    ``tree``; set-up cells run at module level, pipeline cells in one function, the others
+    not at all.
+    """
+    included = [c for c in cells if c.kind in ("setup", "pipeline") and c.tree is not None]
+    in_setup: set[str] = set().union(*(bound_names(c.tree) for c in included if c.kind == "setup"))
+    in_body: set[str] = set().union(*(bound_names(c.tree) for c in included if c.kind == "pipeline"))
+
+    def stop(cell: Any, line: int, message: str) -> TargetError:
+        return TargetError(f"{where}: cell {cell.number}, line {line}: {message}")
+
+    first_bind: dict[str, tuple[int, int]] = {}
+    for cell in included:
+        own = bound_names(cell.tree)
+        reads = free_reads(cell.tree)
+        for var, line in reads:
+            if var in _IPYTHON_ONLY and var not in in_setup | in_body:
+                raise stop(cell, line, f"{var}() exists only in IPython; a plain module has no kernel to call")
+            if cell.kind == "setup" and var in params and var not in own:
+                raise stop(
+                    cell,
+                    line,
+                    f"set-up code reads parameter {var!r}, which the exported module makes a"
+                    " pipeline parameter; pass it to the step as an input",
+                )
+            if cell.kind == "setup" and var in in_body - in_setup - own:
+                raise stop(
+                    cell,
+                    line,
+                    f"set-up code reads {var!r}, which a %%pipeline cell sets; in the module that is"
+                    " a local variable of the pipeline function; pass it as an argument",
+                )
+        if cell.kind == "pipeline":
+            for var, line in sorted(bindings(cell.tree), key=lambda b: b[1]):
+                first_bind.setdefault(var, (cell.number, line))
+            for var, line in reads:
+                bind = first_bind.get(var)
+                if (
+                    var in in_setup
+                    and var in in_body
+                    and var not in params
+                    and (bind is None or bind >= (cell.number, line))
+                ):
+                    raise stop(
+                        cell,
+                        line,
+                        f"reads the set-up variable {var!r} before a %%pipeline cell assigns it; in the"
+                        " module that makes it local to the pipeline function (UnboundLocalError); rename one",
+                    )
+    for i, cell in enumerate(cells):
+        if cell.kind not in ("left-out", "note") or cell.tree is None:
+            continue
+        dropped = bound_names(cell.tree) - in_setup - in_body - params
+        for later in cells[i + 1 :]:
+            if later.kind not in ("setup", "pipeline") or later.tree is None:
+                continue
+            for var, line in free_reads(later.tree):
+                if var in dropped:
+                    raise stop(
+                        later,
+                        line,
+                        f"reads {var!r}, set by cell {cell.number}, which export leaves out (it runs"
+                        " after the first %%pipeline cell and defines no function, class or import, or it belongs"
+                        " to another run); move that assignment into a %%pipeline or set-up cell",
+                    )

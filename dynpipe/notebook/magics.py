@@ -178,7 +178,9 @@ class PipelineMagics(Magics):
                 open_names = ", ".join(s.name for s in sessions.open_sessions()) or "none"
                 raise ValueError(f"%pipeline end: no open run named {words[1]!r} (open: {open_names})") from None
             return
-        raise ValueError(f"%pipeline {line!r}: use '%pipeline end NAME', '%pipeline status' or '%pipeline export [NAME]'")
+        raise ValueError(
+            f"%pipeline {line!r}: use '%pipeline end NAME', '%pipeline status' or '%pipeline export [NAME]'"
+        )
 
 
 def _sweep_all(*_args: Any) -> None:
