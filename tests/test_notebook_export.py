@@ -158,6 +158,22 @@ def test_names_that_resolve_the_same_way_pass_the_checks(tmp_path: Path) -> None
     assert "    squares = [i * i for i in range(3)]" in export_notebook(path)
 
 
+def test_display_works_in_the_module(tmp_path: Path) -> None:
+    path = notebook(tmp_path, "from dynpipe import step", "%%pipeline p\ndisplay({'shown': 1})")
+    module = tmp_path / "p.py"
+    module.write_text(export_notebook(path))
+    proc = subprocess.run(
+        [sys.executable, str(module)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DYNPIPE_HOME": str(tmp_path / "store")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "{'shown': 1}" in proc.stdout
+
+
 def test_parameters_cell_becomes_the_signature(tmp_path: Path) -> None:
     path = notebook(
         tmp_path,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from .export_names import Parameter, bound_names, check_names, defines_something, parameters_of
+from .export_names import Parameter, bound_names, check_names, defines_something, free_reads, parameters_of
 from .export_translate import (
     AWAIT_HELPER,
     CellError,
@@ -196,6 +196,14 @@ def _config_option(
     return f"os.path.join(os.path.dirname(os.path.abspath(__file__)), {relative!r})", steps
 
 
+def _uses_display(plan: _Plan) -> bool:
+    """Cells call ``display(...)``, which IPython provides as a builtin."""
+    cells = [c for c in plan.cells if c.kind in ("setup", "pipeline") and c.tree is not None]
+    if any("display" in bound_names(c.tree) for c in cells):  # type: ignore[arg-type]
+        return False
+    return any(var == "display" for c in cells for var, _ in free_reads(c.tree))  # type: ignore[arg-type]
+
+
 def _block(cell: _Cell, indent: str) -> str:
     mark = f"{indent}# %% cell {cell.number}" + (f": {cell.header}" if cell.header else "") + "\n"
     if cell.kind == "note":
@@ -278,6 +286,8 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
         '"""\n\n'
     ]
     head += [f"import {module}\n" for module in sorted(plan.needs.imports)]
+    if _uses_display(plan):
+        head.append("\nfrom IPython.display import display  # a builtin in the notebook, not in a module")
     head.append("\nfrom dynpipe import pipeline\n")
     if plan.needs.await_helper:
         head.append(_AWAIT_SOURCE)
