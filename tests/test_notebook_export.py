@@ -68,7 +68,12 @@ def test_cells_of_other_runs_and_before_new_are_left_out(tmp_path: Path) -> None
     assert "\nprint('inspection after the run')" not in source  # only as a comment
     assert "# | print('inspection after the run')" in source
     assert "execution_mode='continue_on_failure'" in source and "execution_mode='fail_fast'" not in source
-    assert "# %% cell 2: %%pipeline a  [an earlier run, replaced by --new in cell 4: left out]" in source
+    assert "# %% cell 2: %%pipeline a  [an earlier run; cell 4 starts a new one: left out]" in source
+    ended = notebook(
+        tmp_path, "from dynpipe import step", "%%pipeline a\nold = 1", "%pipeline end a", "%%pipeline a\nnew = 2"
+    )
+    source = export_notebook(ended)
+    assert "\n    old = 1" not in source and "\n    new = 2" in source
     compile(source, "exported.py", "exec")
     with pytest.raises(ValueError, match="no %%pipeline zzz"):
         export_notebook(path, "zzz")

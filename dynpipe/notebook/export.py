@@ -37,6 +37,7 @@ from .export_translate import (
 )
 
 _RAISES = "raises-exception"
+_END = re.compile(r"^\s*%pipeline\s+end\s+(\S+)\s*$")
 
 _AWAIT_SOURCE = f'''
 
@@ -108,9 +109,14 @@ def _translate(cell: _Cell, source: str, needs: Needs, where: str) -> None:
     cell.effects = needs.effects - before
 
 
+def _ends(source: str, name: str | None) -> bool:
+    """The cell runs ``%pipeline end NAME``."""
+    return any((m := _END.match(line)) is not None and m.group(1) == name for line in source.splitlines())
+
+
 def _plan(nb: Any, name: str | None, where: str) -> _Plan:
     plan = _Plan(name)
-    started = False
+    started = ended = False
     for number, nb_cell in enumerate(nb.cells, start=1):
         if nb_cell.cell_type != "code" or not nb_cell.source.strip():
             continue
@@ -141,12 +147,13 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
             if args.name != plan.name:
                 cell.kind, cell.header = "note", f"{cell.header}  [another run: left out]"
             else:
-                if args.new or not started:
+                if args.new or not started or ended:
+                    ended = False
                     for old in plan.cells:
                         if old.kind == "pipeline":
                             old.kind, old.header = (
                                 "note",
-                                f"{old.header}  [an earlier run, replaced by --new in cell {number}: left out]",
+                                f"{old.header}  [an earlier run; cell {number} starts a new one: left out]",
                             )
                     plan.mode, plan.config, started = args.mode, args.config, True
                 elif args.mode or args.config:
@@ -159,6 +166,8 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
                 except (CellError, SyntaxError):
                     pass
         else:
+            # After "%pipeline end NAME" the next %%pipeline NAME cell starts a new run.
+            ended = ended or _ends(source, plan.name)
             _translate(cell, source, plan.needs, where)
             if started and not defines_something(cell.tree, cell.effects):  # type: ignore[arg-type]
                 cell.kind = "left-out"
