@@ -28,7 +28,6 @@ from ..errors import TargetError
 from .export_names import Parameter, bound_names, check_names, defines_something, free_reads, parameters_of
 from .export_translate import (
     AWAIT_HELPER,
-    CellError,
     Needs,
     indent_code,
     split_cell_magic,
@@ -104,7 +103,7 @@ def _translate(cell: _Cell, source: str, needs: Needs, where: str) -> None:
         magic = split_cell_magic(source)
         cell.code = translate_cell_magic(*magic, needs) if magic else translate_cell(source, needs)
         cell.tree = ast.parse(cell.code)
-    except CellError as exc:
+    except TargetError as exc:
         raise TargetError(f"{where}: cell {cell.number}, {exc}") from None
     cell.effects = needs.effects - before
 
@@ -163,7 +162,7 @@ def _plan(nb: Any, name: str | None, where: str) -> _Plan:
             if cell.kind == "note":
                 try:  # only for the name checks: this code does not go into the module
                     cell.tree = ast.parse(translate_cell(magic[2], Needs()))
-                except (CellError, SyntaxError):
+                except (TargetError, SyntaxError):
                     pass
         else:
             # After "%pipeline end NAME" the next %%pipeline NAME cell starts a new run.

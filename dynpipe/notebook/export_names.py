@@ -143,7 +143,7 @@ def parameters_of(source: str, where: str) -> list[Parameter]:
     return params
 
 
-_IPYTHON_ONLY = {"get_ipython"}
+_IPYTHON_ONLY = frozenset({"get_ipython"})
 
 
 def check_names(cells: list[Any], params: set[str], where: str) -> None:

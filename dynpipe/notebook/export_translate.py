@@ -63,12 +63,9 @@ class Needs:
     effects: int = 0  # magics translated into code with an effect (%env, %cd, !cmd)
 
 
-class CellError(TargetError):
-    """Raised by the translator; ``export`` prefixes the notebook and cell."""
-
-
-def _fail(line: int, message: str) -> CellError:
-    return CellError(f"line {line}: {message}")
+def _fail(line: int, message: str) -> TargetError:
+    """An error for the cell's line; ``export`` prefixes the notebook and cell."""
+    return TargetError(f"line {line}: {message}")
 
 
 # -- magics ----------------------------------------------------------------------------------
@@ -239,7 +236,7 @@ def _edit(lines: list[bytes], edits: list[tuple[int, int, int, int, bytes]]) -> 
 
 
 def translate_cell(source: str, needs: Needs) -> str:
-    """The cell as plain Python with the same number of lines, or ``CellError``."""
+    """The cell as plain Python with the same number of lines, or ``TargetError``."""
     lines = source.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
