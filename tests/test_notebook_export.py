@@ -163,6 +163,27 @@ def test_names_that_resolve_the_same_way_pass_the_checks(tmp_path: Path) -> None
     assert "    squares = [i * i for i in range(3)]" in export_notebook(path)
 
 
+def test_a_step_named_like_the_run_keeps_its_name(tmp_path: Path) -> None:
+    path = notebook(
+        tmp_path,
+        "from dynpipe import step\n\n@step\ndef train(i: int) -> int:\n    return i + 1",
+        "%%pipeline train\nx = train(1).load()\nprint('x is', x)",
+    )
+    module = tmp_path / "train_module.py"
+    module.write_text(export_notebook(path))
+    assert "def train_pipeline() -> None:" in module.read_text()
+    proc = subprocess.run(
+        [sys.executable, str(module)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DYNPIPE_HOME": str(tmp_path / "store")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "x is 2" in proc.stdout
+
+
 def test_display_works_in_the_module(tmp_path: Path) -> None:
     path = notebook(tmp_path, "from dynpipe import step", "%%pipeline p\ndisplay({'shown': 1})")
     module = tmp_path / "p.py"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import keyword
 import os
 import re
 import shlex
@@ -283,6 +284,9 @@ def export_module(path: str | Path, name: str | None = None, output: str | Path 
     )
     func = re.sub(r"\W", "_", plan.name)
     func = func if func.isidentifier() and not func[0].isdigit() else f"pipeline_{func}"
+    taken = set(setup_names).union(*(bound_names(c.tree) for c in plan.cells if c.kind == "pipeline" and c.tree))
+    while func in taken or keyword.iskeyword(func):  # a step named like the run keeps its name
+        func += "_pipeline"
     options = f"dynamic=True, name={plan.name!r}"
     if plan.mode:
         options += f", execution_mode={plan.mode!r}"
