@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
+from ..store.errors import StoreError
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -245,6 +246,8 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             value = outputs[spec.name]
             try:
                 result.outputs[spec.name] = store.save_value(value, task.materializers.get(spec.name))
+            except StoreError:
+                raise  # disk full, permissions: the store's own message says what to do
             except Exception as exc:
                 raise TypeError(
                     f"step {task.invocation_id!r}: output {spec.name!r} of type"
