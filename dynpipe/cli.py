@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from .store.errors import StoreError
 from .store.client import Client
 from .store.models import ArtifactLoadError, PipelineRun, StepRun
 
@@ -273,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"dynpipe: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except (KeyError, LookupError, ValueError, ArtifactLoadError) as exc:
+    except (KeyError, LookupError, ValueError, ArtifactLoadError, StoreError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"dynpipe: {message}", file=sys.stderr)
         return 1

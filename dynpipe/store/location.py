@@ -116,7 +116,7 @@ def check_store_owner(root: Path) -> bool:
             if est.st_uid != me:
                 raise _refuse(Path(entry.path), est.st_uid, root)
             if folder is not root and stat.S_ISDIR(est.st_mode) and est.st_mode & 0o077:
-                os.chmod(entry.path, DIR_MODE)  # a subfolder made by an older version
+                os.chmod(entry.path, est.st_mode & DIR_MODE)  # a subfolder made by an older version
     return False
 
 
@@ -131,19 +131,22 @@ def make_private_dir(path: Path) -> None:
         except FileExistsError:
             pass
         st = os.stat(path)
-    if st.st_mode & 0o777 != DIR_MODE and st.st_uid == current_uid():
-        os.chmod(path, DIR_MODE)
+    if st.st_mode & 0o077 and st.st_uid == current_uid():
+        os.chmod(path, st.st_mode & DIR_MODE)  # only takes rights away (a read-only store stays so)
 
 
 def make_private_file(path: Path) -> None:
-    """Create ``path`` if missing and make it 0600 (only files this user owns are changed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    """Create ``path`` (0600) if missing, else take group/other rights away if this user owns it."""
     try:
-        st = os.fstat(fd)
-        if st.st_mode & 0o777 != FILE_MODE and st.st_uid == current_uid():
-            os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE))
+        except FileExistsError:
+            pass
+        return
+    if st.st_mode & 0o077 and st.st_uid == current_uid():
+        os.chmod(path, st.st_mode & FILE_MODE)
 
 
 def describe_access_problem(root: Path, path: Path, exc: BaseException) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -48,6 +50,10 @@ class Store:
             for path in (db, root / "metadata.db-wal", root / "metadata.db-shm"):
                 if path is db or path.exists():
                     make_private_file(path)  # SQLite gives -wal/-shm the database file's mode
+                    if not os.access(path, os.W_OK):  # SQLite would open it, then fail on a write
+                        raise PermissionError(errno.EACCES, "read-only", str(path))
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "read-only", str(root))
             self.metadata = MetadataStore(db)
             self.files = ArtifactFiles(root, blobs=self.metadata, trust_foreign=trusted)
         except (OSError, sqlite3.Error) as exc:
