@@ -30,7 +30,13 @@ def _artifact_file(store_home: Path) -> Path:
 
 
 # -- on the way out, and on the way in ----------------------------------------------------------------
-def test_a_truncated_artifact_is_not_served_and_a_recompute_rewrites_it(store_home: Path) -> None:
+@pytest.mark.parametrize("check", ["sha256", "size-only"])
+def test_a_truncated_artifact_is_not_served_and_a_recompute_rewrites_it(
+    store_home: Path, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    if check == "size-only":  # files above the hash limit: the recorded size is compared
+        monkeypatch.setenv("DYNPIPE_VERIFY_HASH_MAX_BYTES", "5")
+
     @step
     def blob() -> bytes:
         return b"\x01" * SIZE
@@ -39,6 +45,17 @@ def test_a_truncated_artifact_is_not_served_and_a_recompute_rewrites_it(store_ho
     def produce() -> None:
         blob()
 
+    @step
+    def length(data: bytes) -> int:
+        return len(data)
+
+    def consume_run() -> None:
+        @pipeline(dynamic=True, enable_cache=False)
+        def consume() -> None:
+            length(art)
+
+        consume()
+
     produce()
     path = _artifact_file(store_home)
     with open(path, "r+b") as fh:
@@ -46,6 +63,8 @@ def test_a_truncated_artifact_is_not_served_and_a_recompute_rewrites_it(store_ho
     art = Client().get_pipeline("produce").last_run.steps["blob"].output
     with pytest.raises(ArtifactIntegrityError, match=rf"{path} is damaged"):
         art.load()
+    with pytest.raises(RuntimeError, match=rf"cannot load input 'data'.*{path} is damaged"):
+        consume_run()
     produce()  # cache off: the same content is written again...
     assert path.stat().st_size == SIZE  # ...and the truncated file is replaced, not kept
     assert Client().get_pipeline("produce").last_run.steps["blob"].output.load() == b"\x01" * SIZE

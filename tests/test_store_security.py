@@ -150,7 +150,7 @@ def test_safe_store_override_trusts_a_foreign_store(
 
 
 # -- 2. private by default -----------------------------------------------------------------------
-@pytest.mark.parametrize("umask", [0o022, 0o000])
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask022", "umask000"])
 def test_store_folders_are_0700_and_files_0600_whatever_the_umask(store_home: Path, umask: int) -> None:
     @step
     def small() -> int:

@@ -499,12 +499,12 @@ def _resolve_inputs(
     for name, src in inv.sources.items():
         if isinstance(src, list):
             arts = [_artifact_of(s) for s in src]
-            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type) for a in arts]
+            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type, a.size) for a in arts]
             hashes[name] = [a.content_hash for a in arts]
             ids[name] = [a.id for a in arts]
         else:
             a = _artifact_of(src)
-            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type)
+            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type, a.size)
             hashes[name] = a.content_hash
             ids[name] = a.id
     return refs, hashes, ids
@@ -913,9 +913,9 @@ def _hook_inputs(inv: Invocation) -> dict[str, Any]:
     for name, ref in inv.input_refs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
         except Exception:  # noqa: BLE001 - a hook still runs without an unreadable input
             continue
     return values

@@ -28,6 +28,7 @@ class InputRef:
     uri: str
     materializer: str
     data_type: str
+    size: int | None = None  # checked on load when the file is too big to re-hash
 
 
 @dataclass
@@ -168,9 +169,9 @@ def _load_inputs(task: StepTask, store: Store) -> dict[str, Any]:
     for name, ref in task.inputs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
         except Exception as exc:
             raise RuntimeError(
                 f"step {task.invocation_id!r}: cannot load input {name!r}: {exc}"
