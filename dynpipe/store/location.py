@@ -115,8 +115,8 @@ def check_store_owner(root: Path) -> bool:
             est = entry.stat(follow_symlinks=False)
             if est.st_uid != me:
                 raise _refuse(Path(entry.path), est.st_uid, root)
-            if folder is not root and stat.S_ISDIR(est.st_mode) and est.st_mode & 0o077:
-                os.chmod(entry.path, est.st_mode & DIR_MODE)  # a subfolder made by an older version
+            if est.st_mode & 0o077 and not stat.S_ISLNK(est.st_mode):  # made by an older version
+                os.chmod(entry.path, est.st_mode & (DIR_MODE if stat.S_ISDIR(est.st_mode) else FILE_MODE))
     return False
 
 
