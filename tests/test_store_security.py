@@ -8,6 +8,7 @@ but writes are checked as for nobody).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -195,9 +196,14 @@ def test_an_existing_loose_store_is_tightened(store_home: Path) -> None:
     (store_home / "metadata.db").chmod(0o644)
     sub = next(p for p in (store_home / "artifacts").iterdir() if p.is_dir())
     sub.chmod(0o755)
-    Store(store_home)
+    store = Store(store_home)
     assert stat.S_IMODE(store_home.stat().st_mode) == 0o700
     assert stat.S_IMODE((store_home / "metadata.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((store_home / "artifacts").stat().st_mode) == 0o700
+    data = os.urandom(8)
+    while hashlib.sha256(data).hexdigest()[:2] != sub.name:
+        data = os.urandom(8)
+    store.files.put(data)  # the first write into a loose artifact subfolder tightens it
     assert stat.S_IMODE(sub.stat().st_mode) == 0o700
 
 

@@ -44,10 +44,20 @@ def hash_limit_from_env() -> int:
     return int(os.environ.get("DYNPIPE_VERIFY_HASH_MAX_BYTES", str(64 << 20)))
 
 
-def _read_all(fd: int) -> bytes:
-    """The rest of ``fd`` as one bytes object (FileIO.readall sizes it with fstat: no copy)."""
-    with open(fd, "rb", buffering=0, closefd=False) as fh:
-        return fh.readall()
+def _read_all(fd: int, size: int) -> bytes:
+    """``size`` bytes of a regular file, usually in one ``read`` (fewer if it is shorter)."""
+    data = os.read(fd, size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -116,7 +126,7 @@ class ArtifactFiles:
             st = os.fstat(fd)
             if st.st_size != len(data) or (self._uid is not None and st.st_uid != self._uid):
                 return False
-            return _read_all(fd) == data
+            return _read_all(fd, st.st_size) == data
         finally:
             os.close(fd)
 
@@ -175,7 +185,7 @@ class ArtifactFiles:
                 )
             if expected_size is not None and st.st_size != expected_size:
                 raise self._corrupt(path, f"it has {st.st_size} bytes, {expected_size} were stored")
-            data = _read_all(fd)
+            data = _read_all(fd, st.st_size)
         finally:
             os.close(fd)
         if len(data) <= self.hash_limit:

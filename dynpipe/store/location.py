@@ -88,8 +88,8 @@ def _refuse(path: Path, uid: int, root: Path) -> UnsafeStoreError:
 def check_store_owner(root: Path) -> bool:
     """Refuse a store (folder or top-level entry) owned by another user; True if the override applies.
 
-    Checked once per process per store: the root, its entries and the artifact subfolders.
-    Artifact files themselves are checked when read (an ``fstat`` the read needs anyway).
+    Checked once per process per store: the root and its entries (a few stats). Artifact files
+    are checked when read (an ``fstat`` the read needs anyway), artifact subfolders when written.
     """
     me = current_uid()
     if me is None:
@@ -104,19 +104,18 @@ def check_store_owner(root: Path) -> bool:
         raise StoreAccessError(f"cannot inspect the dynpipe store {root}: {exc.strerror}") from exc
     if st.st_uid != me:
         raise _refuse(root, st.st_uid, root)
-    for folder in (root, root / "artifacts"):
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except PermissionError as exc:
-            raise StoreAccessError(f"cannot list {folder} in the dynpipe store: permission denied") from exc
-        for entry in entries:
-            est = entry.stat(follow_symlinks=False)
-            if est.st_uid != me:
-                raise _refuse(Path(entry.path), est.st_uid, root)
-            if est.st_mode & 0o077 and not stat.S_ISLNK(est.st_mode):  # made by an older version
-                os.chmod(entry.path, est.st_mode & (DIR_MODE if stat.S_ISDIR(est.st_mode) else FILE_MODE))
+    try:
+        entries = list(os.scandir(root))
+    except NotADirectoryError:
+        return False
+    except PermissionError as exc:
+        raise StoreAccessError(f"cannot list the dynpipe store {root}: permission denied") from exc
+    for entry in entries:
+        est = entry.stat(follow_symlinks=False)
+        if est.st_uid != me:
+            raise _refuse(Path(entry.path), est.st_uid, root)
+        if est.st_mode & 0o077 and not stat.S_ISLNK(est.st_mode):  # made by an older version
+            os.chmod(entry.path, est.st_mode & (DIR_MODE if stat.S_ISDIR(est.st_mode) else FILE_MODE))
     return False
 
 
