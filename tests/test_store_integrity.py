@@ -223,3 +223,9 @@ def test_a_full_disk_during_the_write_is_reported_injected(
     assert [p for p in (store_home / "artifacts").rglob("*") if p.is_file()] == []
     uri, _ = files.put(b"y" * SIZE)
     assert files.get(uri) == b"y" * SIZE
+
+
+def test_a_bad_hash_limit_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNPIPE_VERIFY_HASH_MAX_BYTES", "64MB")
+    with pytest.raises(ValueError, match="DYNPIPE_VERIFY_HASH_MAX_BYTES='64MB' is not a whole number of bytes"):
+        ArtifactFiles(tmp_path)

@@ -34,14 +34,24 @@ _OPEN_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
+def _bytes_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number of bytes") from None
+
+
 def inline_limit_from_env() -> int:
     """Largest artifact kept in the database (bytes); DYNPIPE_INLINE_ARTIFACT_BYTES=0 turns it off."""
-    return int(os.environ.get("DYNPIPE_INLINE_ARTIFACT_BYTES", "4096"))
+    return _bytes_from_env("DYNPIPE_INLINE_ARTIFACT_BYTES", 4096)
 
 
 def hash_limit_from_env() -> int:
     """Largest artifact file re-hashed on every load (bytes); bigger ones get a size check."""
-    return int(os.environ.get("DYNPIPE_VERIFY_HASH_MAX_BYTES", str(64 << 20)))
+    return _bytes_from_env("DYNPIPE_VERIFY_HASH_MAX_BYTES", 64 << 20)
 
 
 def _read_all(fd: int, size: int) -> bytes:
