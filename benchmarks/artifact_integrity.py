@@ -10,6 +10,7 @@ store; "read" is the bare file read the check is added to.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import statistics
@@ -30,6 +31,11 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _put_new(files: ArtifactFiles, path: Path, data: bytes) -> None:
+    path.unlink()
+    files.put(data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1 << 10, 1 << 20, 100 << 20])
@@ -44,16 +50,11 @@ def main() -> None:
             path = Path(tmp) / uri
             files.hash_limit = -1
             read = _median_ms(path.read_bytes, args.repeats)
-            sized = _median_ms(lambda: files.get(uri, expected_size=size), args.repeats)
+            sized = _median_ms(functools.partial(files.get, uri, expected_size=size), args.repeats)
             files.hash_limit = 1 << 62
-            hashed = _median_ms(lambda: files.get(uri), args.repeats)
-
-            def put_new() -> None:
-                path.unlink()
-                files.put(data)
-
-            put_new_ms = _median_ms(put_new, args.repeats)
-            put_same_ms = _median_ms(lambda: files.put(data), args.repeats)
+            hashed = _median_ms(functools.partial(files.get, uri), args.repeats)
+            put_new_ms = _median_ms(functools.partial(_put_new, files, path, data), args.repeats)
+            put_same_ms = _median_ms(functools.partial(files.put, data), args.repeats)
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
             label = f"{size / (1 << 20):.0f} MB" if size >= 1 << 20 else f"{size / 1024:.0f} KB"
             print(f"{label:>10s} {read:9.3f} {sized:10.3f} {hashed:12.3f} {put_new_ms:9.3f} {put_same_ms:10.3f}")

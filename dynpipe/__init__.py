@@ -21,6 +21,7 @@ from .pipelines import Pipeline, PipelineRunFuture, pipeline
 from .runtimes.task import StepContext, get_step_context
 from .steps import Step, step
 from .store.client import Client
+from .store.errors import ArtifactIntegrityError, StoreAccessError, StoreError, StoreFullError, UnsafeStoreError
 from .store.materializers import Materializer, register_materializer
 from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepAttempt, StepRun
 
@@ -41,10 +42,11 @@ def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
 
 
 __all__ = [
-    "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
+    "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
-    "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",
+    "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "StoreAccessError",
+    "StoreError", "StoreFullError", "UnsafeStoreError", "as_completed",
     "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",
 ]

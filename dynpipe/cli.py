@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .store.errors import StoreError
 from .store.client import Client
+from .store.errors import StoreError
 from .store.models import ArtifactLoadError, PipelineRun, StepRun
 
 

@@ -156,7 +156,8 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tiny"
     mount.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True, timeout=30
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True, text=True, timeout=30, check=False,
     )
     if proc.returncode != 0 or shutil.which("umount") is None:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")

@@ -53,7 +53,7 @@ def as_nobody(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
         "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", *args,
     ]
     full_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(cwd), **env}
-    return subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _fill_store(root: Path) -> None:
@@ -95,7 +95,7 @@ def test_cli_refuses_a_foreign_store_with_a_message(tmp_path: Path, monkeypatch:
     proc = subprocess.run(
         [sys.executable, "-m", "dynpipe.cli", "runs", "list"],
         env={**os.environ, "DYNPIPE_HOME": str(planted), "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 1
     assert f"{planted}" in proc.stderr and "owned by nobody" in proc.stderr

@@ -21,7 +21,12 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ArtifactIntegrityError, StoreAccessError, StoreFullError, UnsafeStoreError
+from .errors import (
+    ArtifactIntegrityError,
+    StoreAccessError,
+    StoreFullError,
+    UnsafeStoreError,
+)
 from .location import FILE_MODE, current_uid, make_private_dir, user_name
 
 if TYPE_CHECKING:
