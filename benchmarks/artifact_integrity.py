@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1 << 10, 1 << 20, 100 << 20])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    print(f"{'size':>10s} {'read':>9s} {'read+size':>10s} {'read+sha256':>12s} {'put(new)':>9s} {'put(same)':>10s}  (ms)")
+    columns = ("read", "read+size", "read+sha256", "put(new)", "put(same)")
+    print(f"{'size':>10s} " + " ".join(f"{c:>11s}" for c in columns) + "  (ms)")
     with tempfile.TemporaryDirectory() as tmp:
         files = ArtifactFiles(Path(tmp))
         for size in args.sizes:
@@ -57,7 +58,8 @@ def main() -> None:
             put_same_ms = _median_ms(functools.partial(files.put, data), args.repeats)
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
             label = f"{size / (1 << 20):.0f} MB" if size >= 1 << 20 else f"{size / 1024:.0f} KB"
-            print(f"{label:>10s} {read:9.3f} {sized:10.3f} {hashed:12.3f} {put_new_ms:9.3f} {put_same_ms:10.3f}")
+            figures = (read, sized, hashed, put_new_ms, put_same_ms)
+            print(f"{label:>10s} " + " ".join(f"{f:11.3f}" for f in figures))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ from .config import (
     StepRetryConfig,
 )
 from .engine.launcher import StepExecutionError, StepSkippedError, StepStoppedError
+from .errors import ArtifactIntegrityError, StoreAccessError, StoreError, StoreFullError, UnsafeStoreError
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
 from .runtimes.task import StepContext, get_step_context
 from .steps import Step, step
 from .store.client import Client
-from .store.errors import ArtifactIntegrityError, StoreAccessError, StoreError, StoreFullError, UnsafeStoreError
 from .store.materializers import Materializer, register_materializer
 from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepAttempt, StepRun
 
@@ -42,7 +42,8 @@ def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
 
 
 __all__ = [
-    "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
+    "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client",
+    "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",

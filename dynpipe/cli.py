@@ -3,63 +3,103 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from .display import (
+    abbreviate_names,
+    count_statuses,
+    escape_control,
+    format_duration,
+    format_status_counts,
+    format_table,
+    format_time,
+    truncate,
+)
+from .errors import ArtifactLoadError
 from .store.client import Client
-from .store.errors import StoreError
-from .store.models import ArtifactLoadError, PipelineRun, StepRun
+from .store.models import ArtifactVersion, PipelineRun, StepRun
+
+_RUN_HELP = "run name, run id or a prefix of either, pipeline name (its latest run), or 'latest'"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths))
-    out = [line.rstrip()]
-    for row in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(out)
+def _limit(text: str) -> int:
+    """``--limit``: a count of rows, 0 meaning all."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expects a whole number of rows, 0 for all; got {text!r}")
+    return value
 
 
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    return f"{seconds / 60:.1f}m"
+def _run_summary_counts(run: PipelineRun) -> str:
+    return format_status_counts(count_statuses(s.status for s in run.steps.values()))
 
 
-def _when(ts: datetime | None) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+def resolve_run(client: Client, ref: str) -> PipelineRun:
+    """The run a RUN argument means: an exact run name or id, ``latest``, a pipeline name
+    (its latest run), else a unique prefix of a run id or name.
 
-
-def _step_counts(run: PipelineRun) -> str:
-    counts: dict[str, int] = {}
-    for s in run.steps.values():
-        counts[s.status.value] = counts.get(s.status.value, 0) + 1
-    return ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "no steps"
+    Exact names win so that any run stays reachable whatever it is called; the error says
+    what was given and, when several runs match, which.
+    """
+    try:
+        found: PipelineRun | None = client.get_pipeline_run(ref)
+    except KeyError:
+        found = None
+    if found is not None and ref in (found.id, found.name):
+        return found
+    if ref == "latest":
+        newest = client.list_pipeline_runs(limit=1) or client.list_pipeline_runs(limit=1, include_unlisted=True)
+        if not newest:
+            raise KeyError(f"no runs yet in {client.store.root}, so there is no 'latest' run")
+        return newest[0]
+    by_pipeline = client.list_pipeline_runs(pipeline_name=ref, limit=1) or client.list_pipeline_runs(
+        pipeline_name=ref, limit=1, include_unlisted=True
+    )
+    if by_pipeline:
+        return by_pipeline[0]
+    if found is not None and found.id.startswith(ref):  # a unique id prefix (the store matches with LIKE)
+        return found
+    matches = [
+        r for r in client.list_pipeline_runs(include_unlisted=True) if r.id.startswith(ref) or r.name.startswith(ref)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    shown = escape_control(repr(ref))
+    if matches:
+        names = abbreviate_names([r.name for r in matches], width=120)
+        raise KeyError(
+            f"run {shown} is ambiguous: the names or ids of {len(matches)} runs start with it ({names});"
+            " give the full run name or more of the id"
+        )
+    raise KeyError(
+        f"no pipeline run matches {shown} in {client.store.root}: give a run name, a run id or its prefix,"
+        " a pipeline name (its latest run) or 'latest' (see: dynpipe runs list)"
+    )
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = Client()
     runs = client.list_pipeline_runs(
-        pipeline_name=args.pipeline, status=args.status, limit=args.limit,
+        pipeline_name=args.pipeline, status=args.status, limit=args.limit or None,
         include_unlisted=args.all,
     )
     if not runs:
-        print(f"no runs in {client.store.root}")
+        print(f"no runs in {escape_control(client.store.root)}")
         return 0
     rows = [
-        [r.name, r.pipeline_name, r.status.value, _when(r.start_time), _dur(r.duration), _step_counts(r)]
+        [r.name, r.pipeline_name, r.status.value, format_time(r.start_time), format_duration(r.duration),
+         _run_summary_counts(r)]
         for r in runs
     ]
-    print(_table(["run", "pipeline", "status", "started", "duration", "steps"], rows))
+    print(format_table(["run", "pipeline", "status", "started", "duration", "steps"], rows))
     return 0
 
 
@@ -69,10 +109,10 @@ def _step_row(s: StepRun, origins: dict[str, str]) -> list[str]:
         mark = f"(from {origins[s.cached_from]})"
     elif s.attempts > 1:
         mark = f"({s.attempts} attempts)"
-    outputs = ", ".join(f"{n}:{a.type_name}" for n, a in s.outputs.items()) or "-"
+    outputs = [f"{n}:{a.type_name}" for n, a in s.outputs.items()]
     return [
         s.invocation_id, s.status.value + (" " + mark if mark else ""), s.runtime or "-",
-        _dur(s.duration), ", ".join(s.upstream) or "-", outputs,
+        format_duration(s.duration), abbreviate_names(s.upstream), abbreviate_names(outputs),
     ]
 
 
@@ -88,42 +128,75 @@ def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
     return {row["id"]: row["name"] for row in rows}
 
 
+def _cache_origin_step(client: Client, step: StepRun) -> StepRun:
+    """The step run whose outputs a cache hit reused: its logs are the ones the body wrote."""
+    origin_run = _cache_origins(client, [step.cached_from or ""]).get(step.cached_from or "")
+    if origin_run is None:
+        return step
+    origin = next((s for s in resolve_run(client, origin_run).steps.values() if s.id == step.cached_from), None)
+    if origin is None:
+        return step
+    print(
+        f"({escape_control(step.invocation_id)} was a cache hit: these are the logs of"
+        f" {escape_control(origin.invocation_id)} in run {escape_control(origin_run)})",
+        file=sys.stderr,
+    )
+    return origin
+
+
+def _parameters(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
 def cmd_runs_show(args: argparse.Namespace) -> int:
     client = Client()
-    run = client.get_pipeline_run(args.run)
-    print(f"run       {run.name}")
+    run = resolve_run(client, args.run)
+    esc = escape_control
+    print(f"run       {esc(run.name)}")
     print(f"id        {run.id}")
-    print(f"pipeline  {run.pipeline_name}")
+    print(f"pipeline  {esc(run.pipeline_name)}")
     print(f"status    {run.status.value}")
-    print(f"started   {_when(run.start_time)}   duration {_dur(run.duration)}")
+    print(f"started   {format_time(run.start_time)}   duration {format_duration(run.duration)}")
+    if run.config.get("parameters"):
+        print(f"params    {esc(truncate(_parameters(run.config['parameters']), 2000))}")
     if run.parent_run_id:
-        print(f"parent    {run.parent_run_id}")
+        print(f"parent    {esc(run.parent_run_id)}")
     if run.error:
-        print(f"error     {run.error}")
+        print(f"error     {esc(run.error, keep_newlines=True)}")
     print()
     origins = _cache_origins(client, [s.cached_from for s in run.steps.values() if s.cached_from])
     rows = [_step_row(s, origins) for s in run.steps.values()]
-    print(_table(["step", "status", "runtime", "duration", "upstream", "outputs"], rows) if rows else "no steps")
+    print(format_table(["step", "status", "runtime", "duration", "upstream", "outputs"], rows) if rows else "no steps")
     for s in run.steps.values():
         if s.attempts > 1:
-            print(f"\n{s.invocation_id}: {s.attempts} attempts")
+            print(f"\n{esc(s.invocation_id)}: {s.attempts} attempts")
             for a in client.list_step_attempts(run.id, s.invocation_id):
                 error = f" — {a.error_type}: {a.error_message}" if a.error_type else ""
-                print(f"  attempt {a.attempt}: {a.status}{error}")
-    failed = [s for s in run.steps.values() if s.status.value == "failed"]
-    for s in failed:
-        print(f"\n{s.invocation_id} failed: {s.error}")
+                print(f"  attempt {a.attempt}: {a.status}{esc(error, keep_newlines=True)}")
+    for s in run.steps.values():
+        if s.status.value == "failed":
+            print(f"\n{esc(s.invocation_id)} failed: {esc(s.error, keep_newlines=True)}")
     return 0
 
 
 def cmd_runs_logs(args: argparse.Namespace) -> int:
-    step = Client().get_step_run(args.run, args.step)
+    """Logs are printed as the step wrote them (colours, progress bars): like ``cat``, not escaped."""
+    client = Client()
+    run = resolve_run(client, args.run)
+    step = run.steps.get(args.step)
+    if step is None:
+        raise KeyError(
+            f"run {escape_control(repr(run.name))} has no step {escape_control(repr(args.step))}"
+            f" (steps: {abbreviate_names(list(run.steps), width=200, empty='none')})"
+        )
+    if step.cached_from and not step.logs:
+        step = _cache_origin_step(client, step)
     text = step.logs
     if step.traceback and step.traceback not in text:
         text += step.traceback
     sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     if not text:
-        print(f"(step {step.invocation_id} wrote no logs)", file=sys.stderr)
+        print(f"(step {escape_control(step.invocation_id)} wrote no logs)", file=sys.stderr)
     return 0
 
 
@@ -132,15 +205,69 @@ def cmd_pipelines_list(args: argparse.Namespace) -> int:
     rows = []
     for p in client.list_pipelines():
         last = p.last_run
-        rows.append([p.name, str(len(p.runs)), last.name, last.status.value, _when(last.start_time)])
-    print(_table(["pipeline", "runs", "last run", "status", "started"], rows) if rows else "no pipelines")
+        rows.append([p.name, str(len(p.runs)), last.name, last.status.value, format_time(last.start_time)])
+    print(format_table(["pipeline", "runs", "last run", "status", "started"], rows) if rows else "no pipelines")
     return 0
 
 
+def _producer(client: Client, runs: dict[str, PipelineRun | None], art: ArtifactVersion) -> tuple[str, StepRun | None]:
+    """Name of the run that produced ``art`` and its step run (each run read once per command)."""
+    if not art.run_id:
+        return "-", None
+    if art.run_id not in runs:
+        try:
+            runs[art.run_id] = client.get_pipeline_run(art.run_id)
+        except KeyError:
+            runs[art.run_id] = None
+    run = runs[art.run_id]
+    if run is None:
+        return art.run_id[:12], None
+    step = next((s for s in run.steps.values() if s.id == art.producer_step_run_id), None)
+    return run.name, step
+
+
+def _step_matches(step: StepRun | None, wanted: str) -> bool:
+    return step is not None and wanted in (step.invocation_id, step.step_name)
+
+
 def cmd_artifacts_list(args: argparse.Namespace) -> int:
-    arts = Client().list_artifact_versions(args.name)
-    rows = [[a.name, str(a.version), a.type_name, a.materializer, f"{a.size}B", a.id[:12]] for a in arts]
-    print(_table(["artifact", "version", "type", "materializer", "size", "id"], rows) if rows else "no artifacts")
+    """Newest first. With ``--run``: the outputs of that run's steps, reused cache hits included
+    (their RUN column names the run that produced them)."""
+    client = Client()
+    runs: dict[str, PipelineRun | None] = {}
+    if args.run:
+        run = resolve_run(client, args.run)
+        steps = [s for s in run.steps.values() if not args.step or _step_matches(s, args.step)]
+        if args.step and not steps:
+            raise KeyError(
+                f"run {escape_control(repr(run.name))} has no step {escape_control(repr(args.step))}"
+                f" (steps: {abbreviate_names(list(run.steps), width=200, empty='none')})"
+            )
+        candidates = [v[0] for s in steps for v in s.outputs.values() if v]
+    else:
+        candidates = client.list_artifact_versions(args.name)
+    candidates = [a for a in candidates if not args.name or a.name == args.name]
+    candidates.sort(key=lambda a: (a.created or 0, a.version or 0), reverse=True)
+    rows: list[list[str]] = []
+    more = False
+    for art in candidates:
+        run_name, step = _producer(client, runs, art)
+        if args.step and not args.run and not _step_matches(step, args.step):
+            continue
+        if args.limit and len(rows) == args.limit:
+            more = True
+            break
+        created = format_time(datetime.fromtimestamp(art.created)) if art.created else "-"
+        rows.append([
+            art.name, str(art.version), art.type_name, f"{art.size}B" if art.size is not None else "-",
+            run_name, step.invocation_id if step else "-", created, art.id[:12],
+        ])
+    if not rows:
+        print("no artifacts")
+        return 0
+    print(format_table(["artifact", "version", "type", "size", "run", "step", "created", "id"], rows))
+    if more:
+        print(f"(newest {args.limit} shown; --limit 0 shows all)", file=sys.stderr)
     return 0
 
 
@@ -148,8 +275,8 @@ def cmd_artifacts_show(args: argparse.Namespace) -> int:
     art = Client().get_artifact_version(args.name_or_id, args.version)
     value = art.load()
     text = repr(value)
-    print(f"{art.name} v{art.version} ({art.data_type}, {art.materializer})")
-    print(text if len(text) < 2000 else text[:2000] + "…")
+    print(escape_control(f"{art.name} v{art.version} ({art.data_type}, {art.materializer})"))
+    print(escape_control(truncate(text, 2000), keep_newlines=True))
     return 0
 
 
@@ -197,7 +324,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = export_notebook(args.notebook, args.name)
     if args.output:
         Path(args.output).write_text(source)
-        print(f"wrote {args.output}: run it with python {args.output}")
+        print(escape_control(f"wrote {args.output}: run it with python {args.output}"))
     else:
         sys.stdout.write(source)
     return 0
@@ -211,14 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs.add_parser("list", help="list runs, newest first")
     p.add_argument("--pipeline", help="only runs of this pipeline")
     p.add_argument("--status", help="only runs with this status")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.add_argument("--all", action="store_true", help="include single-step runs")
     p.set_defaults(func=cmd_runs_list)
     p = runs.add_parser("show", help="one run and its steps")
-    p.add_argument("run", help="run name or id (prefix)")
+    p.add_argument("run", help=_RUN_HELP)
     p.set_defaults(func=cmd_runs_show)
     p = runs.add_parser("logs", help="the logs of one step run")
-    p.add_argument("run", help="run name or id (prefix)")
+    p.add_argument("run", help=_RUN_HELP)
     p.add_argument("step", help="invocation id, e.g. train_2")
     p.set_defaults(func=cmd_runs_logs)
 
@@ -227,15 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pipelines_list)
 
     arts = sub.add_parser("artifacts", help="artifact versions").add_subparsers(dest="a_command", required=True)
-    p = arts.add_parser("list")
-    p.add_argument("--name")
+    p = arts.add_parser("list", help="artifact versions, newest first, with the run and step that produced them")
+    p.add_argument("--name", help="only versions of this artifact")
+    p.add_argument("--run", help="only outputs of this run (name, id prefix, pipeline name or 'latest')")
+    p.add_argument("--step", help="only outputs of this step (invocation id like train_2, or step name)")
+    p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.set_defaults(func=cmd_artifacts_list)
     p = arts.add_parser("show")
     p.add_argument("name_or_id")
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_artifacts_show)
 
-    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(dest="s_command", required=True)
+    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(
+        dest="s_command", required=True
+    )
     p = sched.add_parser("local", help="run TARGET (file.py[:pipeline]) on a cron schedule on this machine")
     p.add_argument("target")
     p.add_argument("--cron", required=True, help="cron expression (5 fields, or 6 with seconds)")
@@ -267,16 +399,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader (``| head``) went away: stop quietly, as the Python docs recommend.
+
+    stdout is pointed at devnull so that the interpreter's final flush does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        return 130
     except OSError as exc:
-        print(f"dynpipe: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"dynpipe: {escape_control(where)}{escape_control(exc.strerror or exc)}", file=sys.stderr)
         return 1
-    except (KeyError, LookupError, ValueError, ArtifactLoadError, StoreError) as exc:
+    except (KeyError, LookupError, ValueError, ArtifactLoadError) as exc:
         message = exc.args[0] if exc.args else str(exc)
-        print(f"dynpipe: {message}", file=sys.stderr)
+        print(f"dynpipe: {escape_control(message, keep_newlines=True)}", file=sys.stderr)
         return 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import ConfigError  # noqa: F401 - re-exported for existing imports
+
 import re
 from collections.abc import Callable
 from enum import Enum
@@ -10,9 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is wrong; the message names it."""
 
 
 class ExecutionMode(str, Enum):

@@ -6,11 +6,21 @@ an isolated step, then the second run hitting the cache.
 
 from __future__ import annotations
 
+import os
 import random
+import shlex
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
+from .display import (
+    count_statuses,
+    escape_control,
+    format_duration,
+    format_status_counts,
+)
 from .engine.dag import NodeState, RunGraph
 from .futures import StepRunFuture
 from .pipelines import pipeline
@@ -69,9 +79,32 @@ def _printer() -> tuple[object, object]:
         if node.status in ("initializing",):
             return
         mark = {"completed": "✓", "cached": "⚡", "failed": "✗", "running": "…", "skipped": "-"}.get(node.status, "·")
-        sys.stdout.write(f"  {mark} {node.invocation_id:<12} {node.status}\n")
+        sys.stdout.write(f"  {mark} {escape_control(node.invocation_id):<12} {node.status}\n")
 
     return on_change, last
+
+
+def cli_command() -> str:
+    """How to type the ``dynpipe`` command in this shell, for the closing hint.
+
+    ``DYNPIPE_CLI`` (``./dev demo`` sets it to ``./dev dynpipe``) wins; else plain ``dynpipe``
+    when it is on PATH; else the console script next to this interpreter (a venv that is not
+    activated); else ``python -m dynpipe.cli``.
+    """
+    given = os.environ.get("DYNPIPE_CLI", "").strip()
+    if given:
+        return given
+    script = Path(sys.executable).parent / "dynpipe"
+    on_path = shutil.which("dynpipe")
+    if on_path and (not script.exists() or Path(on_path).resolve() == script.resolve()):
+        return "dynpipe"
+    if script.exists():
+        try:
+            shown = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(script)
+        return shlex.quote(shown)
+    return f"{shlex.quote(sys.executable)} -m dynpipe.cli"
 
 
 def run_demo(workers: int = 8) -> int:
@@ -86,8 +119,11 @@ def run_demo(workers: int = 8) -> int:
         run = future.result()
         elapsed = time.perf_counter() - started
         best = run.steps["pick_best"].output.load()
-        print(f"run {run.name}: {run.status.value} in {elapsed:.2f}s; best {best}")
+        counts = format_status_counts(count_statuses(s.status for s in run.steps.values()))
+        print(f"run {run.name}: {run.status.value} in {format_duration(elapsed)} ({counts}); best {best}")
         print(run.steps["report"].output.load())
+    cli = cli_command()
+    train = "train" if workers < 2 else f"train_{min(3, workers)}"
     print(f"\nstore: {Client().store.root}")
-    print("inspect it with:  dynpipe runs list   |   dynpipe runs show <run>   |   dynpipe runs logs <run> train_3")
+    print(f"inspect it with:  {cli} runs list   |   {cli} runs show latest   |   {cli} runs logs latest {train}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
+
 import ast
 import collections.abc
 import inspect
@@ -15,9 +17,6 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from .config import ArtifactConfig
 from .store.models import ArtifactVersion
 
-
-class StepTypeError(TypeError):
-    """A value does not match a step's annotation; the message names step, input/output and types."""
 
 
 @dataclass(frozen=True)

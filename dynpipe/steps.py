@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import settings
+
 import copy
 import functools
 import inspect
@@ -22,10 +24,6 @@ _STEP_OPTIONS = (
     "on_failure", "on_success", "cache_policy", "settings", "extra", "enable_step_logs",
     "resources",
 )
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def resolved_type_hints(func: Callable[..., Any]) -> dict[str, Any]:
@@ -61,7 +59,7 @@ class Step(Generic[P, R]):
         Checked when the step is defined and again when it is run, so setting the variable
         after the definitions (a notebook's ``%env``) still takes effect.
         """
-        if self.missing_annotations and _env_true("DYNPIPE_ENFORCE_TYPE_ANNOTATIONS"):
+        if self.missing_annotations and settings.enforce_type_annotations():
             raise TypeError(
                 f"step {self.name!r} has no type annotation for {', '.join(self.missing_annotations)}"
                 " (DYNPIPE_ENFORCE_TYPE_ANNOTATIONS is set)"
@@ -96,7 +94,7 @@ class Step(Generic[P, R]):
 
         ctx = current_run()
         if ctx is None:
-            if _step_context.get() is not None or _env_true("DYNPIPE_RUN_SINGLE_STEPS_WITHOUT_STORE"):
+            if _step_context.get() is not None or settings.run_single_steps_without_store():
                 return self.entrypoint(*args, **kwargs)
             from .pipelines import run_single_step
 

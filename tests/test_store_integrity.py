@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dynpipe import Client, pipeline, step
+from dynpipe.errors import ArtifactIntegrityError, SettingError, StoreFullError
 from dynpipe.store.artifacts import ArtifactFiles
-from dynpipe.store.errors import ArtifactIntegrityError, StoreFullError
 from dynpipe.store.metadata import MetadataStore
 from dynpipe.store.store import Store
 
@@ -228,5 +228,5 @@ def test_a_full_disk_during_the_write_is_reported_injected(
 
 def test_a_bad_hash_limit_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYNPIPE_VERIFY_HASH_MAX_BYTES", "64MB")
-    with pytest.raises(ValueError, match="DYNPIPE_VERIFY_HASH_MAX_BYTES='64MB' is not a whole number of bytes"):
+    with pytest.raises(SettingError, match="DYNPIPE_VERIFY_HASH_MAX_BYTES='64MB' is not a whole number"):
         ArtifactFiles(tmp_path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dynpipe import Client, pipeline, step
-from dynpipe.store.errors import StoreAccessError, UnsafeStoreError
+from dynpipe.errors import StoreAccessError, UnsafeStoreError
 from dynpipe.store.location import find_store_root
 from dynpipe.store.store import Store
 

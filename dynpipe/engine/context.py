@@ -8,6 +8,10 @@ modes act on.
 
 from __future__ import annotations
 
+from .. import settings
+
+from ..errors import RunNameTaken  # noqa: F401 - re-exported for existing imports
+
 import contextvars
 import os
 import sqlite3
@@ -33,17 +37,13 @@ _current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar
 )
 
 
-class RunNameTaken(ValueError):
-    """A run name that must be unique is already used in the store."""
-
 
 def current_run() -> RunContext | None:
     return _current_run.get()
 
 
 def inline_pool_size() -> int:
-    env = os.environ.get("DYNPIPE_INLINE_WORKERS")
-    return int(env) if env else max(8, (os.cpu_count() or 1) + 4)
+    return settings.inline_workers()
 
 
 def format_run_name(template: str, pipeline_name: str, run_id: str) -> str:
@@ -192,7 +192,7 @@ class RunContext:
         if self._isolated_pool is None:
             with self.lock:
                 if self._isolated_pool is None:
-                    size = int(os.environ.get("DYNPIPE_ISOLATED_WAITERS", "64"))
+                    size = settings.isolated_waiters()
                     self._isolated_pool = DaemonThreadPool(size, f"dynpipe-iso-{self.pipeline_name}")
         return self._isolated_pool
 

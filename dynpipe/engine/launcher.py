@@ -8,6 +8,8 @@ run's execution mode when something fails.
 
 from __future__ import annotations
 
+from ..errors import StepSkippedError, StepStoppedError, StepExecutionError  # noqa: F401 - re-exported for existing imports
+
 import json
 import time
 import traceback as tb
@@ -44,16 +46,7 @@ if TYPE_CHECKING:
 _PACKAGE_DIR = __file__.rsplit("/engine/", 1)[0] + "/"
 
 
-class StepSkippedError(RuntimeError):
-    """A step did not run because an upstream step failed or the run is stopping."""
 
-
-class StepStoppedError(RuntimeError):
-    """A running step was stopped (FAIL_FAST or interrupt); its results were discarded."""
-
-
-class StepExecutionError(RuntimeError):
-    """A step failed in another process with an exception that could not travel back."""
 
 
 @dataclass(frozen=True)

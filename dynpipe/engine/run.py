@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .. import settings
+
 import traceback as tb
 import warnings
 
@@ -25,6 +27,7 @@ def start_run(
     parent: RunContext | None = None,
     unlisted: bool = False,
 ) -> RunContext:
+    settings.check_run_settings()  # a bad DYNPIPE_* value fails here, before any step exists
     ctx = RunContext(
         pipeline_name=pipeline_name,
         config=config,

@@ -8,6 +8,8 @@ Without the ``dot`` executable the view degrades to an HTML table with a one-lin
 
 from __future__ import annotations
 
+from ..status import FINISHED
+
 import html
 import os
 import re
@@ -33,7 +35,7 @@ COLOURS: dict[str, str] = {
     "skipped": "#eeeeee",
     "stopped": "#bcaaa4",
 }
-TERMINAL = frozenset({"completed", "cached", "failed", "skipped", "stopped"})
+TERMINAL = FINISHED  # str-enum members compare equal to the status strings
 DOT_HINT = (
     "Graphviz 'dot' not found: showing a table. Install it to see the graph"
     " (apt-get install graphviz / brew install graphviz / conda install graphviz)."

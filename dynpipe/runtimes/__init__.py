@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .. import settings
+
 import os
 
 from .base import StepRuntime
@@ -17,7 +19,7 @@ def get_runtime(name: str) -> StepRuntime:
 
         return InlineRuntime()
     if name == "isolated":
-        backend = os.environ.get("DYNPIPE_ISOLATED_BACKEND", "local")
+        backend = settings.isolated_backend()
         if backend == "kubernetes":
             from .kubernetes import KubernetesRuntime
 

@@ -23,6 +23,8 @@ bytes, ``nvidia.com/gpu``). Retries stay in the engine (``backoffLimit: 0``);
 
 from __future__ import annotations
 
+from .. import settings
+
 import dataclasses
 import math
 import os
@@ -82,11 +84,11 @@ class KubernetesSettings:
     @classmethod
     def from_env(cls) -> KubernetesSettings:
         return cls(
-            namespace=os.environ.get("DYNPIPE_K8S_NAMESPACE", "default"),
-            image=os.environ.get("DYNPIPE_K8S_IMAGE") or None,
-            pvc=os.environ.get("DYNPIPE_K8S_PVC") or None,
-            service_account=os.environ.get("DYNPIPE_K8S_SERVICE_ACCOUNT") or None,
-            poll_interval=float(os.environ.get("DYNPIPE_K8S_POLL", "2")),
+            namespace=settings.k8s_namespace(),
+            image=settings.k8s_image(),
+            pvc=settings.k8s_pvc(),
+            service_account=settings.k8s_service_account(),
+            poll_interval=settings.k8s_poll_interval(),
         )
 
 

@@ -19,6 +19,10 @@ shutdown.
 
 from __future__ import annotations
 
+from .. import settings
+
+from ..errors import WorkerCrashedError  # noqa: F401 - re-exported for existing imports
+
 import atexit
 import collections
 import contextvars
@@ -42,21 +46,9 @@ from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result, encode_task
 _MAX_START_FAILURES = 3
 
 
-class WorkerCrashedError(RuntimeError):
-    """The worker process running a step died (signal, exit, out of memory) or was cancelled."""
-
 
 def pool_size_from_env() -> int:
-    env = os.environ.get("DYNPIPE_WORKERS", "").strip()
-    if env:
-        try:
-            size = int(env)
-        except ValueError:
-            raise ValueError(f"DYNPIPE_WORKERS={env!r} is not a whole number of worker processes") from None
-        if size < 1:
-            raise ValueError(f"DYNPIPE_WORKERS={env!r} must be at least 1")
-        return size
-    return os.cpu_count() or 1
+    return settings.local_workers()
 
 
 def describe_exit(returncode: int | None, memory_limit: str | None = None) -> str:

@@ -9,6 +9,8 @@ step's invocation id, so the console (or notebook) still streams them live.
 
 from __future__ import annotations
 
+from .. import settings
+
 import contextvars
 import io
 import logging
@@ -210,7 +212,7 @@ def record_step_error(traceback_text: str, summary: str) -> None:
 
 
 def echo_enabled() -> bool:
-    return os.environ.get("DYNPIPE_ECHO_LOGS", "true").lower() not in ("0", "false", "no")
+    return settings.echo_logs()
 
 
 @contextmanager

@@ -13,8 +13,8 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import StoreError
 from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
-from ..store.errors import StoreError
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error

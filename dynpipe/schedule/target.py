@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from ..errors import TargetError  # noqa: F401 - re-exported for existing imports
+
 import importlib
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
-
-class TargetError(ValueError):
-    """The schedule target names a file, module or pipeline that cannot be loaded."""
 
 
 def split_target(target: str) -> tuple[str, str | None]:

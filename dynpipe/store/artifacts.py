@@ -21,12 +21,8 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import (
-    ArtifactIntegrityError,
-    StoreAccessError,
-    StoreFullError,
-    UnsafeStoreError,
-)
+from .. import settings
+from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError, StoreFullError, UnsafeStoreError
 from .location import FILE_MODE, current_uid, make_private_dir, user_name
 
 if TYPE_CHECKING:
@@ -37,26 +33,6 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _ACCESS_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _OPEN_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-
-def _bytes_from_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a whole number of bytes") from None
-
-
-def inline_limit_from_env() -> int:
-    """Largest artifact kept in the database (bytes); DYNPIPE_INLINE_ARTIFACT_BYTES=0 turns it off."""
-    return _bytes_from_env("DYNPIPE_INLINE_ARTIFACT_BYTES", 4096)
-
-
-def hash_limit_from_env() -> int:
-    """Largest artifact file re-hashed on every load (bytes); bigger ones get a size check."""
-    return _bytes_from_env("DYNPIPE_VERIFY_HASH_MAX_BYTES", 64 << 20)
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -92,7 +68,7 @@ class ArtifactFiles:
         self._made_dirs: set[str] = set()
         self.blobs = blobs
         self._uid = None if trust_foreign else current_uid()
-        self.hash_limit = hash_limit_from_env()
+        self.hash_limit = settings.verify_hash_max_bytes()
 
     # -- writing ------------------------------------------------------------------
     def put(self, data: bytes) -> tuple[str, str]:
@@ -126,8 +102,10 @@ class ArtifactFiles:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if isinstance(exc, OSError):
-                raise self._os_error(exc, len(data)) from exc
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                mapped = self._os_error(exc, len(data))
+                if mapped is not exc:
+                    raise mapped from exc
             raise
         return rel, digest
 

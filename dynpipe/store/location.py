@@ -13,7 +13,8 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import StoreAccessError, UnsafeStoreError
+from .. import settings
+from ..errors import StoreAccessError, UnsafeStoreError
 
 SAFE_STORE_ENV = "DYNPIPE_SAFE_STORE"
 DIR_MODE = 0o700
@@ -37,7 +38,7 @@ def user_name(uid: int) -> str:
 
 def is_trusted_override(root: Path) -> bool:
     """True if ``DYNPIPE_SAFE_STORE`` names ``root`` (or is ``*``): foreign ownership is accepted."""
-    value = os.environ.get(SAFE_STORE_ENV, "").strip()
+    value = settings.safe_store()
     if not value:
         return False
     if value == "*":
@@ -57,9 +58,9 @@ def _owner(path: Path) -> int | None:
 
 def find_store_root(start: Path | None = None) -> Path:
     """The store root for ``start`` (default: the working directory); never checks ownership itself."""
-    env = os.environ.get("DYNPIPE_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
+    home = settings.store_home()
+    if home is not None:
+        return home
     here = (start or Path.cwd()).resolve()
     me = current_uid()
     folder = here

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import ArtifactLoadError  # noqa: F401 - re-exported for existing imports
+from ..status import FINISHED as _FINISHED, ExecutionStatus  # noqa: F401 - re-exported
+
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,35 +15,6 @@ if TYPE_CHECKING:
     import sqlite3
 
     from .store import Store
-
-
-class ExecutionStatus(str, Enum):
-    """Status of a run or step run (lower-case strings, stable in the store)."""
-
-    INITIALIZING = "initializing"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CACHED = "cached"
-    SKIPPED = "skipped"
-    STOPPED = "stopped"
-    RETRYING = "retrying"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def is_finished(self) -> bool:
-        return self in _FINISHED
-
-
-_FINISHED = {
-    ExecutionStatus.COMPLETED,
-    ExecutionStatus.FAILED,
-    ExecutionStatus.CACHED,
-    ExecutionStatus.SKIPPED,
-    ExecutionStatus.STOPPED,
-}
 
 
 def to_datetime(value: float | None) -> datetime | None:
@@ -122,9 +96,6 @@ class StepAttempt:
     error_type: str | None
     error_message: str | None
 
-
-class ArtifactLoadError(RuntimeError):
-    """A stored artifact's type or materializer is not available in this process."""
 
 
 @dataclass

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactFiles, inline_limit_from_env
-from .errors import StoreAccessError
+from .. import settings
+from ..errors import StoreAccessError, StoreError
+from .artifacts import ArtifactFiles
 from .location import (
     check_store_owner,
     describe_access_problem,
@@ -56,9 +57,11 @@ class Store:
                 raise PermissionError(errno.EACCES, "read-only", str(root))
             self.metadata = MetadataStore(db)
             self.files = ArtifactFiles(root, blobs=self.metadata, trust_foreign=trusted)
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise StoreAccessError(describe_access_problem(root, db, exc)) from exc
-        self.inline_limit = inline_limit_from_env()
+        self.inline_limit = settings.inline_artifact_bytes()
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
         mat = materializer or registry.for_value(value)

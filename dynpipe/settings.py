@@ -1,0 +1,180 @@
+"""Every ``DYNPIPE_*`` environment variable, read in one place.
+
+Each setting is read when asked for (never frozen at import time, so a notebook or a test
+can change it between runs) and parsed by one of three parsers. A value dynpipe cannot use
+raises :class:`~dynpipe.errors.SettingError` naming the variable, the value and what is
+accepted — before any step is registered, so a bad setting can never leave a run waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from .errors import SettingError
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def flag(name: str, default: bool) -> bool:
+    """A boolean variable: 1/true/yes/on or 0/false/no/off (any case)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingError(f"{name}={value!r} is not a boolean; use one of 1/true/yes/on or 0/false/no/off")
+
+
+def whole_number(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer variable within ``[minimum, maximum]``."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a whole number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise SettingError(f"{name}={value!r} must be at least {minimum}{upper}")
+    return number
+
+
+def seconds(name: str, default: float, minimum: float = 0.0, maximum: float = 86_400.0) -> float:
+    """A finite duration in seconds within ``[minimum, maximum]``."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or number < minimum or number > maximum:
+        raise SettingError(f"{name}={value!r} must be between {minimum:g} and {maximum:g} seconds")
+    return number
+
+
+def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise SettingError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def text(name: str) -> str | None:
+    """A free-form string variable; unset or blank is ``None``."""
+    return _raw(name)
+
+
+# -- the settings themselves ------------------------------------------------------------
+
+
+def store_home() -> Path | None:
+    """``DYNPIPE_HOME``: the store folder; ``None`` means "find ``.dynpipe/`` upwards"."""
+    value = _raw("DYNPIPE_HOME")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def safe_store() -> str | None:
+    """``DYNPIPE_SAFE_STORE``: stores trusted although another user owns them (paths joined by
+    ``os.pathsep``, or ``*`` for any); see docs/trust-and-crash-safety.md."""
+    return _raw("DYNPIPE_SAFE_STORE")
+
+
+def verify_hash_max_bytes() -> int:
+    """``DYNPIPE_VERIFY_HASH_MAX_BYTES``: artifact files up to this size are re-hashed on every load."""
+    return whole_number("DYNPIPE_VERIFY_HASH_MAX_BYTES", 64 << 20, minimum=0)
+
+
+def inline_workers() -> int:
+    """``DYNPIPE_INLINE_WORKERS``: threads running submitted inline steps of one run."""
+    return whole_number("DYNPIPE_INLINE_WORKERS", max(8, (os.cpu_count() or 1) + 4), maximum=4096)
+
+
+def isolated_waiters() -> int:
+    """``DYNPIPE_ISOLATED_WAITERS``: isolated steps of one run in flight at once."""
+    return whole_number("DYNPIPE_ISOLATED_WAITERS", 64, maximum=4096)
+
+
+def local_workers() -> int:
+    """``DYNPIPE_WORKERS``: worker processes of the local pool for isolated steps."""
+    return whole_number("DYNPIPE_WORKERS", os.cpu_count() or 1, maximum=1024)
+
+
+def isolated_backend() -> str:
+    """``DYNPIPE_ISOLATED_BACKEND``: where ``runtime="isolated"`` steps run."""
+    return choice("DYNPIPE_ISOLATED_BACKEND", "local", ("local", "kubernetes"))
+
+
+def echo_logs() -> bool:
+    """``DYNPIPE_ECHO_LOGS``: echo captured step output live to the console/cell."""
+    return flag("DYNPIPE_ECHO_LOGS", True)
+
+
+def enforce_type_annotations() -> bool:
+    """``DYNPIPE_ENFORCE_TYPE_ANNOTATIONS``: refuse steps whose inputs/outputs lack annotations."""
+    return flag("DYNPIPE_ENFORCE_TYPE_ANNOTATIONS", False)
+
+
+def run_single_steps_without_store() -> bool:
+    """``DYNPIPE_RUN_SINGLE_STEPS_WITHOUT_STORE``: a step called outside a pipeline runs as a plain function."""
+    return flag("DYNPIPE_RUN_SINGLE_STEPS_WITHOUT_STORE", False)
+
+
+def inline_artifact_bytes() -> int:
+    """``DYNPIPE_INLINE_ARTIFACT_BYTES``: outputs up to this size are kept inside the metadata database."""
+    return whole_number("DYNPIPE_INLINE_ARTIFACT_BYTES", 4096, minimum=0, maximum=1 << 20)
+
+
+def group_threshold() -> int:
+    """``DYNPIPE_GROUP_THRESHOLD``: sibling steps of one kind beyond this are drawn as one group node."""
+    return whole_number("DYNPIPE_GROUP_THRESHOLD", 12, minimum=2, maximum=100_000)
+
+
+def widget_interval() -> float:
+    """``DYNPIPE_WIDGET_INTERVAL``: seconds between live DAG redraws."""
+    return seconds("DYNPIPE_WIDGET_INTERVAL", 0.25, minimum=0.01, maximum=60.0)
+
+
+def k8s_namespace() -> str:
+    return text("DYNPIPE_K8S_NAMESPACE") or "default"
+
+
+def k8s_image() -> str | None:
+    return text("DYNPIPE_K8S_IMAGE")
+
+
+def k8s_pvc() -> str | None:
+    return text("DYNPIPE_K8S_PVC")
+
+
+def k8s_service_account() -> str | None:
+    return text("DYNPIPE_K8S_SERVICE_ACCOUNT")
+
+
+def k8s_poll_interval() -> float:
+    return seconds("DYNPIPE_K8S_POLL", 2.0, minimum=0.05, maximum=600.0)
+
+
+def check_run_settings() -> None:
+    """Parse every setting a run depends on, so a bad one fails before any step is registered."""
+    inline_workers()
+    isolated_waiters()
+    isolated_backend()
+    echo_logs()
