@@ -217,11 +217,14 @@ class ArtifactFiles:
             return False
         if not full:
             return True
+        hasher = hashlib.sha256()
         try:
-            with open(path, "rb") as fh:
-                return hashlib.file_digest(fh, "sha256").hexdigest() == expected_hash
+            with open(path, "rb", buffering=0) as fh:
+                while chunk := fh.read(1 << 20):
+                    hasher.update(chunk)
         except OSError:
             return False
+        return hasher.hexdigest() == expected_hash
 
     def exists(self, uri: str) -> bool:
         if uri.startswith(DB_PREFIX):
