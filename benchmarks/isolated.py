@@ -3,7 +3,7 @@
     python benchmarks/isolated.py                 # 200 steps, median of 5 runs
     python benchmarks/isolated.py --steps 50 --repeats 2   # smoke run
 
-Figures (DESIGN.md §6 target: isolated round trip with a warm pool <= 15 ms/step):
+Figures (target: isolated round trip with a warm pool <= 15 ms/step):
 * transport: ``runtime.launch(task).result()`` for a no-output task, no engine, no store
   writes: pickling, the socket round trip and ``execute_task`` in the worker.
 * sequential: a dynamic pipeline calling a trivial isolated step N times, one after the

@@ -5,7 +5,7 @@
 
 Every figure is measured in a fresh process with a fresh store (DYNPIPE_HOME in a
 temporary directory): a short warm-up run, then ``--repeats`` timed runs, median shown.
-Targets are DESIGN.md §6.
+Targets are the per-step overhead targets listed in benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ import tempfile
 
 import pytest
 
-_prepared: set[str] = set()
+#: The notebooks already given a store, kept on the test session (not in module state).
+_PREPARED = pytest.StashKey[set[str]]()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     path = str(item.path)
-    if path.endswith(".ipynb") and path not in _prepared:
-        _prepared.add(path)
+    prepared = item.config.stash.setdefault(_PREPARED, set())
+    if path.endswith(".ipynb") and path not in prepared:
+        prepared.add(path)
         os.environ["DYNPIPE_HOME"] = tempfile.mkdtemp(prefix="dynpipe-nbval-")

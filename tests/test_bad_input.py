@@ -81,8 +81,9 @@ def test_parameters_json_would_change_are_kept_exactly_and_do_not_share_cache_en
     assert ran == [{1: "a"}, {"1": "a"}, (1, 2), [1, 2]]
     # A second run hits the cache for each, with the same exact values.
     again = p()
-    assert [again.steps[i].status.value for i in ("describe", "describe_2", "describe_3", "describe_4")] == ["cached"] * 4
-    assert [again.steps[i].output.load() for i in ("describe", "describe_2", "describe_3", "describe_4")] == outputs
+    ids = ("describe", "describe_2", "describe_3", "describe_4")
+    assert [again.steps[i].status.value for i in ids] == ["cached"] * 4
+    assert [again.steps[i].output.load() for i in ids] == outputs
 
 
 @pytest.mark.filterwarnings("ignore:dynpipe. no materializer")

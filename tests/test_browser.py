@@ -3,6 +3,12 @@
 Runs a ``%%pipeline`` cell that submits slow steps, then watches the page: node statuses
 must go from running to completed while nobody re-runs the cell (updates come from the
 kernel's background threads). Saves a screenshot to test-artifacts/live-dag.png.
+
+A cell's widget stays live while any of its steps runs, then becomes a static picture;
+the cells here keep a ``hold`` step running (released through a flag file) while the
+test clicks, expands and watches timers. The second test saves the notebook, restarts
+the kernel, reloads the page and checks every cell still shows its DAG, with no widget
+error.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import nbformat
@@ -51,15 +58,40 @@ def pick_best(scores: list[float]) -> float:
 
 @step(enable_cache=False)
 def tick(i: int) -> int:
-    return i'''
+    return i
+
+@step(enable_cache=False)
+def hold(flag: str) -> str:
+    """Runs until the test creates ``flag`` (at most two minutes)."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(flag) and time.time() < deadline:
+        time.sleep(0.05)
+    return flag'''
 
 RUN = '''%%pipeline browser_demo
 n = make_batches().load()
 scores = [train.submit(i) for i in range(n)]
-best = pick_best.submit(scores)'''
+best = pick_best.submit(scores)
+held = hold.submit({flag!r})'''
 
 FAN = '''%%pipeline browser_fan
-ticks = [tick.submit(i) for i in range(20)]'''
+ticks = [tick.submit(i) for i in range(20)]
+held = hold.submit({flag!r})'''
+
+TIMERS = (
+    # The kernel stays busy for a while after submitting: timers must tick meanwhile too.
+    '''%%pipeline timers
+held = hold.submit({flag!r})
+first = tick(1)
+time.sleep(6)''',
+    '''%%pipeline timers
+held.wait()
+second = tick(2)''',
+)
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def free_port() -> int:
@@ -73,11 +105,17 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs."""
     root = tmp_path / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP.format(home=str(tmp_path / "store"))),
-                nbformat.v4.new_code_cell(RUN), nbformat.v4.new_code_cell(FAN)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "live.ipynb")
+    setup = SETUP.format(home=str(tmp_path / "store"))
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    for name, cells in (
+        ("live.ipynb", [setup, RUN.format(flag=str(flags / "run")), FAN.format(flag=str(flags / "fan"))]),
+        ("timers.ipynb", [setup, *(c.format(flag=str(flags / "timers")) for c in TIMERS)]),
+    ):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / name)
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "runtime"),
@@ -97,7 +135,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
@@ -125,16 +163,17 @@ def prompt(page: object, index: int) -> str:
     )
 
 
-def run_cell(page: object, index: int, done: str) -> None:
-    """Select cell ``index`` and press Shift+Enter until the kernel has started it."""
+def run_cell(page: object, index: int, done: str, wait: bool = True) -> None:
+    """Select cell ``index`` and press Shift+Enter until the kernel has started it; then
+    (``wait``) until its prompt shows ``done``."""
     for _ in range(4):
         page.locator(".jp-Notebook .jp-CodeCell").nth(index).locator(".jp-InputPrompt").click()  # type: ignore[attr-defined]
         page.keyboard.press("Shift+Enter")  # type: ignore[attr-defined]
-        deadline = time.time() + 15
-        while time.time() < deadline:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
             text = prompt(page, index)
             if "*" in text or done in text:
-                if "*" in text:
+                if "*" in text and wait:
                     page.wait_for_function(  # type: ignore[attr-defined]
                         "([i, d]) => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[i]"
                         ".querySelector('.jp-InputPrompt').textContent.includes(d)",
@@ -193,7 +232,8 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             # ...and every node reaches 'completed' with no further cell execution.
             page.wait_for_function(
                 """() => {
-                  const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')];
+                  const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                    .filter(n => n.id !== 'dp-n-hold');
                   return nodes.length === 7 && nodes.every(n => n.dataset.dpStatus === 'completed');
                 }""",
                 timeout=90_000,
@@ -225,12 +265,21 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             fan.locator(".dp-info button", has_text="expand").click()
             page.wait_for_function(
                 """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
-                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 20; }""",
+                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 21; }  // + hold""",
                 timeout=30_000,
             )
             fan.locator(".dp-bar button", has_text="collapse tick").click()
             group.wait_for(timeout=30_000)
-            assert fan.locator("g.node").count() == 1
+            assert fan.locator("g.node").count() == 2  # the group and hold
+            # Released, the last steps finish and each cell's widget becomes its static picture.
+            for flag in ("run", "fan"):
+                (tmp_path / "flags" / flag).touch()
+            page.wait_for_function(
+                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                           return !document.querySelector('.dynpipe-dag')
+                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+                timeout=60_000,
+            )
             if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):  # refresh the README's picture
                 (ROOT / "docs").mkdir(exist_ok=True)
                 picture = ARTIFACTS / "live-dag.png"
@@ -240,6 +289,123 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+            raise
+        finally:
+            context.close()
+
+
+def open_notebook(page: Any, url: str) -> None:
+    """Load ``url`` and wait until the notebook is shown and its kernel is idle."""
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')", timeout=60_000)
+
+
+def wait_for_tick(page: Any, before: str, selector_js: str) -> str:
+    """Wait (deadline 6 s) until the text ``selector_js`` returns differs from ``before``."""
+    page.wait_for_function(f"b => ({selector_js})() !== b", arg=before, timeout=6_000)
+    return page.evaluate(f"({selector_js})()")  # type: ignore[no-any-return]
+
+
+LABEL_JS = """() => { const g = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                        .find(n => n.id === 'dp-n-hold');
+                      const t = g && [...g.querySelectorAll('text')].map(x => x.textContent)
+                        .find(x => x.startsWith('running'));
+                      return t || ''; }"""
+HEAD_JS = "() => (document.querySelector('.dynpipe-dag .dp-head') || {}).textContent || ''"
+
+
+def kernel_id(base: str, token: str, path: str) -> str:
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as r:
+        sessions = json.load(r)
+    return next(s["kernel"]["id"] for s in sessions if s["path"].endswith(path))
+
+
+def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/timers.ipynb?reset&token={token}"
+    saved = tmp_path / "root" / "timers.ipynb"
+    shots = ROOT / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            open_notebook(page, url)
+            run_cell(page, 0, "[1]")
+            run_cell(page, 1, "[2]", wait=False)  # returns while the cell still sleeps
+            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
+            page.wait_for_function(f"() => ({LABEL_JS})() !== ''", timeout=30_000)
+
+            # 1. The kernel is busy (the cell sleeps): the running step's duration still ticks.
+            first = page.evaluate(f"({LABEL_JS})()")
+            second = wait_for_tick(page, first, LABEL_JS)
+            assert "*" in prompt(page, 1), "the cell returned before the busy-kernel check"
+            assert first.startswith("running · ") and second.startswith("running · ") and first != second
+
+            # 2. The cell returned (kernel idle), the step still runs: node and header tick.
+            page.wait_for_function(
+                "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1]"
+                ".querySelector('.jp-InputPrompt').textContent.includes('[2]')", timeout=60_000,
+            )
+            label, head = page.evaluate(f"({LABEL_JS})()"), page.evaluate(f"({HEAD_JS})()")
+            assert "timers" in head and "running" in head and "elapsed" in head, head
+            assert wait_for_tick(page, label, LABEL_JS) != label
+            assert wait_for_tick(page, head, HEAD_JS) != head
+            assert page.locator(".dynpipe-dag g.node[data-dp-status='running']").count() == 1
+            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "running-timers.png"))
+
+            # 3. Released, the cell's work is done: its widget becomes the static picture.
+            (tmp_path / "flags" / "timers").touch()
+            run_cell(page, 2, "[3]")
+            page.wait_for_function(
+                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                           return !document.querySelector('.dynpipe-dag')
+                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+                timeout=60_000,
+            )
+
+            # 4. Save; the saved file holds pictures and no widget view.
+            page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
+            page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 30
+            while True:
+                nb = nbformat.read(saved, as_version=4)
+                outs = [o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"]
+                if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
+                    break
+                assert time.time() < deadline, f"the saved notebook has no pictures: {outs}"
+                time.sleep(0.3)
+            assert not any(WIDGET_MIME in d for d in outs), outs
+
+            # 5. Restart the kernel, reload the page: each cell shows its DAG, no widget error.
+            req = urllib.request.Request(
+                f"{base}/api/kernels/{kernel_id(base, token, 'timers.ipynb')}/restart",
+                method="POST", headers={"Authorization": f"token {token}"},
+            )
+            urllib.request.urlopen(req, timeout=60).close()
+            open_notebook(page, url.replace("?reset&", "?"))
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3)
+                           .every(c => c.querySelector('.jp-OutputArea-output img'))""",
+                timeout=60_000,
+            )
+            page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=30_000)
+            text = page.locator(".jp-Notebook").inner_text()
+            assert "model not found" not in text and "Error displaying widget" not in text
+            sources = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output img", "els => els.map(e => e.src)")
+            assert len(sources) == 2 and all(s.startswith("data:image/svg+xml") for s in sources), sources
+            page.locator(".jp-Notebook .jp-CodeCell").nth(2).scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "reopened-after-restart.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-failure-timers.png"))
             raise
         finally:
             context.close()

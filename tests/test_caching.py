@@ -366,8 +366,27 @@ def test_policy_without_artifact_values_ignores_input_content() -> None:
     assert run.steps["blind"].output.load() == 1
 
 
-def test_policy_expires_after_and_max_age() -> None:
-    @step(cache_policy=CachePolicy(expires_after=0.6))
+class _ShiftedTime:
+    """The ``time`` module as the engine sees it, with ``time()`` moved forward on demand:
+    cache expiry is tested by moving the clock, not by sleeping past a short expiry."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_policy_expires_after_and_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynpipe.engine import launcher
+
+    clock = _ShiftedTime()
+    monkeypatch.setattr(launcher, "time", clock)
+
+    @step(cache_policy=CachePolicy(expires_after=3600))
     def short_lived() -> int:
         return 1
 
@@ -383,7 +402,7 @@ def test_policy_expires_after_and_max_age() -> None:
     p()
     run = p()
     assert run.steps["short_lived"].status.value == "cached"
-    time.sleep(0.7)
+    clock.offset = 2 * 3600  # past the hour, within the day
     run = p()
     assert run.steps["short_lived"].status.value == "completed"
     assert run.steps["long_lived"].status.value == "cached"

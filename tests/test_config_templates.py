@@ -135,7 +135,10 @@ def test_steps_without_depends_on_are_not_configurable(tmp_path: Path) -> None:
     ("text", "key", "line"),
     [
         ("run_name: x\nexecution_modus: fail_fast\n", "execution_modus", 2),
-        ("steps:\n  some_step:\n    enable_cache: true\n    paramters:\n      arg: 1\n", "steps.some_step.paramters", 4),
+        (
+            "steps:\n  some_step:\n    enable_cache: true\n    paramters:\n      arg: 1\n",
+            "steps.some_step.paramters", 4,
+        ),
         ("steps:\n  some_step:\n    retry:\n      max_retries: -2\n", "steps.some_step.retry.max_retries", 4),
         ("execution_mode: sometimes\n", "execution_mode", 1),
     ],

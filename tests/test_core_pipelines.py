@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Annotated
 
 import pytest
+from helpers import DEADLINE, barrier, meet
 
 from dynpipe import (
     ArtifactConfig,
@@ -109,6 +109,7 @@ def test_submit_runs_concurrently_and_fans_in() -> None:
     active = 0
     peak = 0
     lock = threading.Lock()
+    all_four = barrier(4)  # opens only while the four submitted steps run at once
 
     @step
     def slow(i: int) -> int:
@@ -116,7 +117,7 @@ def test_submit_runs_concurrently_and_fans_in() -> None:
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.4)
+        meet(all_four, "the submitted steps")
         with lock:
             active -= 1
         return i
@@ -127,21 +128,20 @@ def test_submit_runs_concurrently_and_fans_in() -> None:
         assert all(isinstance(f, StepRunFuture) for f in futures)
         total(futures)
 
-    started = time.perf_counter()
     run = p()
-    elapsed = time.perf_counter() - started
-    assert peak >= 2, "submitted steps never overlapped"
-    assert elapsed < 4 * 0.4
+    assert peak == 4, "submitted steps never overlapped"
     assert run.steps["total"].output.load() == 0 + 1 + 2 + 3
     assert sorted(run.steps["total"].upstream) == ["slow", "slow_2", "slow_3", "slow_4"]
 
 
 def test_future_api() -> None:
     gate = threading.Event()
+    entered = threading.Event()
 
     @step
     def waits() -> int:
-        gate.wait(5)
+        entered.set()
+        assert gate.wait(DEADLINE), "the pipeline body never opened the gate"
         return 5
 
     results: dict[str, object] = {}
@@ -149,7 +149,7 @@ def test_future_api() -> None:
     @pipeline(dynamic=True)
     def p() -> None:
         fut = waits.submit()
-        time.sleep(0.1)
+        assert entered.wait(DEADLINE), "the submitted step never started"
         results["running"] = fut.running()
         results["done_before"] = fut.done()
         gate.set()
@@ -194,6 +194,7 @@ def test_multi_output_future_indexing() -> None:
 def test_static_pipeline_builds_dag_first_and_runs_independent_steps_concurrently() -> None:
     order: list[str] = []
     lock = threading.Lock()
+    branches = barrier(3)  # opens only while the three independent branches run at once
 
     @step
     def source() -> int:
@@ -203,7 +204,7 @@ def test_static_pipeline_builds_dag_first_and_runs_independent_steps_concurrentl
     def branch(x: int, tag: str) -> int:
         with lock:
             order.append(f"start-{tag}")
-        time.sleep(0.3)
+        meet(branches, "the independent branches of a static pipeline")
         with lock:
             order.append(f"end-{tag}")
         return x
@@ -225,7 +226,7 @@ def test_static_pipeline_builds_dag_first_and_runs_independent_steps_concurrentl
     assert run.status.value == "completed"
     starts = [i for i, e in enumerate(order) if e.startswith("start")]
     first_end = min(i for i, e in enumerate(order) if e.startswith("end"))
-    assert len([i for i in starts if i < first_end]) >= 2, order
+    assert len([i for i in starts if i < first_end]) == 3, order
     assert order.index("side") > order.index("end-c")
     assert run.steps["side_effect"].upstream == ["branch_3"]
     assert sorted(run.steps["add"].upstream) == ["branch", "branch_2"]

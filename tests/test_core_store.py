@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -93,7 +94,9 @@ def test_several_processes_write_concurrently_without_losing_anything(
     script.write_text(WRITER)
     env = {**os.environ, "DYNPIPE_HOME": str(store_home), "DYNPIPE_ECHO_LOGS": "false"}
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(w)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(w)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for w in range(4)
     ]
     for proc in procs:
@@ -143,16 +146,17 @@ def test_killed_process_leaves_usable_store_and_run_not_running(store_home: Path
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "started" in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail("child never reached the long step")
+    # Raw reads behind select(): a blocking readline() would wait past the deadline.
+    fd, seen, deadline = proc.stdout.fileno(), b"", time.monotonic() + 60
+    while b"started" not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:  # the deadline passed, or the child exited
+            proc.kill()
+            pytest.fail(f"child never reached the long step; it wrote {seen!r}")
+        seen += chunk
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
@@ -191,11 +195,16 @@ def test_cli_lists_and_shows_runs(store_home: Path) -> None:
 
     run = greet()
     env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
-    listed = subprocess.run([sys.executable, "-m", "dynpipe.cli", "runs", "list"], env=env, capture_output=True, text=True, check=True)
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dynpipe.cli", *args], env=env, capture_output=True, text=True, check=check
+        )
+
+    listed = cli("runs", "list")
     assert run.name in listed.stdout and "completed" in listed.stdout and "2 completed" in listed.stdout
-    shown = subprocess.run([sys.executable, "-m", "dynpipe.cli", "runs", "show", run.name], env=env, capture_output=True, text=True, check=True)
+    shown = cli("runs", "show", run.name)
     assert "hello_2" in shown.stdout and "STATUS" in shown.stdout
-    logs = subprocess.run([sys.executable, "-m", "dynpipe.cli", "runs", "logs", run.name, "hello_2"], env=env, capture_output=True, text=True, check=True)
+    logs = cli("runs", "logs", run.name, "hello_2")
     assert logs.stdout.strip() == "hello bob"
-    missing = subprocess.run([sys.executable, "-m", "dynpipe.cli", "runs", "show", "nope"], env=env, capture_output=True, text=True)
+    missing = cli("runs", "show", "nope", check=False)
     assert missing.returncode == 1 and "no pipeline run" in missing.stderr

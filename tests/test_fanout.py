@@ -3,10 +3,11 @@ lists of futures or artifacts."""
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Annotated, Any
 
 import pytest
+from helpers import DEADLINE, barrier, meet
 
 from dynpipe import Client, MapResultsFuture, StepRunFuture, pipeline, step, unmapped
 
@@ -158,9 +159,15 @@ def test_unpack_multi_output_map_results() -> None:
 
 
 def test_map_results_future_iteration_wait_done_and_result() -> None:
-    @step
+    # The three mapped steps meet at a barrier (it only opens if they run at the same
+    # time) and then hold until the body has looked at done(), so done() must be False.
+    together = barrier(3)
+    looked = threading.Event()
+
+    @step(enable_cache=False)
     def slow(x: int) -> int:
-        time.sleep(0.2)
+        meet(together, "the mapped steps")
+        assert looked.wait(DEADLINE), "the pipeline body never checked done()"
         return x
 
     seen: dict[str, Any] = {}
@@ -169,6 +176,7 @@ def test_map_results_future_iteration_wait_done_and_result() -> None:
     def p() -> None:
         res = slow.map([1, 2, 3])
         seen["done_early"] = res.done()
+        looked.set()
         res.wait()
         seen["done_after"] = res.done()
         seen["each"] = [f.load() for f in res]
@@ -176,9 +184,8 @@ def test_map_results_future_iteration_wait_done_and_result() -> None:
         seen["result"] = [a.load() for a in res.result()]
         seen["len"] = len(res)
 
-    started = time.monotonic()
-    p()
-    assert time.monotonic() - started < 0.2 * 3 * 0.7  # they ran concurrently
+    run = p()
+    assert run.status.value == "completed"  # the barrier opened: the three ran concurrently
     assert seen == {
         "done_early": False, "done_after": True, "each": [1, 2, 3],
         "ids": ["slow", "slow_2", "slow_3"], "result": [1, 2, 3], "len": 3,

@@ -284,9 +284,11 @@ def test_a_raising_failure_hook_is_reported_and_the_record_stays_consistent() ->
     def p() -> None:
         breaks()
 
-    with pytest.warns(RuntimeWarning, match="on_failure hook 'bad_hook'.*alerting service down"):
-        with pytest.raises(ValueError, match="the step's own error"):
-            p()
+    with (
+        pytest.warns(RuntimeWarning, match="on_failure hook 'bad_hook'.*alerting service down"),
+        pytest.raises(ValueError, match="the step's own error"),
+    ):
+        p()
     run = Client().get_pipeline("p").last_run
     sr = run.steps["breaks"]
     assert run.status.value == "failed"
@@ -378,15 +380,6 @@ def test_hooks_are_not_run_for_skipped_steps() -> None:
     assert events == [("failure-noargs", "breaks")]
 
 
-def _isolated_available() -> bool:
-    try:
-        import dynpipe.runtimes.local  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _isolated_available(), reason="isolated runtime not built yet")
 def test_step_context_and_hooks_with_isolated_steps() -> None:
     def capture(exc: BaseException) -> None:
         ctx = get_step_context()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import Client, pipeline, step
 from dynpipe.engine.context import RunNameTaken
@@ -82,11 +83,14 @@ def test_custom_ids_on_submit_and_static_pipelines() -> None:
 
 
 def test_after_orders_steps_and_records_the_edge() -> None:
-    import time
+    import threading
+
+    release = threading.Event()
 
     @step(enable_cache=False)
     def slow(tag: str) -> str:
-        time.sleep(0.3)
+        # Held until the body has seen `quick` finish, so only `after` keeps `last` waiting.
+        assert release.wait(DEADLINE), "the pipeline body never released slow"
         order.append(tag)
         return tag
 
@@ -96,8 +100,13 @@ def test_after_orders_steps_and_records_the_edge() -> None:
     def p() -> None:
         a = slow.submit("slow")
         b = work.submit("quick")
-        work.submit("after-both", after=[a, b], id="last")
+        last = work.submit("after-both", after=[a, b], id="last")
         work.submit("after-id", after="last", id="by_id")
+        try:
+            wait_until(b.done, what="the quick step to finish")
+            assert not last.done(), "'last' ran before the step it comes after"
+        finally:
+            release.set()
 
     run = p()
     assert order.index("after-both") > order.index("slow")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Annotated
 
 import psutil
 import pytest
+from helpers import DEADLINE, file_barrier, wait_until
 
 from dynpipe import (
     Client,
@@ -47,8 +50,16 @@ def four_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @step(runtime="isolated", enable_cache=False)
-def sleeper(seconds: float) -> int:
-    time.sleep(seconds)
+def meets_at(directory: str, parties: int) -> int:
+    file_barrier(directory, parties)  # returns only if `parties` steps run at the same time
+    return os.getpid()
+
+
+@step(runtime="isolated", enable_cache=False)
+def pid_then_sleep(pid_file: str) -> int:
+    Path(pid_file + ".tmp").write_text(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)  # whole or absent: the test reads it as soon as it exists
+    time.sleep(600)  # far past the test's timeout: only a kill ends it in time
     return os.getpid()
 
 
@@ -111,9 +122,9 @@ def chatty() -> int:
 
 
 @step(runtime="isolated", enable_cache=False)
-def tick_then_sleep() -> int:
+def tick_then_wait(release: str) -> int:
     print("tick", flush=True)
-    time.sleep(1.5)
+    wait_until(Path(release).exists, what=f"the test to create {release}")
     print("tock")
     return 2
 
@@ -175,20 +186,18 @@ def test_step_runs_in_another_process_of_the_pool() -> None:
     assert run.steps["whoami"].runtime == "isolated"
 
 
-def test_submitted_isolated_steps_run_in_parallel() -> None:
+def test_submitted_isolated_steps_run_in_parallel(tmp_path: Path) -> None:
     _warm()
+    meeting = str(tmp_path / "barrier")
 
     @pipeline(dynamic=True)
     def parallel() -> None:
-        futures = [sleeper.submit(1.0) for _ in range(4)]
+        futures = [meets_at.submit(meeting, 4) for _ in range(4)]
         for f in futures:
             f.wait()
 
-    t0 = time.perf_counter()
     run = parallel()
-    elapsed = time.perf_counter() - t0
-    assert run.status == "completed"
-    assert elapsed < 4 * 0.7, f"4 isolated 1 s sleeps took {elapsed:.2f}s"
+    assert run.status == "completed"  # the barrier opened: the four ran at the same time
     pids = {s.output.load() for s in run.steps.values()}
     assert len(pids) == 4  # four different workers
 
@@ -300,26 +309,28 @@ def test_retries_apply_to_a_crashed_isolated_step(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-def test_fail_fast_kills_a_running_isolated_step() -> None:
+def test_fail_fast_kills_a_running_isolated_step(tmp_path: Path) -> None:
     _warm()
+    pid_file = tmp_path / "long.pid"
 
     @pipeline(dynamic=True, execution_mode="fail_fast")
     def fast() -> None:
-        long = sleeper.submit(60)
-        fail_soon.submit(1.0)
+        long = pid_then_sleep.submit(str(pid_file))
+        wait_until(pid_file.exists, what="the isolated step to start")
+        fail_soon.submit(0)
         long.wait()
 
-    t0 = time.perf_counter()
+    # The isolated step sleeps past the test's timeout: the run ends only if it is killed.
     with pytest.raises(ValueError, match="fail_soon broke"):
         fast()
-    elapsed = time.perf_counter() - t0
     run = _last_run("fast")
-    long, failed = run.steps["sleeper"], run.steps["fail_soon"]
+    long, failed = run.steps["pid_then_sleep"], run.steps["fail_soon"]
     assert failed.status == "failed"
     assert long.status == "stopped"
+    assert long.outputs == {}
     assert long.end_time is not None and failed.end_time is not None
-    assert (long.end_time - failed.end_time).total_seconds() < 2.0
-    assert elapsed < 15
+    assert long.end_time >= failed.end_time
+    _assert_all_gone([int(pid_file.read_text())])  # its worker process was killed
 
 
 def test_unpicklable_exception_becomes_step_execution_error() -> None:
@@ -356,27 +367,28 @@ def test_isolated_step_logs_are_stored() -> None:
     assert again == logs
 
 
-def test_isolated_log_lines_stream_live() -> None:
+def test_isolated_log_lines_stream_live(tmp_path: Path) -> None:
     seen_while_running: list[str] = []
+    release = tmp_path / "release"
+
+    def tail() -> list[str]:
+        ctx = current_run()
+        assert ctx is not None
+        node = ctx.graph.nodes.get("tick_then_wait")
+        return list(node.log_tail) if node is not None and "tick" in node.log_tail else []
 
     @pipeline(dynamic=True)
     def live() -> None:
-        fut = tick_then_sleep.submit()
-        ctx = current_run()
-        assert ctx is not None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not fut.done():
-            node = ctx.graph.nodes.get("tick_then_sleep")
-            if node is not None and "tick" in node.log_tail:
-                seen_while_running.extend(node.log_tail)
-                break
-            time.sleep(0.02)
-        assert not fut.done(), "the step ended before its first line was seen"
+        fut = tick_then_wait.submit(str(release))
+        # The step cannot end before `release` exists, so this line arrived while it ran.
+        seen_while_running.extend(wait_until(tail, what="the step's first line in the live graph"))
+        assert not fut.done()
+        release.touch()
         fut.wait()
 
     run = live()
     assert seen_while_running == ["tick"]
-    assert run.steps["tick_then_sleep"].logs == "tick\ntock\n"
+    assert run.steps["tick_then_wait"].logs == "tick\ntock\n"
 
 
 def test_memory_limit_raises_memory_error() -> None:
@@ -384,10 +396,8 @@ def test_memory_limit_raises_memory_error() -> None:
     def too_big() -> None:
         allocate(600)
 
-    t0 = time.perf_counter()
     with pytest.raises(MemoryError, match=r"ran out of memory.*ResourceSettings\(memory='200MB'\)"):
         too_big()
-    assert time.perf_counter() - t0 < 30
     sr = _last_run("too_big").steps["allocate"]
     assert sr.status == "failed" and sr.error_type == "MemoryError"
     assert "ran out of memory" in sr.logs
@@ -426,12 +436,12 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
     @step(runtime="isolated", enable_cache=False)
     def nap(i: int) -> int:
         print("started", i, os.getpid(), flush=True)
-        time.sleep(60)
+        time.sleep(600)
         return i
 
     @step(enable_cache=False)
     def doze() -> int:
-        time.sleep(60)  # an inline step: cannot be killed, must not hold the exit either
+        time.sleep(600)  # an inline step: cannot be killed, must not hold the exit either
         return 0
 
     @pipeline(dynamic=True)
@@ -446,7 +456,40 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_napping(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+class _Output:
+    """A child's merged stdout, read on a thread so every wait for a line has a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, count: int, timeout: float = 60) -> None:
+        end = time.monotonic() + timeout
+        seen = 0
+        while seen < count:
+            try:
+                line = self._queue.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"only {seen} of {count} lines with {text!r} within {timeout}s") from None
+            if line is None:
+                raise AssertionError(f"the process ended after {seen} of {count} lines with {text!r}:\n{self.text()}")
+            seen += text in line
+
+    def text(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        return "".join(self.lines)
+
+
+def _start_napping(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], _Output]:
     script = tmp_path / "napping.py"
     script.write_text(_INTERRUPT_SCRIPT)
     env = {**os.environ, "DYNPIPE_WORKERS": "2", "DYNPIPE_ECHO_LOGS": "true", "PYTHONUNBUFFERED": "1"}
@@ -454,19 +497,15 @@ def _start_napping(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env=env, cwd=tmp_path,
     )
-    assert proc.stdout is not None
-    started = 0
-    deadline = time.monotonic() + 60
-    while started < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "started" in line:
-            started += 1
-    assert started == 2, "the isolated steps did not start"
+    output = _Output(proc)
+    try:
+        output.wait_for("started", 2)  # both isolated steps are running
+    except AssertionError:
+        proc.kill()
+        raise
     workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert len(workers) >= 2
-    return proc, workers
+    return proc, workers, output
 
 
 def _assert_all_gone(pids: list[int]) -> None:
@@ -476,25 +515,24 @@ def _assert_all_gone(pids: list[int]) -> None:
             procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:
             continue
-    _, alive = psutil.wait_procs(procs, timeout=10)
+    _, alive = psutil.wait_procs(procs, timeout=DEADLINE)
     alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"orphan worker processes: {alive}"
 
 
 def test_ctrl_c_stops_the_run_promptly_and_leaves_no_orphan_workers(tmp_path: Path) -> None:
-    proc, workers = _start_napping(tmp_path)
-    start = time.monotonic()
+    proc, workers, output = _start_napping(tmp_path)
     proc.send_signal(signal.SIGINT)
+    # Every step sleeps 600 s: the exit comes within the deadline only if neither the
+    # isolated steps nor the inline step hold it.
     try:
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=45)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("the interrupted pipeline did not exit")
-    elapsed = time.monotonic() - start
+        raise AssertionError("the interrupted pipeline did not exit") from None
+    out = output.text()
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in out
-    # Neither the isolated steps nor the 60 s inline step hold the exit.
-    assert elapsed < 15, f"exit took {elapsed:.1f}s after Ctrl-C"
     _assert_all_gone(workers)
     run = Client().get_pipeline("napping").last_run
     assert run.status.value == "stopped"
@@ -502,7 +540,7 @@ def test_ctrl_c_stops_the_run_promptly_and_leaves_no_orphan_workers(tmp_path: Pa
 
 
 def test_no_orphan_workers_after_orchestrator_is_killed(tmp_path: Path) -> None:
-    proc, workers = _start_napping(tmp_path)
+    proc, workers, _ = _start_napping(tmp_path)
     proc.kill()  # no atexit: PR_SET_PDEATHSIG must take the workers down
     proc.wait(timeout=10)
     _assert_all_gone(workers)
@@ -527,7 +565,9 @@ def test_workers_that_cannot_start_fail_the_step_instead_of_hanging(tmp_path: Pa
     assert "exited with code 1" in (result.error_message or "")
 
 
-def _nap(seconds: float) -> None:
+def _nap(seconds: float, started: str | None = None) -> None:
+    if started:
+        Path(started).touch()
     time.sleep(seconds)
 
 
@@ -535,23 +575,26 @@ def test_cancel_of_a_queued_attempt(tmp_path: Path) -> None:
     from dynpipe.runtimes.local import LocalProcessRuntime
     from dynpipe.runtimes.task import StepTask
 
+    started = tmp_path / "running-started"
+
     def task(inv: str, seconds: float) -> StepTask:
         return StepTask(
             run_id="r", run_name="r", pipeline_name="p", step_run_id=inv, invocation_id=inv,
-            step_name=inv, func=_nap, parameters={"seconds": seconds}, inputs={},
+            step_name=inv, func=_nap, inputs={},
+            parameters={"seconds": seconds, "started": str(started) if seconds else None},
             input_annotations={}, outputs=[], materializers={}, store_root=str(tmp_path),
         )
 
     rt = LocalProcessRuntime(size=1)
     try:
         rt.warm_up()
-        running = rt.launch(task("running", 30))
+        running = rt.launch(task("running", 600))
         queued = rt.launch(task("queued", 0))
         assert queued.cancel()
-        assert "cancelled before a worker" in (queued.result(timeout=5).error_message or "")
-        time.sleep(0.5)
+        assert "cancelled before a worker" in (queued.result(timeout=DEADLINE).error_message or "")
+        wait_until(started.exists, what="the first task to start in the worker")
         assert running.cancel()
-        result = running.result(timeout=10)
+        result = running.result(timeout=DEADLINE)
         assert "the step was cancelled: its worker process was killed" in (result.error_message or "")
         assert "out of memory" not in (result.error_message or "")
     finally:
@@ -562,7 +605,7 @@ def test_cancel_of_a_queued_attempt(tmp_path: Path) -> None:
 def fork_then_die(pid_file: str) -> int:
     child = os.fork()
     if child == 0:  # the grandchild inherits the worker's socket and would keep it open
-        time.sleep(60)
+        time.sleep(600)  # past the test's timeout: the test hangs if the death is not seen
         os._exit(0)
     Path(pid_file).write_text(str(child))
     os.kill(os.getpid(), signal.SIGKILL)
@@ -576,10 +619,8 @@ def test_death_is_seen_even_if_a_child_of_the_step_holds_the_socket(tmp_path: Pa
     def forky() -> None:
         fork_then_die(str(pid_file))
 
-    t0 = time.perf_counter()
     with pytest.raises(WorkerCrashedError, match="SIGKILL"):
         forky()
-    assert time.perf_counter() - t0 < 10
     _assert_all_gone([int(pid_file.read_text())])  # the step's process group was killed too
 
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import Client, ResourceSettings, pipeline, step
 from dynpipe.runtimes import get_runtime
@@ -200,12 +201,12 @@ def test_pipeline_step_runs_as_a_job(fake_cluster: FakeBatchV1Api, store_home: P
 def test_cancel_deletes_the_job(fake_cluster: FakeBatchV1Api, tmp_path: Path) -> None:
     rt = get_runtime("isolated")
     assert isinstance(rt, KubernetesRuntime)
-    task = _task(tmp_path, func=sleep_in_pod.entrypoint, parameters={"seconds": 30})
+    task = _task(tmp_path, func=sleep_in_pod.entrypoint, parameters={"seconds": 600})
     launch = rt.launch(task)
-    time.sleep(0.3)
+    wait_until(lambda: fake_cluster.created, what="the job to be created")
     assert not launch.done()
     assert launch.cancel()
-    result = launch.result(timeout=5)
+    result = launch.result(timeout=DEADLINE)
     assert "was deleted" in (result.error_message or "")
     ((name, namespace, kwargs),) = fake_cluster.deleted
     assert name == job_name(task) and namespace == "pipelines"

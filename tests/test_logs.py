@@ -76,7 +76,9 @@ def test_echo_prefixes_lines_with_the_invocation_id(capsys: pytest.CaptureFixtur
     assert "[the_speaker] hello there" in out
 
 
-def test_isolated_echo_and_cli_logs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store_home: Path) -> None:
+def test_isolated_echo_and_cli_logs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store_home: Path
+) -> None:
     monkeypatch.setenv("DYNPIPE_WORKERS", "2")
 
     @step(runtime="isolated", enable_cache=False)

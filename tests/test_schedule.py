@@ -86,7 +86,8 @@ def test_cronjob_manifest_and_cli(module: Path) -> None:
         cronjob_manifest(name="x", target="m.py", cron="* * * * * *", image="i")
 
     out = subprocess.run(
-        [sys.executable, "-m", "dynpipe.cli", "schedule", "k8s", str(module), "--cron", "*/5 * * * *", "--image", "img:1"],
+        [sys.executable, "-m", "dynpipe.cli", "schedule", "k8s", str(module),
+         "--cron", "*/5 * * * *", "--image", "img:1"],
         capture_output=True, text=True, check=True,
     )
     parsed = yaml.safe_load(out.stdout)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import DEADLINE, wait_until
 
 from dynpipe import pipeline, step
 from dynpipe.engine.dag import RunGraph
@@ -123,20 +124,27 @@ def test_feed_coalesces_a_flood_of_events_into_few_frames() -> None:
         t.start()
     for t in threads:
         t.join()
-    time.sleep(0.5)  # let the timer thread draw the last frame
+    # The timer thread draws the last frame on its own.
+    wait_until(
+        lambda: widget.details.get("dp-g-s", {}).get("counts") == {"completed": 2000},
+        what="the feed to draw the frame with every step completed",
+    )
     elapsed = time.monotonic() - start
     feed.stop()
     events = 2000 * 3
-    assert feed.frames <= elapsed / 0.1 + 3, (feed.frames, elapsed)
     assert feed.frames < events / 100
-    assert widget.details["dp-g-s"]["counts"] == {"completed": 2000}
+    # At most one frame per interval: an upper bound that a slow machine only loosens
+    # (it makes `elapsed` longer), so it does not depend on speed.
+    assert feed.frames <= elapsed / 0.1 + 3, (feed.frames, elapsed)
     assert widget.summary.startswith("flood: open run — 2002 steps")
 
 
 def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
+    gate = threading.Event()
+
     @step(enable_cache=False)
     def slow(i: int) -> int:
-        time.sleep(0.3)
+        assert gate.wait(DEADLINE), "the test never opened the gate"
         return i
 
     @step(enable_cache=False)
@@ -151,15 +159,18 @@ def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
     widget = DagWidget()
     feed = LiveFeed("fan", run.graph, interval=0.05)
     feed.attach(widget)
-    seen: set[str] = set()
-    deadline = time.time() + 30
-    while not run.done() and time.time() < deadline:
-        seen.update(d["status"] for d in widget.details.values())
-        time.sleep(0.02)
-    assert run.result().status == "completed"
+    try:
+        # The steps hold at the gate, so the live widget must show them running.
+        wait_until(
+            lambda: sum(d["status"] == "running" for d in widget.details.values()) == 4,
+            what="the widget to show the four submitted steps running",
+        )
+        assert not run.done()
+    finally:
+        gate.set()
+    assert run.result(timeout=DEADLINE).status == "completed"
     feed.refresh(force=True)
     feed.stop()
-    assert "running" in seen
     assert widget.run_status == "completed"
     statuses = {d["id"]: d["status"] for d in widget.details.values()}
     assert statuses == {"slow": "completed", "slow_2": "completed", "slow_3": "completed",
@@ -169,5 +180,7 @@ def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
 
 
 def test_front_end_code_stays_small() -> None:
+    # Shipped in every widget's state: plain formatted ESM + CSS, no bundle (the limit grew
+    # from 8,000 when the code moved to Prettier-formatted files and gained the ticking clock).
     widget = DagWidget()
-    assert len(widget._esm) + len(widget._css) < 8_000
+    assert len(widget._esm) + len(widget._css) < 12_000

@@ -9,6 +9,7 @@ import warnings
 
 from ..config import ExecutionMode, PipelineConfig
 from ..runtimes.logs import attach_log_capture, detach_log_capture
+from ..runtimes.stop_signals import STOP_SIGNALS
 from ..store.models import ExecutionStatus, PipelineRun
 from ..store.store import Store
 from .context import RunContext
@@ -37,6 +38,8 @@ def start_run(
         unlisted=unlisted,
     )
     ctx.begin()
+    if parent is None:  # SIGTERM/SIGHUP stop a script's run like Ctrl-C (not in a kernel)
+        STOP_SIGNALS.acquire(ctx.run_id)
     attach_log_capture()
     hook = config.on_init
     if hook is not None:
@@ -59,7 +62,7 @@ def finish_run(
     if ctx.finished:
         return ctx.status
     if isinstance(body_error, KeyboardInterrupt):
-        stop_reason = "interrupted"
+        stop_reason = str(body_error) or "interrupted"  # e.g. "stopped by SIGTERM"
     if ctx.held:
         from .launcher import abandon_held
 
@@ -72,8 +75,8 @@ def finish_run(
         ctx.stop_event.set()  # no new steps start; running ones finish
     try:
         settled = ctx.wait_idle(timeout=STOP_GRACE if stop_reason is not None else None)
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
+    except KeyboardInterrupt as exc:
+        stop_reason = str(exc) or "interrupted"
         ctx.stop_running(stop_reason)
         settled = ctx.wait_idle(timeout=STOP_GRACE)
     if not settled:
@@ -98,6 +101,7 @@ def finish_run(
     ctx.store.metadata.finish_run(ctx.run_id, status.value, error)
     ctx.status = status
     ctx.finished = True
+    STOP_SIGNALS.release(ctx.run_id)
     detach_log_capture()
     ctx.graph.set_status(status.value)
     ctx.shutdown_pools(wait=stop_reason is None)

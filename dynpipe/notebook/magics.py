@@ -6,7 +6,8 @@
     %pipeline end NAME      finish run NAME (wait for its steps) and print its summary
     %pipeline status        list open runs with their progress
 
-Open runs are finished when the kernel shuts down (atexit; running steps are stopped).
+Open runs are finished when the kernel shuts down (at interpreter exit, before the worker
+pool stops; running steps are stopped) or the extension is unloaded.
 Interrupting a ``%%pipeline`` cell stops its run (running steps are stopped, the run ends
 ``stopped``); the next cell with that name starts a new run.
 """
@@ -24,7 +25,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..config import ExecutionMode, PipelineConfig, load_config_file
-from . import session as sessions
+from ..runtimes.local import LOCAL
+from .session import NotebookSessions
 
 
 def _config_for(name: str, mode: str | None, config_path: str | None) -> PipelineConfig:
@@ -114,6 +116,10 @@ def _run_coroutine(coro: Any) -> Any:
 class PipelineMagics(Magics):
     """The ``%%pipeline`` cell magic and the ``%pipeline`` line magic."""
 
+    def __init__(self, shell: Any, sessions: NotebookSessions) -> None:
+        super().__init__(shell)
+        self.sessions = sessions
+
     @magic_arguments()
     @argument("name", help="the run to add this cell to (started on first use)")
     @argument("--new", action="store_true", help="finish the open run NAME and start a new one")
@@ -126,6 +132,7 @@ class PipelineMagics(Magics):
         __tracebackhide__ = True  # noqa: F841
         args = parse_argstring(self.pipeline, line)
         name = args.name
+        sessions = self.sessions
         existing = sessions.get(name)
         config = _config_for(name, args.mode, args.config)
         if (
@@ -156,6 +163,7 @@ class PipelineMagics(Magics):
     @line_magic("pipeline")
     def pipeline_line(self, line: str) -> None:
         """``%pipeline end NAME`` | ``%pipeline status``."""
+        sessions = self.sessions
         words = line.split()
         if not words or words[0] == "status":
             runs = sessions.open_sessions()
@@ -174,23 +182,56 @@ class PipelineMagics(Magics):
         raise ValueError(f"%pipeline {line!r}: use '%pipeline end NAME' or '%pipeline status'")
 
 
-def _sweep_all(*_args: Any) -> None:
-    """After every cell: freeze finished older cells with the current cell as parent."""
-    for s in sessions.open_sessions():
+class DynpipeExtension:
+    """What ``%load_ext dynpipe`` installs in one shell, and the owner of its open runs.
+
+    Stored on the shell (``SHELL_ATTRIBUTE``), so loading twice is a no-op and nothing
+    lives in module globals. It finishes the shell's open runs at interpreter exit through
+    the worker pool's owner (``LOCAL.before_exit``), which runs it before the pool stops:
+    running isolated steps are then stopped and recorded ``stopped``, not failed by a pool
+    that went away first.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.sessions = NotebookSessions()
+        self.magics = PipelineMagics(shell, self.sessions)
+
+    def load(self) -> None:
+        self.shell.register_magics(self.magics)
+        self.shell.events.register("post_run_cell", self.sweep_all)
+        LOCAL.before_exit(self.sessions.finish_all)
+
+    def unload(self) -> None:
         try:
-            s.sweep()
-        except Exception:  # noqa: BLE001 - never break the user's cell
+            self.shell.events.unregister("post_run_cell", self.sweep_all)
+        except ValueError:
             pass
+        LOCAL.discard_before_exit(self.sessions.finish_all)
+        self.sessions.finish_all()
+
+    def sweep_all(self, *_args: Any) -> None:
+        """After every cell: freeze finished older cells with the current cell as parent."""
+        for s in self.sessions.open_sessions():
+            try:
+                s.sweep()
+            except Exception:  # noqa: BLE001 - never break the user's cell
+                pass
+
+
+SHELL_ATTRIBUTE = "dynpipe_extension"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    ipython.register_magics(PipelineMagics)
-    if _sweep_all not in ipython.events.callbacks.get("post_run_cell", []):
-        ipython.events.register("post_run_cell", _sweep_all)
+    if getattr(ipython, SHELL_ATTRIBUTE, None) is not None:
+        return
+    extension = DynpipeExtension(ipython)
+    setattr(ipython, SHELL_ATTRIBUTE, extension)
+    extension.load()
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    try:
-        ipython.events.unregister("post_run_cell", _sweep_all)
-    except ValueError:
-        pass
+    extension = getattr(ipython, SHELL_ATTRIBUTE, None)
+    if extension is not None:
+        setattr(ipython, SHELL_ATTRIBUTE, None)
+        extension.unload()

@@ -188,6 +188,9 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["logs"] = [_cut(line, 300) for line in data["logs"][-20:]]
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
     data["kind"] = "node"
+    # Epoch seconds: the browser advances a running node's duration from its start.
+    data["start"] = node.start
+    data["end"] = node.end
     return data
 
 
@@ -215,7 +218,12 @@ def group_details(item: Item) -> dict[str, Any]:
     counts = Counter(m.status for m in members)
     urgent = [m for m in members if m.status not in ("completed", "cached")]
     listed = (urgent + [m for m in members if m.status in ("completed", "cached")])[:MAX_GROUP_MEMBERS]
+    starts = [m.start for m in members if m.start is not None]
+    ends = [m.end for m in members if m.end is not None]
     return {
+        # The run header's elapsed time in the browser starts at the earliest start.
+        "start": min(starts) if starts else None,
+        "end": max(ends) if ends else None,
         "kind": "group",
         "step": item.group,
         "total": len(members),

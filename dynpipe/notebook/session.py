@@ -2,13 +2,24 @@
 
 A session keeps its ``RunContext`` open across cells so later cells add to the same DAG.
 Each cell shows a live widget under a display id; once the cell has returned and every
-step it started has finished, the widget is swapped for a static snapshot — except in
-the newest cell of a run that is still open, which stays live.
+step it started has finished, the widget is swapped for a static snapshot — the newest
+cell of an open run too.
+
+Why the newest cell does not stay live: a notebook keeps whatever its outputs hold when
+it is saved, and JupyterLab's widget renderer wins over every other MIME type in a bundle.
+Reopened without its kernel (or after a restart), an output holding
+``application/vnd.jupyter.widget-view+json`` finds no model and the renderer prints
+"Error displaying widget: model not found" instead of falling back to the SVG/PNG beside
+it; clearing the saved ``widget-state`` changes nothing (the model is missing either
+way), and only a view whose ``model_id`` is empty is hidden — with nothing shown. So the
+widget view must be out of the output before the notebook is saved: each cell's display
+is replaced (``update_display_data``, sent as a reply to the cell's own request, so
+JupyterLab applies it) by the static bundle, which nbconvert and GitHub read too. When
+the run ends, its last cell's picture is stamped again with how the run ended.
 """
 
 from __future__ import annotations
 
-import atexit
 import threading
 from typing import Any
 
@@ -18,7 +29,7 @@ from ..engine.dag import NodeState
 from ..engine.run import finish_run, start_run, summary_line
 from ..store.store import open_store
 from .render import TERMINAL
-from .snapshot import snapshot_bundle
+from .snapshot import current_parent, replace_output, snapshot_bundle
 from .widget import DagWidget, LiveFeed
 
 
@@ -34,14 +45,19 @@ def _own_part(cell: CellView, nodes: list[NodeState]) -> list[NodeState]:
 class CellView:
     """The output of one ``%%pipeline`` cell: a live widget until its work is done."""
 
-    def __init__(self, display_id: str, widget: DagWidget, before: set[str]) -> None:
+    def __init__(
+        self, display_id: str, widget: DagWidget, before: set[str], parent: dict[str, Any] | None = None,
+    ) -> None:
         self.display_id = display_id
         self.widget = widget
         self.before = before
+        self.parent = parent  # the cell's request: display updates must answer it
         self.node_ids: set[str] = set()
         self.returned = False
         self.static = False
-        self.fallback = False
+        self.shown_state: str | None = None  # the run state its static picture names
+        self.shown_nodes: list[NodeState] = []
+        self.whole_run = False  # frozen as the newest cell: its picture shows the whole run
 
 
 class Session:
@@ -78,7 +94,7 @@ class Session:
             raw=True,
             display_id=True,
         )
-        cell = CellView(handle.display_id, view, set(self.graph.nodes))
+        cell = CellView(handle.display_id, view, set(self.graph.nodes), current_parent())
         with self._lock:
             self.cells.append(cell)
         self.feed.attach(view)
@@ -88,35 +104,40 @@ class Session:
     def close_cell(self, cell: CellView | None) -> None:
         """The cell body returned: remember which steps it started; freeze what is done."""
         if cell is not None:
-            cell.node_ids = set(self.graph.nodes) - cell.before
-            cell.returned = True
+            with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
+                cell.node_ids = set(self.graph.nodes) - cell.before
+                cell.returned = True
         if self.feed is not None:
             self.feed.refresh(force=True)
         else:
             self.sweep()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
-        """Freeze every finished older cell; give the newest cell a static fallback picture."""
+        """Freeze every returned cell whose steps (and the steps feeding them) are done."""
         with self._lock:
             if nodes is None:
                 nodes = self.graph.snapshot()
+            newest = self.cells[-1] if self.cells else None
+            for cell in self.cells:
+                if cell.whole_run and cell is not newest:
+                    # A newer cell took over the whole run: keep only this cell's own part.
+                    cell.whole_run = False
+                    cell.shown_nodes = _own_part(cell, nodes)
+                    self._stamp(cell, force=True)
             live = [c for c in self.cells if not c.static]
             if not live:
                 return
-            newest = self.cells[-1]
+            present = {n.invocation_id for n in nodes}
             for cell in live:
-                if not cell.returned:
-                    continue
+                if not cell.returned or not cell.node_ids <= present:
+                    continue  # still running, or ``nodes`` predates steps the cell started
                 if cell is newest:
                     shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
                 else:
                     shown = _own_part(cell, nodes)
                 if any(n.status not in TERMINAL for n in shown):
                     continue
-                if cell is newest and not self.ctx.finished:
-                    if not cell.fallback:
-                        self._add_fallback(cell, shown)
-                    continue
+                cell.whole_run = cell is newest
                 self._freeze(cell, shown)
 
     def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
@@ -126,27 +147,22 @@ class Session:
         the steps feeding them, so saved notebooks stay small (no picture repeats the whole
         run) and each picture is the same on every run.
         """
-        from IPython.display import update_display
-
         cell.static = True
-        # Only the run's last cell shows how the run ended; earlier ones show it still open.
-        last = cell is self.cells[-1]
-        state = self.ctx.status.value if self.ctx.finished and last else "open"
-        update_display(snapshot_bundle(self.name, nodes, state), display_id=cell.display_id, raw=True)
+        cell.shown_nodes = nodes
+        self._stamp(cell)
         if self.feed is not None:
             self.feed.detach(cell.widget)
         cell.widget.clear()  # a saved notebook keeps closed widgets' state: leave none behind
         cell.widget.close()
 
-    def _add_fallback(self, cell: CellView, nodes: list[NodeState]) -> None:
-        """The newest cell stays live, but its output also carries the static picture for
-        viewers without the widget (nbconvert, GitHub, an untrusted notebook)."""
-        from IPython.display import update_display
-
-        cell.fallback = True
-        bundle = snapshot_bundle(self.name, nodes, "open")
-        bundle[WIDGET_MIME] = {"version_major": 2, "version_minor": 1, "model_id": cell.widget.model_id}
-        update_display(bundle, display_id=cell.display_id, raw=True)
+    def _stamp(self, cell: CellView, force: bool = False) -> None:
+        """Show the cell's static picture; only the run's last cell names how it ended."""
+        last = cell is self.cells[-1]
+        state = self.ctx.status.value if self.ctx.finished and last else "open"
+        if state == cell.shown_state and not force:
+            return
+        cell.shown_state = state
+        replace_output(snapshot_bundle(self.name, cell.shown_nodes, state), cell.display_id, cell.parent)
 
     # -- the run -----------------------------------------------------------------------
     def progress(self) -> str:
@@ -172,89 +188,77 @@ class Session:
             self.feed.stop()
             self.feed.refresh(force=True)
         self.sweep()
+        with self._lock:
+            if self.cells and self.cells[-1].static:
+                self._stamp(self.cells[-1])  # frozen while the run was open: now it ended
         return summary_line(self.ctx)
 
 
-_sessions: dict[str, Session] = {}
-_lock = threading.Lock()
+class NotebookSessions:
+    """The kernel's open runs by name: one per ``%%pipeline NAME`` until it is ended.
 
-
-def get(name: str) -> Session | None:
-    return _sessions.get(name)
-
-
-def open_sessions() -> list[Session]:
-    return [s for s in _sessions.values() if not s.ctx.finished]
-
-
-def session_for(name: str, config: PipelineConfig, new: bool = False) -> tuple[Session, str | None]:
-    """The open session NAME, or a new one; ``new`` finishes the old one first.
-
-    Returns the session and the summary of a run that ``new`` finished (or None).
+    Owned by the IPython extension instance (stored on the shell, see ``magics``), not by
+    this module: a kernel that loads the extension has exactly one, an unloaded extension
+    leaves none behind, and two shells in one process (tests) never share runs. The
+    extension finishes them at interpreter exit before the worker pool stops.
     """
-    with _lock:
-        old = _sessions.get(name)
-        finished = None
-        if old is not None and not old.ctx.finished and not new and not old.ctx.stopping:
-            return old, None
-        if old is not None and not old.ctx.finished:
-            finished = old.finish()
-            if not new:
-                # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
-                # so this cell goes to a fresh run instead of having its steps skipped.
-                finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
-        session = Session(name, config)
-        _sessions[name] = session
-        return session, finished
 
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
 
-def stop(name: str, reason: str) -> str:
-    """Stop run NAME now (a cell was interrupted); the next cell with NAME starts a new run."""
-    session = _sessions.get(name)
-    if session is None or session.ctx.finished:
-        return ""
-    return session.finish(stop_reason=reason)
+    def get(self, name: str) -> Session | None:
+        return self._sessions.get(name)
 
+    def open_sessions(self) -> list[Session]:
+        return [s for s in list(self._sessions.values()) if not s.ctx.finished]
 
-def end(name: str) -> str:
-    session = _sessions.get(name)
-    if session is None:
-        raise KeyError(name)
-    summary = session.finish()
-    with _lock:
-        if _sessions.get(name) is session:
-            del _sessions[name]
-    return summary
+    def session_for(self, name: str, config: PipelineConfig, new: bool = False) -> tuple[Session, str | None]:
+        """The open session NAME, or a new one; ``new`` finishes the old one first.
 
+        Returns the session and the summary of a run that ``new`` finished (or None).
+        """
+        with self._lock:
+            old = self._sessions.get(name)
+            finished = None
+            if old is not None and not old.ctx.finished and not new and not old.ctx.stopping:
+                return old, None
+            if old is not None and not old.ctx.finished:
+                finished = old.finish()
+                if not new:
+                    # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
+                    # so this cell goes to a fresh run instead of having its steps skipped.
+                    finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
+            session = Session(name, config)
+            self._sessions[name] = session
+            return session, finished
 
-def finish_all() -> list[str]:
-    """Finish every open run at kernel shutdown: running steps are stopped."""
-    out = []
-    for name in list(_sessions):
-        session = _sessions.pop(name, None)
-        if session is not None and not session.ctx.finished:
-            try:
-                reason = "the kernel shut down" if session.ctx.outstanding else None
-                out.append(session.finish(stop_reason=reason))
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-    return out
+    def stop(self, name: str, reason: str) -> str:
+        """Stop run NAME now (a cell was interrupted); the next cell with NAME starts a new run."""
+        session = self._sessions.get(name)
+        if session is None or session.ctx.finished:
+            return ""
+        return session.finish(stop_reason=reason)
 
+    def end(self, name: str) -> str:
+        session = self._sessions.get(name)
+        if session is None:
+            raise KeyError(name)
+        summary = session.finish()
+        with self._lock:
+            if self._sessions.get(name) is session:
+                del self._sessions[name]
+        return summary
 
-def _register_exit_hook() -> None:
-    """Finish open runs at interpreter exit, before executor threads are joined.
-
-    ``concurrent.futures`` joins its worker threads in a threading-atexit hook that runs
-    before ``atexit`` handlers, so a step still running at kernel shutdown would block
-    exit; ``threading._register_atexit`` hooks run first (newest first), so we can stop it.
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(finish_all)
-        except RuntimeError:  # interpreter already shutting down
-            pass
-    atexit.register(finish_all)
-
-
-_register_exit_hook()
+    def finish_all(self) -> list[str]:
+        """Finish every open run (kernel shutdown, extension unloaded): running steps are stopped."""
+        out = []
+        for name in list(self._sessions):
+            session = self._sessions.pop(name, None)
+            if session is not None and not session.ctx.finished:
+                try:
+                    reason = "the kernel shut down" if session.ctx.outstanding else None
+                    out.append(session.finish(stop_reason=reason))
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
+        return out

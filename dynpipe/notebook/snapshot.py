@@ -58,3 +58,39 @@ def snapshot_bundle(name: str, nodes: list[NodeState], run_state: str) -> dict[s
     if png is not None:
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
     return bundle
+
+
+def current_parent() -> dict[str, Any] | None:
+    """The kernel request now running (the cell that is about to show a DAG), if any."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    publisher = getattr(shell, "display_pub", None)
+    header = getattr(publisher, "parent_header", None)
+    return {"header": dict(header)} if header else None
+
+
+def replace_output(bundle: dict[str, Any], display_id: str, parent: dict[str, Any] | None) -> None:
+    """Replace a cell's display with ``bundle`` wherever the frontend tracks display ids.
+
+    JupyterLab applies ``update_display_data`` only in the output area of the request the
+    message answers (each cell keeps its own display-id map), so it is sent as a reply to
+    the cell's own request; nbclient (nbconvert, nbval) reads only the messages of the
+    request it is running, so it is sent with the current request's header too (once when
+    they are the same). Sent with only one of them, the live widget would stay in the
+    saved notebook of the other frontend.
+    """
+    from IPython import get_ipython
+    from IPython.display import update_display
+
+    update_display(bundle, display_id=display_id, raw=True)
+    publisher = getattr(get_ipython(), "display_pub", None)
+    set_parent = getattr(publisher, "set_thread_parent", None)
+    now = getattr(publisher, "parent_header", None) or {}
+    if parent is None or set_parent is None or now.get("msg_id") == parent["header"].get("msg_id"):
+        return
+    token = set_parent(parent)
+    try:
+        update_display(bundle, display_id=display_id, raw=True)
+    finally:
+        publisher.reset_thread_parent(token)  # type: ignore[union-attr]

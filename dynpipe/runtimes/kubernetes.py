@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .shipping import custom_materializers, func_ref
+from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
 
@@ -153,9 +153,8 @@ def _make_apis() -> tuple[Any, Any]:
 
 def _failed(task: StepTask, message: str, logs: str = "") -> TaskResult:
     msg = f"step {task.invocation_id!r}: {message}"
-    return TaskResult(
-        logs=logs + f"dynpipe: {message}\n", error=RuntimeError(msg), error_type="KubernetesJobError",
-        error_message=msg, traceback=msg + "\n",
+    return TaskResult.from_exception(
+        RuntimeError(msg), logs=logs + f"dynpipe: {message}\n", error_type="KubernetesJobError", traceback=msg + "\n"
     )
 
 
@@ -274,6 +273,7 @@ class KubernetesRuntime(StepRuntime):
         self.settings = settings or KubernetesSettings.from_env()
         self._batch_api = batch_api
         self._core_api = core_api
+        self._shipment = MaterializerShipment()
 
     @property
     def batch_api(self) -> Any:
@@ -290,7 +290,7 @@ class KubernetesRuntime(StepRuntime):
             ref = func_ref(task.func)
             sendable = dataclasses.replace(task, func=ref or task.func)
             extras: dict[str, Any] = {}
-            mats = custom_materializers()
+            mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
             payload = encode_task(sendable, extras)

@@ -2,16 +2,18 @@
 
 A step function goes by import path when the other side can import it (``func_ref``),
 else by value; materializers registered at run time travel as pickles
-(``custom_materializers``). Shared by every out-of-process runtime.
+(``MaterializerShipment``). Shared by every out-of-process runtime.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import cloudpickle
 
+from ..store.materializers import registry
 from .worker import FuncRef
 
 
@@ -35,38 +37,37 @@ def func_ref(func: Any) -> FuncRef | None:
     return None
 
 
-_BUILTIN_MATERIALIZERS: frozenset[str] | None = None
-
-
-def custom_materializers() -> list[bytes] | None:
-    """Materializers registered in this process that a fresh worker would not know.
+class MaterializerShipment:
+    """Materializers registered in this process that a fresh worker would not know, as pickles.
 
     Each travels as its own pickle so one that cannot load in the worker (its module is
-    not importable there) only matters to the steps that use it.
+    not importable there) only matters to the steps that use it. Pickling them for every
+    task would cost each step; one shipment per runtime keeps the last pickles and reuses
+    them while the registrations are the very same objects (held here, so compared by
+    identity without the risk of a recycled ``id()``).
     """
-    global _BUILTIN_MATERIALIZERS
-    from ..store.materializers import MaterializerRegistry, registry
 
-    if _BUILTIN_MATERIALIZERS is None:
-        _BUILTIN_MATERIALIZERS = frozenset(MaterializerRegistry()._by_name)
-    items: list[tuple[Any, Any]] = [
-        (None, m) for n, m in registry._by_name.items() if n not in _BUILTIN_MATERIALIZERS
-    ]
-    items.extend(registry._by_type.items())
-    if not items:
-        return None
-    key = tuple((id(t), id(m)) for t, m in items)
-    cached = _MATERIALIZER_BLOBS.get(key)
-    if cached is None:
-        cached = []
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[Any, Any]] = []
+        self._blobs: list[bytes] = []
+
+    def blobs(self) -> list[bytes] | None:
+        """Pickled ``(type or None, materializer)`` registrations, or None when there are none."""
+        items = registry.registered()
+        if not items:
+            return None
+        with self._lock:
+            if len(items) == len(self._items) and all(
+                a[0] is b[0] and a[1] is b[1] for a, b in zip(items, self._items)
+            ):
+                return self._blobs
+        blobs: list[bytes] = []
         for item in items:
             try:
-                cached.append(cloudpickle.dumps(item))
+                blobs.append(cloudpickle.dumps(item))
             except Exception:  # noqa: BLE001 - unusable in workers; steps using it fail clearly
                 continue
-        _MATERIALIZER_BLOBS.clear()
-        _MATERIALIZER_BLOBS[key] = cached
-    return cached
-
-
-_MATERIALIZER_BLOBS: dict[tuple[tuple[int, int], ...], list[bytes]] = {}
+        with self._lock:
+            self._items, self._blobs = items, blobs
+        return blobs

@@ -64,6 +64,19 @@ class TaskResult:
     traceback: str | None = None
     preview: str | None = None
 
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, *, logs: str = "", error_type: str | None = None, traceback: str | None = None
+    ) -> TaskResult:
+        """A failed attempt from one exception: the one way runtimes report what went wrong
+        around a step (it could not be sent, its worker died, its result could not be read)."""
+        if traceback is None:
+            traceback = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(
+            logs=logs, error=exc, error_type=error_type or type(exc).__name__,
+            error_message=str(exc), traceback=traceback,
+        )
+
 
 class StepContext:
     """What a running step (or its hooks) may ask about itself: ``get_step_context()``."""

@@ -24,6 +24,7 @@ import argparse
 import ctypes
 import importlib
 import os
+import select
 import signal
 import sys
 import threading
@@ -60,16 +61,56 @@ class FuncRef:
         return getattr(obj, "entrypoint", obj)  # a Step: its plain function
 
 
+def _kill_own_group() -> None:
+    """SIGKILL this worker's process group: the worker and everything its steps started."""
+    try:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    except OSError:
+        os._exit(1)
+
+
 def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL us when the orchestrator dies (no orphans), then re-check."""
+    """Take the whole process group down when the orchestrator goes away (no orphans).
+
+    Two independent paths, because either alone can be blocked: ``PR_SET_PDEATHSIG``
+    asks Linux for SIGTERM when the orchestrator dies, and the handler kills the group;
+    a watchdog thread waits on the orchestrator's pidfd (or polls the parent pid) and
+    does the same even if the step replaced the SIGTERM handler. SIGTERM rather than
+    SIGKILL: a SIGKILLed worker could not kill the ``sleep`` or server its step started.
+    What cannot be cleaned: processes a step moved into their own session or group
+    (``setsid``, ``start_new_session=True``), and nothing runs while a C extension holds
+    the GIL without releasing it (the group then goes when it does).
+    """
+    signal.signal(signal.SIGTERM, lambda *_: _kill_own_group())
+    signal.signal(signal.SIGHUP, lambda *_: _kill_own_group())
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         except (OSError, AttributeError):
             pass
     if parent_pid and os.getppid() != parent_pid:
-        os._exit(0)  # the parent died before prctl took effect
+        _kill_own_group()  # the parent died before prctl took effect
+    if parent_pid:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="dynpipe-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    pidfd: int | None = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(parent_pid)
+        except OSError:
+            pidfd = None
+    if pidfd is not None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll():
+            pass
+    else:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+    _kill_own_group()
 
 
 class _Mirror:
@@ -122,10 +163,8 @@ def _failed(task: StepTask | None, exc: BaseException, what: str) -> TaskResult:
 
     step = f"step {task.invocation_id!r}: " if task is not None else ""
     err = RuntimeError(f"{step}{what}: {type(exc).__name__}: {exc}")
-    return TaskResult(
-        error=err,
-        error_type=type(exc).__name__,
-        error_message=str(err),
+    return TaskResult.from_exception(
+        err, error_type=type(exc).__name__,
         traceback="".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
     )
 
@@ -274,6 +313,14 @@ def serve(fd: int, parent_pid: int, slot: int) -> None:
 
     descriptors = _DescriptorOutput(on_line)
     send(HELLO + str(os.getpid()).encode())
+    try:
+        _serve_loop(conn, send, on_line, mirror, descriptors, slot)
+    finally:
+        # Quit or the orchestrator's end closed: nothing the steps started may outlive us.
+        _kill_own_group()
+
+
+def _serve_loop(conn: Any, send: Any, on_line: Any, mirror: _Mirror, descriptors: _DescriptorOutput, slot: int) -> None:
     while True:
         try:
             msg = conn.recv_bytes()

@@ -289,6 +289,17 @@ class MaterializerRegistry:
         self._by_name[inst.name] = inst
         return inst
 
+    def registered(self) -> list[tuple[type | None, Materializer]]:
+        """What was registered at run time (not the built-ins): ``(type, m)`` per ``register``,
+        ``(None, m)`` per ``add``. Worker processes start with the built-ins only, so these
+        travel with each task."""
+        builtin = {m.name for m in (*self._builtins, self._fallback)}
+        items: list[tuple[type | None, Materializer]] = [
+            (None, m) for n, m in self._by_name.items() if n not in builtin
+        ]
+        items.extend(self._by_type.items())
+        return items
+
     def for_value(self, value: Any) -> Materializer:
         if self._by_type:
             for klass in type(value).__mro__:

@@ -1,0 +1,131 @@
+"""One isolated attempt on the local pool: its result channel and what travels with it.
+
+``LocalLaunch`` is what the engine waits on; the pool's reader thread feeds it log lines
+as they arrive and finishes it with the worker's result (or with the reason the worker
+died). ``encode_for_worker`` builds the payload once, in the launching thread, so the
+pool's lock is never held while pickling.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WorkerCrashedError
+from .base import Launch, LogCallback
+from .shipping import MaterializerShipment, func_ref
+from .task import StepTask, TaskResult
+from .worker import encode_task
+
+if TYPE_CHECKING:
+    from .pool import LocalProcessRuntime
+    from .worker_process import WorkerProcess
+
+
+class LocalLaunch(Launch):
+    """One attempt sent (or queued) to the pool."""
+
+    def __init__(self, pool: LocalProcessRuntime, task: StepTask, payload: bytes, on_line: LogCallback | None) -> None:
+        self.pool = pool
+        self.invocation_id = task.invocation_id
+        self.echo = task.echo_logs and task.capture_logs
+        self.payload = payload
+        self.on_line = on_line
+        self.lines: list[str] = []
+        self.worker: WorkerProcess | None = None
+        self.cancelled = False
+        self.memory_limit = task.resources.memory if task.resources is not None else None
+        # Echoed lines are written in the launching thread's context, so a notebook kernel
+        # shows them under the cell that started the step, not the cell running now.
+        self._context = contextvars.copy_context()
+        self._event = threading.Event()
+        self._result: TaskResult | None = None
+
+    def result(self, timeout: float | None = None) -> TaskResult:
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"step {self.invocation_id!r} is still running in a worker process")
+        assert self._result is not None
+        return self._result
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> bool:
+        return self.pool.cancel_launch(self)
+
+    def add_line(self, line: str) -> None:
+        """A log line from the worker: keep it, echo it, tell the observer."""
+        self.lines.append(line)
+        if self.echo:
+            text = f"[{self.invocation_id}] {line}\n"
+            try:
+                try:
+                    self._context.run(sys.stdout.write, text)
+                except RuntimeError:  # the context is busy elsewhere: write it here instead
+                    sys.stdout.write(text)
+            except (ValueError, OSError):
+                pass
+        if self.on_line is not None:
+            try:
+                self.on_line(line)
+            except Exception:  # noqa: BLE001 - an observer must never break the step
+                pass
+
+    def finish(self, result: TaskResult) -> None:
+        if self._event.is_set():
+            return
+        self._result = result
+        self._event.set()
+
+    def fail(self, message: str) -> None:
+        """End the attempt with ``WorkerCrashedError`` (the step's code did not finish)."""
+        logs = "".join(line + "\n" for line in self.lines)
+        err = WorkerCrashedError(f"step {self.invocation_id!r}: {message}")
+        self.finish(
+            TaskResult.from_exception(
+                err, logs=logs + f"dynpipe: {message}\n", traceback=f"WorkerCrashedError: {err}\n"
+            )
+        )
+
+
+def encode_for_worker(task: StepTask, base_env: dict[str, str], shipment: MaterializerShipment) -> bytes:
+    """The task payload: the function by import path when possible, plus what the worker
+    must mirror (cwd, environment changes since the pool started, sys.path, materializers).
+
+    Two layers: the worker applies cwd / sys.path first, then unpickles the task, whose
+    references may need exactly that path.
+    """
+    ref = func_ref(task.func)
+    sendable = dataclasses.replace(task, func=ref or task.func, echo_logs=False)
+    extras: dict[str, Any] = {"cwd": os.getcwd()}
+    env = os.environ
+    if env != base_env:
+        changed = {k: v for k, v in env.items() if base_env.get(k) != v}
+        removed = tuple(k for k in base_env if k not in env)
+        extras["env"] = (changed, removed)
+    extras["sys_path"] = list(sys.path)  # small; a worker applies it only when it differs
+    mats = shipment.blobs()
+    if mats is not None:
+        extras["materializers"] = mats
+    return encode_task(sendable, extras)
+
+
+def unsendable(task: StepTask, exc: BaseException) -> TaskResult:
+    msg = (
+        f"step {task.invocation_id!r} cannot be sent to an isolated worker process:"
+        f" {type(exc).__name__}: {exc}. Its function, parameters or configuration must be"
+        " picklable (cloudpickle); use runtime='inline' for steps that close over locks,"
+        " open files or connections"
+    )
+    return TaskResult.from_exception(TypeError(msg), traceback=msg + "\n")
+
+
+def undecodable(launch: LocalLaunch | None, exc: BaseException) -> TaskResult:
+    step = f"step {launch.invocation_id!r}: " if launch else ""
+    msg = f"{step}the worker's result cannot be read in the orchestrator: {type(exc).__name__}: {exc}"
+    logs = "".join(line + "\n" for line in launch.lines) if launch else ""
+    return TaskResult.from_exception(RuntimeError(msg), logs=logs, traceback=msg)
