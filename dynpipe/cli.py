@@ -120,12 +120,7 @@ def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
     """Step run id -> name of the run whose outputs a cache hit reused."""
     if not step_run_ids:
         return {}
-    marks = ",".join("?" * len(step_run_ids))
-    rows = client.store.metadata.query(
-        f"SELECT s.id, r.name FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE s.id IN ({marks})",
-        step_run_ids,
-    )
-    return {row["id"]: row["name"] for row in rows}
+    return client.store.metadata.run_names_of_step_runs(step_run_ids)
 
 
 def _cache_origin_step(client: Client, step: StepRun) -> StepRun:

@@ -55,6 +55,14 @@ class StoreError(DynpipeError, OSError):
     """The store cannot be opened or written (permissions, ownership, full disk); names the path."""
 
 
+class StepRecordingError(DynpipeError, RuntimeError):
+    """Recording a step's outcome failed (store write, hook, live DAG); the step is failed."""
+
+
+class InvalidTransition(DynpipeError, RuntimeError):
+    """The engine tried to move a step run between statuses that do not follow each other (a bug)."""
+
+
 class UnsafeStoreError(StoreError):
     """The store folder or a file in it belongs to another user, so its pickles are not trusted."""
 

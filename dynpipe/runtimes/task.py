@@ -13,8 +13,9 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import StoreError
-from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
+from ..errors import StepTypeError, StoreError
+from ..signatures import OutputSpec, type_matches, type_name
+from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -90,15 +91,11 @@ class StepContext:
 
     @property
     def pipeline_run(self) -> Any:
-        from ..store.client import Client
-
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
     def pipeline(self) -> Any:
         """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
-        from ..store.client import Client, PipelineInfo
-
         return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
 
     @property
@@ -161,6 +158,11 @@ _step_context: contextvars.ContextVar[StepContext | None] = contextvars.ContextV
 )
 
 
+def current_step_context() -> StepContext | None:
+    """The context of the step (or hook) running in this thread, or None outside one."""
+    return _step_context.get()
+
+
 def get_step_context() -> StepContext:
     """The context of the step (or hook) running in this thread."""
     ctx = _step_context.get()
@@ -211,7 +213,7 @@ def _split_outputs(task: StepTask, result: Any) -> dict[str, Any]:
             f"step {task.invocation_id!r} declares {len(specs)} outputs"
             f" ({', '.join(s.name for s in specs)}) but returned {got}"
         )
-    return dict(zip((s.name for s in specs), result))
+    return dict(zip((s.name for s in specs), result, strict=False))
 
 
 def _preview(value: Any) -> str:
@@ -271,7 +273,7 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             result.preview = _preview(outputs[task.outputs[0].name])
         elif task.outputs:
             result.preview = ", ".join(f"{k}={_preview(v)}" for k, v in outputs.items())
-    except BaseException as exc:  # noqa: BLE001 - the orchestrator decides what an error means
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         result.error = exc
