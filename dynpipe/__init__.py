@@ -14,7 +14,18 @@ from .config import (
     StepConfig,
     StepRetryConfig,
 )
-from .errors import ArtifactLoadError, StepExecutionError, StepRecordingError, StepSkippedError, StepStoppedError
+from .errors import (
+    ArtifactIntegrityError,
+    ArtifactLoadError,
+    StepExecutionError,
+    StepRecordingError,
+    StepSkippedError,
+    StepStoppedError,
+    StoreAccessError,
+    StoreError,
+    StoreFullError,
+    UnsafeStoreError,
+)
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
@@ -42,10 +53,12 @@ def unload_ipython_extension(ipython):
 
 
 __all__ = [
-    "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
+    "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client",
+    "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
-    "StepRecordingError", "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",
+    "StepRecordingError", "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError",
+    "StoreAccessError", "StoreError", "StoreFullError", "UnsafeStoreError", "as_completed",
     "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",
 ]

@@ -82,12 +82,12 @@ def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], di
     for name, src in inv.sources.items():
         if isinstance(src, list):
             arts = [_artifact_of(s) for s in src]
-            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type or "") for a in arts]
+            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type or "", a.size) for a in arts]
             hashes[name] = [a.content_hash for a in arts]
             ids[name] = [a.id for a in arts]
         else:
             a = _artifact_of(src)
-            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type or "")
+            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type or "", a.size)
             hashes[name] = a.content_hash
             ids[name] = a.id
     return refs, hashes, ids

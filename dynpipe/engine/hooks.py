@@ -45,9 +45,9 @@ def _hook_inputs(inv: Invocation) -> dict[str, Any]:
     for name, ref in inv.input_refs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
         except Exception:  # noqa: BLE001 - a hook still runs without an unreadable input
             continue
     return values

@@ -13,7 +13,7 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import StepTypeError
+from ..errors import StepTypeError, StoreError
 from ..signatures import OutputSpec, type_matches, type_name
 from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
@@ -29,6 +29,7 @@ class InputRef:
     uri: str
     materializer: str
     data_type: str
+    size: int | None = None  # checked on load when the file is too big to re-hash
 
 
 @dataclass
@@ -183,9 +184,9 @@ def _load_inputs(task: StepTask, store: Store) -> dict[str, Any]:
     for name, ref in task.inputs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
         except Exception as exc:
             raise RuntimeError(
                 f"step {task.invocation_id!r}: cannot load input {name!r}: {exc}"
@@ -261,6 +262,8 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             value = outputs[spec.name]
             try:
                 result.outputs[spec.name] = store.save_value(value, task.materializers.get(spec.name))
+            except StoreError:
+                raise  # disk full, permissions: the store's own message says what to do
             except Exception as exc:
                 raise TypeError(
                     f"step {task.invocation_id!r}: output {spec.name!r} of type"

@@ -53,7 +53,7 @@ class ArtifactVersion:
 
     def load(self) -> Any:
         try:
-            return self._store.load_value(self.uri, self.materializer, self.data_type or "")
+            return self._store.load_value(self.uri, self.materializer, self.data_type or "", self.size)
         except (ImportError, AttributeError) as exc:
             raise ArtifactLoadError(
                 f"artifact {self.name!r} (version {self.version}, type {self.data_type},"
