@@ -106,6 +106,32 @@ def test_load_checks_the_hash_and_above_the_hash_limit_the_size(
         Store(tmp_path).load_value(uri, "bytes", "builtins.bytes", size=SIZE)
 
 
+def test_a_cache_hit_on_a_damaged_artifact_recomputes_and_repairs_it(store_home: Path) -> None:
+    calls: list[int] = []
+
+    @step  # cache on
+    def blob() -> bytes:
+        calls.append(1)
+        return b"\x02" * SIZE
+
+    @pipeline(dynamic=True)
+    def cached_produce() -> None:
+        blob()
+
+    cached_produce()
+    cached_produce()
+    assert len(calls) == 1  # the second run was a cache hit
+    path = _artifact_file(store_home)
+    with open(path, "r+b") as fh:
+        fh.truncate(10)
+    run = cached_produce()
+    assert len(calls) == 2, "a truncated artifact was served by a cache hit"
+    assert run.steps["blob"].status.value == "completed"
+    assert path.stat().st_size == SIZE  # repaired under its address
+    assert run.steps["blob"].output.load() == b"\x02" * SIZE
+    assert cached_produce().steps["blob"].status.value == "cached"  # and a hit again
+
+
 def test_verify_is_the_cache_hit_check(tmp_path: Path) -> None:
     files = ArtifactFiles(tmp_path, blobs=MetadataStore(tmp_path / "metadata.db"))
     data = os.urandom(SIZE)

@@ -17,6 +17,7 @@ from ..status import ExecutionStatus
 from ..store.models import ArtifactVersion, load_artifacts
 from ..tracebacks import without_engine_frames
 from .cache import cache_key
+from .context import RunContext
 from .invocation import FutureOutput, Invocation
 from .tasks import build_task
 from .transitions import transition
@@ -99,6 +100,13 @@ def _artifact_of(src: Any) -> ArtifactVersion:
     return src
 
 
+def _intact(ctx: RunContext, art: ArtifactVersion) -> bool:
+    """A cached output is reused only if its file is there, ours and of its recorded size."""
+    if art.size is None or not art.content_hash:  # recorded before sizes were: existence only
+        return ctx.store.files.exists(art.uri)
+    return ctx.store.verify(art.uri, art.size, art.content_hash)
+
+
 def _try_cache(inv: Invocation, key: str) -> bool:
     """True if a stored run's outputs were reused (the invocation is then cached)."""
     ctx = inv.ctx
@@ -107,8 +115,8 @@ def _try_cache(inv: Invocation, key: str) -> bool:
     if cached is None:
         return False
     arts = load_artifacts(ctx.store, set(cached.outputs.values()))
-    if len(arts) != len(cached.outputs) or not all(ctx.store.files.exists(a.uri) for a in arts.values()):
-        return False
+    if len(arts) != len(cached.outputs) or not all(_intact(ctx, a) for a in arts.values()):
+        return False  # recomputed: the new put replaces a damaged file under its address
     outputs = {
         name: OutputArtifact(ctx.store, inv.invocation_id, ctx.run_id, **_fields(arts[aid]))
         for name, aid in cached.outputs.items()
