@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .cli_schedule import add_schedule_commands
 from .display import (
     abbreviate_names,
     count_statuses,
@@ -282,38 +283,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workers=args.steps)
 
 
-def cmd_schedule_local(args: argparse.Namespace) -> int:
-    from .schedule.local import LocalScheduler
-    from .schedule.target import load_pipeline
-
-    load_pipeline(args.target)  # fail now, with a clear message, if the target is wrong
-    codes = LocalScheduler(args.target, args.cron, args.param, args.max_runs).run()
-    return 0 if all(c == 0 for c in codes) else 1
-
-
-def cmd_schedule_k8s(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .config import ResourceSettings
-    from .schedule.kubernetes import apply_cronjob, cronjob_manifest
-    from .schedule.target import load_pipeline
-
-    pipe = load_pipeline(args.target)
-    resources = None
-    if args.cpu or args.memory:
-        resources = ResourceSettings(cpu_count=args.cpu, memory=args.memory)
-    manifest = cronjob_manifest(
-        name=args.name or pipe.name, target=args.target, cron=args.cron, image=args.image,
-        namespace=args.namespace, params=args.param, resources=resources, store_claim=args.store_claim,
-    )
-    text = yaml.safe_dump(manifest, sort_keys=False)
-    if args.apply:
-        print(f"applied CronJob {apply_cronjob(manifest)} in namespace {args.namespace}")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from .notebook.export import export_notebook
 
@@ -361,27 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_artifacts_show)
 
-    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(
-        dest="s_command", required=True
-    )
-    p = sched.add_parser("local", help="run TARGET (file.py[:pipeline]) on a cron schedule on this machine")
-    p.add_argument("target")
-    p.add_argument("--cron", required=True, help="cron expression (5 fields, or 6 with seconds)")
-    p.add_argument("--param", action="append", default=[], help="KEY=VALUE pipeline parameter")
-    p.add_argument("--max-runs", type=int, help="stop after this many runs")
-    p.set_defaults(func=cmd_schedule_local)
-    p = sched.add_parser("k8s", help="a Kubernetes CronJob for TARGET (printed as YAML, or --apply)")
-    p.add_argument("target")
-    p.add_argument("--cron", required=True)
-    p.add_argument("--image", required=True, help="container image holding the module and dynpipe")
-    p.add_argument("--name")
-    p.add_argument("--namespace", default="default")
-    p.add_argument("--param", action="append", default=[])
-    p.add_argument("--cpu", type=float)
-    p.add_argument("--memory")
-    p.add_argument("--store-claim", help="PersistentVolumeClaim holding the dynpipe store")
-    p.add_argument("--apply", action="store_true", help="create/replace it in the current kube context")
-    p.set_defaults(func=cmd_schedule_k8s)
+    add_schedule_commands(sub)  # schedule …, scheduler: dynpipe/cli_schedule.py
 
     p = sub.add_parser("export", help="turn a notebook's %%%%pipeline NAME cells into a runnable pipeline module")
     p.add_argument("notebook", help="the .ipynb file")

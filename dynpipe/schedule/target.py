@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import TargetError  # noqa: F401 - re-exported for existing imports
-
 import importlib
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import TargetError
 
 
 def split_target(target: str) -> tuple[str, str | None]:
