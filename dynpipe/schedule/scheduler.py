@@ -25,6 +25,7 @@ from typing import Protocol
 
 from ..store.schedules import FireRecord, ScheduleRecord, ScheduleStore
 from .cron import CronSchedule, fire_label, local_text, to_utc
+from .procs import descendants, kill_survivors
 from .runner import EXIT_BAD_INPUT, EXIT_STOPPED, run_command
 
 
@@ -76,6 +77,7 @@ class Child:
     proc: subprocess.Popen[bytes]
     started: float
     stop_reason: str | None = None
+    family: dict[int, str] | None = None  # its descendants when it was told to stop
 
 
 class Scheduler:
@@ -261,6 +263,8 @@ class Scheduler:
             os.killpg(child.proc.pid, signal.SIGKILL)  # worker processes the run left behind
         except (ProcessLookupError, PermissionError):
             pass
+        if child.family:
+            kill_survivors(child.family)
         if child.stop_reason is not None or code == EXIT_STOPPED:
             outcome, detail = "stopped", child.stop_reason or "stopped"
         elif code == 0:
@@ -292,6 +296,7 @@ class Scheduler:
         """SIGTERM each run (it ends ``stopped``), wait up to ``stop_timeout``, then SIGKILL its group."""
         for child in children:
             child.stop_reason = reason
+            child.family = descendants(child.proc.pid)
             try:
                 child.proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:

@@ -120,9 +120,9 @@ class ScheduleStore:
         self._conn.close()
 
     # -- schedules -------------------------------------------------------------------
-    def create(self, record: ScheduleRecord) -> ScheduleRecord:
-        """Store a new schedule; a name already taken is an error naming it."""
-        now = time.time()
+    def create(self, record: ScheduleRecord, now: float | None = None) -> ScheduleRecord:
+        """Store a new schedule; a name already taken is an error naming it. Due times count from ``now``."""
+        now = time.time() if now is None else now
         stored = ScheduleRecord(**{**record.__dict__, "created": now, "resumed": now})
         try:
             self._conn.execute(
@@ -147,13 +147,15 @@ class ScheduleStore:
     def list(self) -> list[ScheduleRecord]:
         return [_schedule(r) for r in self._conn.execute("SELECT * FROM schedules ORDER BY name")]
 
-    def set_state(self, name: str, state: str) -> ScheduleRecord:
+    def set_state(self, name: str, state: str, now: float | None = None) -> ScheduleRecord:
         """Pause or resume; resuming restarts the clock so paused ticks are not "missed"."""
         self.get(name)
+        if state not in ("active", "paused"):
+            raise ValueError(f"schedule state {state!r}: expected active or paused")
         if state == "active":
             self._conn.execute(
                 "UPDATE schedules SET state = ?, resumed = ? WHERE name = ? AND state != ?",
-                (state, time.time(), name, state),
+                (state, time.time() if now is None else now, name, state),
             )
         else:
             self._conn.execute("UPDATE schedules SET state = ? WHERE name = ?", (state, name))
