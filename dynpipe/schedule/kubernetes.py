@@ -15,6 +15,7 @@ not what "queue" promises.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ _INVALID = re.compile(r"[^a-z0-9-]+")
 MODULE_DIR = "/dynpipe/module"
 CONFIGMAP_LIMIT = 1_000_000  # bytes; the API server refuses ConfigMaps over 1 MiB
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_OPTIONAL_POD_FIELDS = ("serviceAccountName", "tolerations")
 
 
 def k8s_name(text: str, limit: int = 52) -> str:
@@ -203,10 +205,21 @@ def manifests(spec: CronJobSpec, module: Path | None, pipeline: PipelineInfo) ->
     return out
 
 
-def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
-    """Create, or replace when they exist, the objects in the cluster; ``kind/name`` of each.
+def _merge_patch(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as a JSON merge patch: lists replace what is there, and the optional pod fields it
+    leaves out are sent as null so that an option dropped since the last apply is removed."""
+    if obj["kind"] != "CronJob":
+        return obj
+    patch = copy.deepcopy(obj)
+    pod = patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for key in _OPTIONAL_POD_FIELDS:
+        pod.setdefault(key, None)
+    return patch
 
-    ``api_client`` defaults to the in-cluster config, else the current kube config.
+
+def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
+    """Create the objects, or update those that exist (a merge patch: running Jobs are kept);
+    ``kind/name`` of each. ``api_client`` defaults to the in-cluster config, else the kube config.
     """
     from kubernetes import client, config
 
@@ -218,18 +231,20 @@ def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
         api_client = client.ApiClient()
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     calls = {
-        "ConfigMap": (core.create_namespaced_config_map, core.replace_namespaced_config_map),
-        "CronJob": (batch.create_namespaced_cron_job, batch.replace_namespaced_cron_job),
+        "ConfigMap": (core.create_namespaced_config_map, core.patch_namespaced_config_map),
+        "CronJob": (batch.create_namespaced_cron_job, batch.patch_namespaced_cron_job),
     }
     done = []
     for obj in objects:
-        create, replace = calls[obj["kind"]]
+        create, patch = calls[obj["kind"]]
         meta = obj["metadata"]
         try:
             create(namespace=meta["namespace"], body=obj)
+            done.append(f"{obj['kind']}/{meta['name']} created")
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-            replace(name=meta["name"], namespace=meta["namespace"], body=obj)
-        done.append(f"{obj['kind']}/{meta['name']}")
+            patch(name=meta["name"], namespace=meta["namespace"], body=_merge_patch(obj),
+                  _content_type="application/merge-patch+json")
+            done.append(f"{obj['kind']}/{meta['name']} updated")
     return done
