@@ -117,7 +117,7 @@ class Scheduler:
         self.reap()
         now = self.clock.now()
         wake = self.poll
-        for record in self.store.list():
+        for record in self.store.schedules():
             if record.state != "active":
                 continue
             cron = self._cron(record)
@@ -168,9 +168,8 @@ class Scheduler:
                 return fire
             return None
         if record.overlap == "replace" and busy is not None:
-            fire = self._claim_and_start(record, when, kind, name, replacing=busy)
-            return fire
-        detail = f"previous run {busy.run_name if busy else '?'} still going"
+            return self._claim_and_start(record, when, kind, name, replacing=busy)
+        detail = f"previous run {busy.run_name} still going" if busy else "earlier runs are queued"
         fire = FireRecord(record.name, when.timestamp(), kind, "skipped", owner=self.owner, detail=detail)
         if self.store.claim(fire):
             self.log(f"dynpipe scheduler: {record.name} {text} skipped, {detail}")
@@ -338,7 +337,7 @@ class Scheduler:
     def serve(self) -> int:
         """Loop until SIGTERM/SIGINT; then stop the running runs (recorded ``stopped``) and return."""
         self._install_signals()
-        active = sum(1 for r in self.store.list() if r.state == "active")
+        active = sum(1 for r in self.store.schedules() if r.state == "active")
         self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.root}; SIGTERM or Ctrl-C stops it")
         try:
             while not self.stopping.is_set():
