@@ -347,3 +347,61 @@ def test_every_subcommand_has_help_with_an_example() -> None:
                    "--output", "--apply"):
         assert option in create, option
     assert create.count("e.g.") >= 20
+
+
+def test_a_long_outage_is_missed_in_one_transaction_and_one_line(store_home: Path, tmp_path: Path) -> None:
+    store, sched, clock, gates, lines = make(store_home, tmp_path, record())
+    clock.t = T0 + timedelta(days=2, seconds=5)
+    sched.step()
+    wait_for("the on-time run", lambda: gates.started() == ["s-20260603T120000Z"])
+    missed = [f for f in store.fires("s") if f.outcome == "missed"]
+    assert len(missed) == 2 * 24 * 60 - 1
+    assert [line for line in lines if "missed" in line] == [
+        "dynpipe scheduler: s 2879 due times from 2026-06-01 12:01 UTC to 2026-06-03 11:59 UTC missed"
+        " (no scheduler was running then)"
+    ]
+    gates.release("s-20260603T120000Z")
+    drain(sched)
+
+
+RUNNABLE = """
+from dynpipe import pipeline, step
+
+@step(enable_cache=False)
+def hello(who: str) -> str:
+    return f"hello {who}"
+
+@pipeline(dynamic=True)
+def greet(who: str = "x") -> None:
+    hello(who)
+"""
+
+
+def test_run_now_runs_in_a_child_and_tags_the_run(tmp_path: Path, store_home: Path) -> None:
+    from dynpipe import Client
+
+    path = tmp_path / "greet.py"
+    path.write_text(RUNNABLE)
+    cli("schedule", "create", "greeting", str(path), "--cron", "@yearly", "-p", "who=now")
+    out = cli("schedule", "run-now", "greeting")
+    (fire,) = list_schedule_runs("greeting", store_home)
+    assert fire.kind == "manual" and fire.outcome == "completed" and fire.run_name.startswith("greeting-manual-")
+    assert f"greeting run {fire.run_name} completed in" in out.stdout
+    run = Client(store_home).get_pipeline_run(fire.run_name)
+    assert run.pipeline_name == "greet" and run.steps["hello"].output.load() == "hello now"
+    listing = cli("schedule", "list").stdout
+    assert fire.run_name in listing and "completed" in listing
+
+
+def test_runner_bad_input_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "greet.py"
+    path.write_text(RUNNABLE)
+    for args, message in [
+        ([str(tmp_path / "missing.py")], "missing.py does not exist"),
+        ([f"{path}:nope"], "has no pipeline named 'nope'"),
+        ([str(path), "who"], "parameter 'who' is not KEY=VALUE"),
+        ([str(path), "--run-name"], "--run-name needs a value"),
+    ]:
+        out = subprocess.run([sys.executable, "-m", "dynpipe.schedule.runner", *args], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)

@@ -79,18 +79,18 @@ class CronJobSpec(BaseModel):
     service_account: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     secret_env: list[str] = Field(default_factory=list)
-    gpu: int = Field(0, ge=0)
-    cpu: float | None = Field(None, gt=0)
+    gpu: int = Field(default=0, ge=0)
+    cpu: float | None = Field(default=None, gt=0)
     memory: str | None = None
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     module_in_image: str | None = None
     store_claim: str | None = None
     store_path: str = "/var/lib/dynpipe"
-    starting_deadline: int = Field(300, ge=10)
-    active_deadline: int = Field(6 * 3600, ge=1)
-    ttl_after_finished: int = Field(24 * 3600, ge=0)
-    history: int = Field(3, ge=0, le=100)
-    run_as_user: int = Field(1000, ge=1)
+    starting_deadline: int = Field(default=300, ge=10)
+    active_deadline: int = Field(default=6 * 3600, ge=1)
+    ttl_after_finished: int = Field(default=24 * 3600, ge=0)
+    history: int = Field(default=3, ge=0, le=100)
+    run_as_user: int = Field(default=1000, ge=1)
 
     @field_validator("cron")
     @classmethod
@@ -230,7 +230,7 @@ def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
             config.load_kube_config()
         api_client = client.ApiClient()
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
-    calls = {
+    calls: dict[str, tuple[Any, Any]] = {
         "ConfigMap": (core.create_namespaced_config_map, core.patch_namespaced_config_map),
         "CronJob": (batch.create_namespaced_cron_job, batch.patch_namespaced_cron_job),
     }

@@ -144,13 +144,23 @@ class Scheduler:
             on_time = [t for t in due if (now - t).total_seconds() <= self.grace]
             fire = on_time[-1:]
             missed = [t for t in due if t not in fire]
-        for when in missed:
-            text = local_text(when, record.timezone)
-            if self.store.claim(FireRecord(record.name, when.timestamp(), "cron", "missed", owner=self.owner,
-                                           detail="no scheduler was running at the due time")):
-                self.log(f"dynpipe scheduler: {record.name} {text} missed (no scheduler was running then)")
+        if missed:
+            won = self.store.claim_all([
+                FireRecord(record.name, when.timestamp(), "cron", "missed", owner=self.owner,
+                           detail="no scheduler was running at the due time")
+                for when in missed
+            ])
+            self._log_missed(record, won)
         for i, when in enumerate(fire):
             self._fire(record, when, "cron", backlog=i > 0)
+
+    def _log_missed(self, record: ScheduleRecord, won: list[FireRecord]) -> None:
+        """A line per missed due time; a long outage's many in one line."""
+        texts = [local_text(to_utc(f.fire_time), record.timezone) for f in won]
+        if len(texts) > 3:
+            texts = [f"{len(texts)} due times from {texts[0]} to {texts[-1]}"]
+        for text in texts:
+            self.log(f"dynpipe scheduler: {record.name} {text} missed (no scheduler was running then)")
 
     def _fire(self, record: ScheduleRecord, when: datetime, kind: str, backlog: bool = False) -> FireRecord | None:
         """Claim one due time and act on it by the overlap policy; None when another scheduler won it."""

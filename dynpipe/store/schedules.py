@@ -140,11 +140,11 @@ class ScheduleStore:
     def get(self, name: str) -> ScheduleRecord:
         row = self._conn.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()
         if row is None:
-            known = ", ".join(s.name for s in self.list()) or "none"
+            known = ", ".join(s.name for s in self.schedules()) or "none"
             raise KeyError(f"no schedule named {name!r} in {self.root} (schedules: {known})")
         return _schedule(row)
 
-    def list(self) -> list[ScheduleRecord]:
+    def schedules(self) -> list[ScheduleRecord]:
         return [_schedule(r) for r in self._conn.execute("SELECT * FROM schedules ORDER BY name")]
 
     def set_state(self, name: str, state: str, now: float | None = None) -> ScheduleRecord:
@@ -191,6 +191,20 @@ class ScheduleStore:
              fire.pid, fire.started, fire.ended, fire.detail),
         )
         return cur.rowcount == 1
+
+    def claim_all(self, fires: list[FireRecord]) -> list[FireRecord]:
+        """Claim many fires in one transaction (a long outage's missed ticks); return those this call won."""
+        won = []
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fire in fires:
+                if self.claim(fire):
+                    won.append(fire)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return won
 
     def update(self, schedule: str, fire_time: float, *, expect: str | None = None, **changes: Any) -> bool:
         """Change a fire's fields; with ``expect``, only if its outcome still is that (a compare-and-set)."""
