@@ -108,7 +108,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = _store()
     now = datetime.now(timezone.utc)
     rows = []
-    for s in store.list():
+    for s in store.schedules():
         last = store.fires(s.name, limit=1)
         nxt = "-" if s.state != "active" else _when(CronSchedule(s.cron, s.timezone).next_after(now).timestamp(),
                                                      s.timezone)

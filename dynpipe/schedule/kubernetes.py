@@ -5,7 +5,9 @@ when the notebook changes) unless it is already in the image (``module_in_image`
 runs ``python -m dynpipe.schedule.runner``; its image needs dynpipe and the module's imports.
 The pod follows the "restricted" Pod Security Standard.
 
-Overlap policies map to ``concurrencyPolicy``: ``skip`` -> Forbid; ``replace`` -> Replace;
+Overlap policies map to ``concurrencyPolicy``: ``skip`` -> Forbid (a blocked due time still
+starts if the running Job ends within ``startingDeadlineSeconds``: lower it for strict
+skipping); ``replace`` -> Replace;
 ``queue`` -> Forbid with ``startingDeadlineSeconds`` as long as a run may last, because
 Kubernetes has no queue: a due time blocked by a running Job is started by the controller
 once that Job ends, as long as it is within the starting deadline (at most the newest
