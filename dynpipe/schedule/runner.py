@@ -1,16 +1,16 @@
 """``python -m dynpipe.schedule.runner MODULE[:PIPELINE] [--run-name NAME] [KEY=VALUE ...]``: one scheduled run.
 
-It runs locally (a child of ``dynpipe scheduler``) or in a Kubernetes pod. SIGTERM and SIGINT
-both stop the run the way the notebook's stop button does (the run ends ``stopped``, isolated
-steps are killed), so a scheduler or the kubelet stopping the process leaves no run behind
-that later finishes unsupervised. Exit codes: 0 completed, 1 failed, 2 bad input, 3 stopped.
+It runs locally (a child of ``dynpipe scheduler``) or in a Kubernetes pod. SIGTERM (the
+engine's own handling while a run is active) and SIGINT both stop the run like Ctrl-C does:
+the run ends ``stopped`` and its isolated steps are killed, so a scheduler or the kubelet
+stopping the process leaves no run behind that later finishes unsupervised.
+Exit codes: 0 completed, 1 failed, 2 bad input, 3 stopped.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from types import FrameType
 
 from .params import parse_params
 
@@ -26,10 +26,6 @@ def run_command(module: str, params: list[str], run_name: str | None, python: st
     return cmd + list(params)
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     run_name = None
@@ -43,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         print(USAGE, file=sys.stderr)
         return EXIT_BAD_INPUT
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # A child started in the background may inherit SIGINT ignored; SIGTERM stays at its
+    # default so that the engine turns it into a stop while the run is active.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from .target import TargetError, load_pipeline
 
     try:
