@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -351,7 +352,12 @@ class Scheduler:
         self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.root}; SIGTERM or Ctrl-C stops it")
         try:
             while not self.stopping.is_set():
-                self.clock.wait(self.step(), self.stopping)
+                try:
+                    delay = self.step()
+                except (sqlite3.Error, OSError) as exc:  # a busy or full disk must not end supervision
+                    self.log(f"dynpipe scheduler: error, retrying in {self.poll:g}s: {type(exc).__name__}: {exc}")
+                    delay = self.poll
+                self.clock.wait(delay, self.stopping)
         finally:
             if self.children:
                 self.log(f"dynpipe scheduler: stopping {len(self.children)} run(s)")
