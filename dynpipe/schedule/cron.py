@@ -9,6 +9,7 @@ landing on one instant fire once (that is what ``cron`` and Kubernetes do too).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -65,27 +66,30 @@ class CronSchedule:
         self.expr = normalize_cron(expr)
         self.tz = zone(tz)
 
+    def _after(self, start: datetime) -> Iterator[datetime]:
+        """Due times strictly after ``start``, oldest first: one croniter stepping wall-clock time."""
+        it = croniter(self.expr, start.astimezone(self.tz).replace(tzinfo=None, fold=0))
+        last = start
+        while True:
+            candidate = it.get_next(datetime).replace(tzinfo=self.tz, fold=0).astimezone(timezone.utc)
+            if candidate > last:  # a wall time repeated or skipped by DST maps onto an instant already had
+                last = candidate
+                yield candidate
+
     def next_after(self, after: datetime) -> datetime:
         """The first due time strictly after ``after`` (an aware datetime)."""
-        wall = after.astimezone(self.tz).replace(tzinfo=None, fold=0)
-        it = croniter(self.expr, wall)
-        for _ in range(10_000):
-            candidate = it.get_next(datetime).replace(tzinfo=self.tz, fold=0).astimezone(timezone.utc)
-            if candidate > after:
-                return candidate
-        raise ValueError(f"cron expression {self.expr!r} has no due time after {after.isoformat()}")
+        return next(self._after(after))
 
-    def between(self, start: datetime, end: datetime, limit: int = 10_000) -> list[datetime]:
+    def between(self, start: datetime, end: datetime, limit: int = 100_000) -> list[datetime]:
         """Due times in (start, end], oldest first (at most ``limit``, the newest kept)."""
         found: list[datetime] = []
-        current = start
-        while True:
-            current = self.next_after(current)
-            if current > end:
+        for when in self._after(start):
+            if when > end:
                 return found
-            found.append(current)
+            found.append(when)
             if len(found) > limit:
                 found.pop(0)
+        return found
 
 
 def to_utc(timestamp: float) -> datetime:

@@ -111,6 +111,8 @@ class Scheduler:
         self.children: dict[tuple[str, float], Child] = {}
         self.stopping = threading.Event()
         self._crons: dict[tuple[str, str], CronSchedule] = {}
+        # schedule -> (what the due times depend on, the next one): a pass decides only what is due
+        self._next_due: dict[str, tuple[tuple[str, str, float], datetime]] = {}
 
     # -- one pass ----------------------------------------------------------------------
     def step(self) -> float:
@@ -121,10 +123,16 @@ class Scheduler:
         for record in self.store.schedules():
             if record.state != "active":
                 continue
-            cron = self._cron(record)
-            self._decide(record, cron, now)
-            self._start_queued(record)
-            wake = min(wake, (cron.next_after(now) - now).total_seconds())
+            key = (record.cron, record.timezone, record.resumed)
+            known = self._next_due.get(record.name)
+            if known is None or known[0] != key or now >= known[1]:
+                cron = self._cron(record)
+                self._decide(record, cron, now)
+                known = (key, cron.next_after(now))
+                self._next_due[record.name] = known
+            if record.overlap == "queue" or record.catchup == "all":  # the policies that queue
+                self._start_queued(record)
+            wake = min(wake, (known[1] - now).total_seconds())
         return max(0.0, wake)
 
     def _cron(self, record: ScheduleRecord) -> CronSchedule:
