@@ -54,7 +54,7 @@ def _create_kubernetes(args: argparse.Namespace) -> int:
     from .schedule.kubernetes import CronJobSpec, apply, manifests, parse_env, parse_toleration
     from .schedule.manage import build_spec
     from .schedule.module_info import PipelineInfo, check_params, resolve_module
-    from .schedule.params import parse_params
+    from .schedule.params import split_params
 
     if not args.image:
         raise ValueError("--target kubernetes needs --image IMAGE (an image with dynpipe and the module's imports)")
@@ -72,7 +72,7 @@ def _create_kubernetes(args: argparse.Namespace) -> int:
             module, info = resolve_module(args.module)
     else:
         module, info = resolve_module(args.module)
-    check_params(info, list(parse_params(args.param)), module or Path(args.module))
+    check_params(info, list(split_params(args.param)), module or Path(args.module))
     from pydantic import ValidationError
 
     try:

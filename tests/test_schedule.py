@@ -399,9 +399,22 @@ def test_runner_bad_input_exits_2_naming_the_problem(tmp_path: Path) -> None:
     for args, message in [
         ([str(tmp_path / "missing.py")], "missing.py does not exist"),
         ([f"{path}:nope"], "has no pipeline named 'nope'"),
-        ([str(path), "who"], "parameter 'who' is not KEY=VALUE"),
+        ([str(path), "who"], "-p 'who' is not NAME=VALUE"),
+        ([str(path), "whom=1"], "has no parameter 'whom'"),
         ([str(path), "--run-name"], "--run-name needs a value"),
     ]:
         out = subprocess.run([sys.executable, "-m", "dynpipe.schedule.runner", *args], capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+
+
+def test_parameters_are_kept_as_text_and_parsed_by_the_pipeline_signature(tmp_path: Path, store_home: Path) -> None:
+    from dynpipe import Client
+
+    path = tmp_path / "greet.py"
+    path.write_text(RUNNABLE)
+    cli("schedule", "create", "digits", str(path), "--cron", "@yearly", "-p", "who=5")  # who: str stays "5"
+    assert ScheduleStore(store_home).get("digits").params == {"who": "5"}
+    cli("schedule", "run-now", "digits")
+    (fire,) = list_schedule_runs("digits", store_home)
+    assert Client(store_home).get_pipeline_run(fire.run_name).steps["hello"].output.load() == "hello 5"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..store.schedules import FireRecord, ScheduleRecord, ScheduleStore
 from .cron import normalize_cron, zone
 from .module_info import check_params, resolve_module
-from .params import parse_params
+from .params import split_params
 
 _NAME_CHARS = "letters, digits, '.', '_' and '-'"
 
@@ -75,7 +75,7 @@ def build_spec(**fields: Any) -> ScheduleSpec:
 def create_schedule(spec: ScheduleSpec, root: Path | None = None) -> ScheduleRecord:
     """Check the module (parsed, not imported) and the parameters, then store the schedule."""
     path, info = resolve_module(spec.module)
-    params = parse_params(spec.params)
+    params = split_params(spec.params)
     check_params(info, list(params), path)
     record = ScheduleRecord(
         name=spec.name, module=str(path), pipeline=info.attr, cron=spec.cron, timezone=spec.timezone,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import signal
 import sys
 
-from .params import parse_params
-
 EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 USAGE = "usage: python -m dynpipe.schedule.runner MODULE[:PIPELINE] [--run-name NAME] [KEY=VALUE ...]"
 
@@ -42,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     # A child started in the background may inherit SIGINT ignored; SIGTERM stays at its
     # default so that the engine turns it into a stop while the run is active.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .run_module import parse_parameters
     from .target import TargetError, load_pipeline
 
     try:
-        params = parse_params(args[1:])
         pipe = load_pipeline(args[0])
+        params = parse_parameters(pipe, args[1:])  # as `dynpipe run -p` does: checked against the signature
         if run_name:
             pipe = pipe.with_options(run_name=run_name)
     except (TargetError, ValueError) as exc:

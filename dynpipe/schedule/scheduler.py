@@ -9,7 +9,6 @@ wait in the store and are started by whichever scheduler sees the schedule idle 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -51,7 +50,7 @@ CommandFactory = Callable[[ScheduleRecord, str], list[str]]
 
 def default_command(record: ScheduleRecord, run_name: str) -> list[str]:
     """How a fire runs the schedule's module (see ``runner.run_command``)."""
-    params = [f"{k}={json.dumps(v)}" for k, v in record.params.items()]
+    params = [f"{k}={v}" for k, v in record.params.items()]
     return run_command(f"{record.module}:{record.pipeline}", params, run_name)
 
 

@@ -61,7 +61,7 @@ class ScheduleRecord:
     pipeline: str
     cron: str
     timezone: str = "UTC"
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # as given: parsed by the run
     overlap: str = "skip"
     catchup: str = "none"
     state: str = "active"
