@@ -89,10 +89,17 @@ def resolve_run(client: Client, ref: str) -> PipelineRun:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = Client()
+    scheduled: set[str] | None = None
+    if args.schedule:
+        from .schedule.manage import list_schedule_runs
+
+        scheduled = {f.run_name for f in list_schedule_runs(args.schedule, client.store.root) if f.run_name}
     runs = client.list_pipeline_runs(
-        pipeline_name=args.pipeline, status=args.status, limit=args.limit or None,
-        include_unlisted=args.all,
+        pipeline_name=args.pipeline, status=args.status,
+        limit=None if scheduled is not None else args.limit or None, include_unlisted=args.all,
     )
+    if scheduled is not None:
+        runs = [r for r in runs if r.name in scheduled][: args.limit or None]
     if not runs:
         print(f"no runs in {escape_control(client.store.root)}")
         return 0
@@ -305,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", help="only runs with this status")
     p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.add_argument("--all", action="store_true", help="include single-step runs")
+    p.add_argument("--schedule", help="only runs started by this schedule (dynpipe schedule list)")
     p.set_defaults(func=cmd_runs_list)
     p = runs.add_parser("show", help="one run and its steps")
     p.add_argument("run", help=_RUN_HELP)

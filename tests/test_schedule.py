@@ -391,6 +391,10 @@ def test_run_now_runs_in_a_child_and_tags_the_run(tmp_path: Path, store_home: Pa
     assert run.pipeline_name == "greet" and run.steps["hello"].output.load() == "hello now"
     listing = cli("schedule", "list").stdout
     assert fire.run_name in listing and "completed" in listing
+    cli("run", str(path), "-p", "who=unscheduled")  # a run of the same pipeline, not by the schedule
+    tagged = cli("runs", "list", "--schedule", "greeting").stdout
+    assert fire.run_name in tagged and len(tagged.strip().splitlines()) == 2  # header + the one run
+    assert len(cli("runs", "list", "--pipeline", "greet").stdout.strip().splitlines()) == 3
 
 
 def test_runner_bad_input_exits_2_naming_the_problem(tmp_path: Path) -> None:
