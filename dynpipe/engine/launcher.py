@@ -540,7 +540,7 @@ def _try_cache(inv: Invocation, key: str, input_ids: dict[str, Any]) -> bool:
     }
     ctx.graph.update(
         inv.node, status="cached", cached=True, start=now, end=now, outputs=list(outputs),
-        preview=None,
+        preview=None, artifacts=dict(output_ids),
     )
     inv.future.set_result(outputs)
     return True
@@ -721,7 +721,7 @@ def _finish_completed(
     ctx.store.metadata.write(statements)
     ctx.graph.update(
         inv.node, status="completed", end=end, attempts=attempt, outputs=list(outputs),
-        preview=result.preview, error=None,
+        preview=result.preview, error=None, artifacts=dict(output_ids),
     )
     hook_report = _run_hook(inv, inv.cfg.on_success, None)
     if hook_report:
