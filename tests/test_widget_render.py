@@ -249,6 +249,7 @@ def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
 
 def test_front_end_code_stays_small() -> None:
     # Shipped in every widget's state: plain formatted ESM + CSS, no bundle (the limit grew
-    # from 8,000 when the code moved to Prettier-formatted files and gained the ticking clock).
+    # from 8,000 when the code moved to Prettier-formatted files and gained the ticking clock,
+    # then to 20,000 with zoom/pan and the themed details panel).
     widget = DagWidget()
-    assert len(widget._esm) + len(widget._css) < 12_000
+    assert len(widget._esm) + len(widget._css) < 20_000
