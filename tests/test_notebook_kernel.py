@@ -215,7 +215,9 @@ def test_older_cell_is_frozen_when_a_newer_cell_of_the_run_runs(kernel: Kernel) 
     assert newest and WIDGET_MIME not in newest[-1]["data"]
     assert "image/svg+xml" in newest[-1]["data"]
     # y got x's value, not x: the first cell's step is unrelated and not drawn again.
-    assert newest[-1]["data"]["text/plain"] == "dynpipe run 'freeze' (open): 1 step — 1 completed\n  add       completed"
+    assert newest[-1]["data"]["text/plain"] == (
+        "dynpipe run 'freeze' (open): 1 step — 1 completed\n  add       completed"
+    )
     assert 'id="dp-n-add_2"' in newest[-1]["data"]["image/svg+xml"].replace("&#45;", "-")
     kernel.execute("%pipeline end freeze")
 
