@@ -7,6 +7,7 @@ print one summary line.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def test_a_cell_without_widget_prints_one_summary_line(kernel: Kernel) -> None:
     kernel.execute("%pipeline end pic_quiet")
 
 
-def test_saved_notebook_keeps_no_png(tmp_path: Path) -> None:
+def test_saved_notebook_keeps_no_png_and_no_widget_code(tmp_path: Path) -> None:
     import nbclient
     import nbformat
 
@@ -90,3 +91,6 @@ def test_saved_notebook_keeps_no_png(tmp_path: Path) -> None:
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     bundles = [o["data"] for c in nb.cells[1:4] for o in c.outputs if o["output_type"] == "display_data"]
     assert len(bundles) == 3 and all("image/svg+xml" in b and "image/png" not in b for b in bundles)
+    # nbclient saves closed widgets' state too: it must not carry the front-end module per cell.
+    state = json.dumps(nb.metadata.get("widgets", {}))
+    assert "AnyModel" in state and "fmtDuration" not in state and "<svg" not in state

@@ -35,6 +35,8 @@ UPDATE_INTERVAL = float(os.environ.get("DYNPIPE_WIDGET_INTERVAL", "0.25"))
 
 #: The front end, real files shipped as package data (linted by ESLint, formatted by Prettier).
 STATIC = Path(__file__).with_name("static")
+#: The module a closed widget keeps: draws nothing (its output shows the static picture).
+CLOSED_ESM = "export default { render() {} };"
 
 
 class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
@@ -62,11 +64,17 @@ class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.before = before
 
     def clear(self) -> None:
-        """Drop the picture and details (before closing: saved state stays small)."""
+        """Drop the picture, details and code (before closing: saved state stays small).
+
+        nbclient saves every widget model's last state, closed ones too, so each cell would
+        carry the whole front-end module; a closed view needs none. (``_css`` stays: it is
+        one style sheet shared by every widget of the class.)
+        """
         with self.hold_sync():
             self.svg = ""
             self.html = ""
             self.details = {}
+            self._esm = CLOSED_ESM
 
     def show_frame(self, frame: render.View, run_status: str, run_name: str = "") -> None:
         with self.hold_sync():
