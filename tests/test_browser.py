@@ -23,8 +23,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -143,7 +143,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from None
                 time.sleep(0.3)
         yield base, token
     finally:
@@ -227,7 +227,7 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                     timeout=20_000,
                 )
                 dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))
-            except Exception:  # noqa: BLE001 - only a picture; the assertions follow
+            except Exception:
                 pass
             # ...and every node reaches 'completed' with no further cell execution.
             page.wait_for_function(
@@ -377,7 +377,9 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             deadline = time.monotonic() + 30
             while True:
                 nb = nbformat.read(saved, as_version=4)
-                outs = [o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"]
+                outs = [
+                    o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
+                ]
                 if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
                     break
                 assert time.monotonic() < deadline, f"the saved notebook has no pictures: {outs}"
@@ -523,7 +525,8 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
             assert "inline (in the kernel's process)" in info.inner_text()
             failing.locator("g.node[data-dp-status='failed']").click()
             page.wait_for_function(
-                "() => [...document.querySelectorAll('.dp-info pre.dp-log')].some(p => p.textContent.includes('log line 59'))",
+                "() => [...document.querySelectorAll('.dp-info pre.dp-log')]"
+                ".some(p => p.textContent.includes('log line 59'))",
                 timeout=10_000,
             )
             text = info.inner_text()

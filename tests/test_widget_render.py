@@ -253,3 +253,23 @@ def test_front_end_code_stays_small() -> None:
     # then to 20,000 with zoom/pan and the themed details panel).
     widget = DagWidget()
     assert len(widget._esm) + len(widget._css) < 20_000
+
+
+def test_a_later_cells_live_widget_leaves_out_unrelated_earlier_steps() -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    graph.add_node("a", "a", [], "inline")
+    graph.add_node("lonely", "lonely", [], "inline")
+    first, later = DagWidget(), DagWidget(before=frozenset(graph.nodes))
+    graph.add_node("b", "b", ["a"], "inline")
+    feed = LiveFeed("demo", graph, interval=0.05)
+    feed.attach(first)
+    feed.attach(later)
+    try:
+        feed.refresh(force=True)
+        assert {d["id"] for d in first.details.values()} == {"a", "lonely", "b"}
+        assert {d["id"] for d in later.details.values()} == {"a", "b"}
+        assert 'id="dp-n-lonely"' not in html.unescape(later.svg)
+    finally:
+        feed.stop()
+        first.close()
+        later.close()
