@@ -74,7 +74,7 @@ class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
             self.svg = ""
             self.html = ""
             self.details = {}
-            self._esm = CLOSED_ESM
+            self.set_trait("_esm", CLOSED_ESM)  # an instance trait (the class holds a Path)
 
     def show_frame(self, frame: render.View, run_status: str, run_name: str = "") -> None:
         with self.hold_sync():
