@@ -21,6 +21,7 @@ from .display import (
     truncate,
 )
 from .errors import ArtifactLoadError
+from .schedule.run_module import add_run_command
 from .store.client import Client
 from .store.models import ArtifactVersion, PipelineRun, StepRun
 
@@ -120,12 +121,7 @@ def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
     """Step run id -> name of the run whose outputs a cache hit reused."""
     if not step_run_ids:
         return {}
-    marks = ",".join("?" * len(step_run_ids))
-    rows = client.store.metadata.query(
-        f"SELECT s.id, r.name FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE s.id IN ({marks})",
-        step_run_ids,
-    )
-    return {row["id"]: row["name"] for row in rows}
+    return client.store.metadata.run_names_of_step_runs(step_run_ids)
 
 
 def _cache_origin_step(client: Client, step: StepRun) -> StepRun:
@@ -321,7 +317,7 @@ def cmd_schedule_k8s(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .notebook.export import export_notebook
 
-    source = export_notebook(args.notebook, args.name)
+    source = export_notebook(args.notebook, args.name, args.output)
     if args.output:
         Path(args.output).write_text(source)
         print(escape_control(f"wrote {args.output}: run it with python {args.output}"))
@@ -392,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", help="the %%%%pipeline run to export (default: the first)")
     p.add_argument("-o", "--output", help="module path (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+    add_run_command(sub)  # dynpipe run MODULE [-p NAME=VALUE]... [--config FILE]
 
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")

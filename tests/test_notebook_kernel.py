@@ -229,7 +229,7 @@ def test_step_failure_shows_as_an_error_and_the_run_stays_usable(kernel: Kernel)
     shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))  # no colours
     # The traceback leads from the cell (numbered like its prompt) to the raising line.
     assert f"In[{reply['execution_count']}]" in shown and 'raise ValueError("boom")' in shown
-    assert "launcher.py" not in shown and "concurrent/futures" not in shown
+    assert "dynpipe/engine/" not in shown and "dynpipe/futures.py" not in shown and "concurrent/futures" not in shown
     reply, msgs = kernel.execute("%%pipeline errs\nprint(add([4, 5]).load())")
     assert reply["status"] == "ok" and "9" in stdout(msgs)
     reply, msgs = kernel.execute("%pipeline end errs")

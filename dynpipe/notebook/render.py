@@ -108,7 +108,7 @@ def node_label(node: NodeState, timings: bool = True) -> str:
     params = param_text(node.parameters)
     if params:
         first += " " + params
-    second = node.status
+    second = str(node.status)
     if timings and node.start is not None and node.status != "cached":
         second += " · " + format_duration(node.duration)
     if node.attempts > 1:
