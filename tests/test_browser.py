@@ -23,8 +23,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -143,7 +143,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text())
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from None
                 time.sleep(0.3)
         yield base, token
     finally:
@@ -227,7 +227,7 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                     timeout=20_000,
                 )
                 dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))
-            except Exception:  # noqa: BLE001 - only a picture; the assertions follow
+            except Exception:
                 pass
             # ...and every node reaches 'completed' with no further cell execution.
             page.wait_for_function(
@@ -377,7 +377,9 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             deadline = time.monotonic() + 30
             while True:
                 nb = nbformat.read(saved, as_version=4)
-                outs = [o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"]
+                outs = [
+                    o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
+                ]
                 if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
                     break
                 assert time.monotonic() < deadline, f"the saved notebook has no pictures: {outs}"
@@ -408,4 +410,147 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             page.screenshot(path=str(ARTIFACTS / "browser-failure-timers.png"))
             raise
         finally:
+            context.close()
+
+
+VIEWS_SETUP = SETUP + '''
+
+@step(enable_cache=False)
+def crash(lines: int) -> int:
+    for i in range(lines):
+        print("log line", i)
+    raise ValueError("the data had no rows")
+
+@step(enable_cache=False)
+def train_lr(lr: float) -> float:
+    return lr * 2'''
+
+BIG = '''%%pipeline big_fan
+ticks = [tick.submit(i) for i in range(300)]
+held = hold.submit({flag!r})'''
+
+FAILING = '''%%pipeline failing --mode continue_on_failure
+model = train_lr(0.03)
+bad = crash.submit(60)
+held = hold.submit({flag!r})'''
+
+VIEW_JS = """() => { const d = document.querySelector('.dynpipe-dag');
+                     const s = d.querySelector('.dp-stage'), p = d.querySelector('.dp-pic');
+                     const svg = s.querySelector('svg');
+                     return {zoom: parseFloat(d.dataset.dpZoom), transform: s.style.transform,
+                             boxW: p.clientWidth, boxH: p.clientHeight,
+                             drawnW: svg.getBoundingClientRect().width}; }"""
+
+
+def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
+    lab: tuple[str, str], tmp_path: Path,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    root = tmp_path / "root"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        VIEWS_SETUP.format(home=str(tmp_path / "store")),
+        BIG.format(flag=str(tmp_path / "flags" / "big")),
+        FAILING.format(flag=str(tmp_path / "flags" / "failing")),
+    )]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "views.ipynb")
+    url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/views.ipynb?reset&token={token}"
+    shots = ROOT / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            open_notebook(page, url)
+            run_cell(page, 0, "[1]")
+            run_cell(page, 1, "[2]")
+            big = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".dynpipe-dag")
+            group = big.locator("g.node", has_text="tick ×300")
+            group.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.dynpipe-dag').textContent.includes('300/300')", timeout=120_000
+            )
+            group.click()
+            big.locator(".dp-info button.jp-Button", has_text="expand").click()
+            page.wait_for_function(
+                "() => document.querySelectorAll('.dynpipe-dag g.node').length === 301", timeout=60_000
+            )
+            # 1. Fit to width: the whole 300-member grid is drawn within the box, scaled down,
+            #    and the box is short (not a 21,000 px column behind a scrollbar).
+            fitted = page.evaluate(VIEW_JS)
+            assert fitted["zoom"] < 1 and fitted["drawnW"] <= fitted["boxW"] + 1, fitted
+            assert fitted["boxH"] <= 600, fitted
+            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "zoomed-out-300.png"))
+            # 2. Zoom in with the button and with the wheel (after focusing the picture).
+            big.locator(".dp-tools button", has_text="+").click()
+            zoomed = page.evaluate(VIEW_JS)
+            assert zoomed["zoom"] > fitted["zoom"] * 1.2, (fitted, zoomed)
+            box = big.locator(".dp-pic").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 5, box["y"] + 5)
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -300)
+            page.wait_for_function(f"z => ({VIEW_JS})().zoom > z", arg=zoomed["zoom"], timeout=5_000)
+            # 3. Drag pans the picture; a new frame keeps the reader's view.
+            before = page.evaluate(VIEW_JS)
+            page.mouse.move(box["x"] + 200, box["y"] + 100)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 120, box["y"] + 60, steps=5)
+            page.mouse.up()
+            panned = page.evaluate(VIEW_JS)
+            assert panned["transform"] != before["transform"] and panned["zoom"] == before["zoom"], panned
+            # 4. "fit" resets zoom and pan.
+            big.locator(".dp-tools button", has_text="fit").click()
+            reset = page.evaluate(VIEW_JS)
+            assert reset["zoom"] == fitted["zoom"] and reset["transform"] == fitted["transform"], (reset, fitted)
+
+            # 5. A failed step's details: themed panel, runtime, whole log, traceback;
+            #    a completed step's artifact id with a Client snippet; parameters in the label.
+            run_cell(page, 2, "[3]")
+            failing = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
+            failing.locator("g.node[data-dp-status='failed']").wait_for(timeout=60_000)
+            assert failing.locator("g.node", has_text="train_lr lr=0.03").count() == 1
+            failing.locator("g.node", has_text="train_lr").click()
+            info = failing.locator(".dp-info")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.dp-info code')]"
+                ".some(c => c.textContent.startsWith('Client().get_artifact_version(\"'))", timeout=10_000,
+            )
+            assert "inline (in the kernel's process)" in info.inner_text()
+            failing.locator("g.node[data-dp-status='failed']").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.dp-info pre.dp-log')]"
+                ".some(p => p.textContent.includes('log line 59'))",
+                timeout=10_000,
+            )
+            text = info.inner_text()
+            assert "log line 0\n" in text and "log line 59" in text  # the whole log, not a tail
+            assert "ValueError: the data had no rows" in text and "failed" in text
+            style = page.evaluate(
+                """() => { const i = [...document.querySelectorAll('.dp-info')].find(e => !e.hidden);
+                           const css = getComputedStyle(document.body);
+                           const probe = document.createElement('div');
+                           probe.style.background = css.getPropertyValue('--jp-layout-color1');
+                           document.body.append(probe);
+                           const want = getComputedStyle(probe).backgroundColor; probe.remove();
+                           return {bg: getComputedStyle(i).backgroundColor, want,
+                                   themed: css.getPropertyValue('--jp-layout-color1') !== ''}; }"""
+            )
+            assert style["themed"] and style["bg"] == style["want"], style
+            assert failing.locator(".dp-tools button.jp-Button.jp-mod-styled").count() == 3
+            failing.locator(".dp-info").scroll_into_view_if_needed()
+            failing.screenshot(path=str(shots / "failed-step-details.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-failure-views.png"))
+            raise
+        finally:
+            for flag in ("big", "failing"):
+                (tmp_path / "flags" / flag).touch()
             context.close()

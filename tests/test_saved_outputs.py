@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_notebook_kernel import SETUP, WIDGET_MIME, Kernel, displays, widget_of
 
 pytestmark = pytest.mark.timeout(180)

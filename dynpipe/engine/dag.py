@@ -15,6 +15,9 @@ from typing import Any
 
 from ..status import ExecutionStatus
 
+#: Log lines a node keeps for the notebook's details panel (the store keeps the whole log).
+LOG_LINES = 1000
+
 Listener = Callable[["RunGraph", "NodeState | None"], None]
 
 
@@ -24,7 +27,7 @@ class NodeState:
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
         "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
-        "parameters", "order",
+        "parameters", "order", "artifacts",
     )
 
     def __init__(
@@ -49,6 +52,8 @@ class NodeState:
         self.inputs: dict[str, Any] = {}
         self.parameters: dict[str, Any] = {}
         self.order = order
+        #: Output name -> artifact version id, once the step has produced (or reused) them.
+        self.artifacts: dict[str, str] = {}
 
     @property
     def duration(self) -> float | None:
@@ -113,7 +118,7 @@ class RunGraph:
     def add_log_line(self, node: NodeState, line: str) -> None:
         tail = node.log_tail
         if not isinstance(tail, deque):
-            tail = node.log_tail = deque(maxlen=20)
+            tail = node.log_tail = deque(maxlen=LOG_LINES)
         tail.append(line)
         self._notify(node)
 

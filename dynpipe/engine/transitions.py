@@ -131,7 +131,7 @@ def _to_completed(
     )
     ctx.graph.update(
         inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
-        preview=result.preview, error=None,
+        preview=result.preview, error=None, artifacts={name: a.id for name, a in outputs.items()},
     )
     report = run_hook(inv, inv.cfg.on_success, None)
     if report:
@@ -154,6 +154,7 @@ def _to_cached(
     ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached)
     ctx.graph.update(
         inv.node, status=S.CACHED, cached=True, start=now, end=now, outputs=list(outputs), preview=None,
+        artifacts={name: a.id for name, a in outputs.items()},
     )
     inv.future.set_result(outputs)
 

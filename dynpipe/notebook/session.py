@@ -24,14 +24,14 @@ import threading
 from typing import Any
 
 from ..config import PipelineConfig
+from ..display import format_status_counts
 from ..engine.context import RunContext
 from ..engine.dag import NodeState
 from ..engine.run import finish_run, start_run, summary_line
 from ..store.store import open_store
-from .render import TERMINAL
+from .render import TERMINAL, related_part
 from .snapshot import current_parent, replace_output, snapshot_bundle
 from .widget import DagWidget, LiveFeed
-
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -57,7 +57,7 @@ class CellView:
         self.static = False
         self.shown_state: str | None = None  # the run state its static picture names
         self.shown_nodes: list[NodeState] = []
-        self.whole_run = False  # frozen as the newest cell: its picture shows the whole run
+        self.whole_run = False  # frozen as the newest cell: its picture shows all it depends on
 
 
 class Session:
@@ -85,7 +85,8 @@ class Session:
 
         if self.feed is None:
             self.feed = LiveFeed(self.name, self.graph, after_frame=self.sweep, lock=self._lock)
-        view = DagWidget()
+        before = set(self.graph.nodes)
+        view = DagWidget(before=frozenset(before))
         handle = display(
             {
                 WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": view.model_id},
@@ -94,7 +95,7 @@ class Session:
             raw=True,
             display_id=True,
         )
-        cell = CellView(handle.display_id, view, set(self.graph.nodes), current_parent())
+        cell = CellView(handle.display_id, view, before, current_parent())
         with self._lock:
             self.cells.append(cell)
         self.feed.attach(view)
@@ -102,8 +103,13 @@ class Session:
         return cell
 
     def close_cell(self, cell: CellView | None) -> None:
-        """The cell body returned: remember which steps it started; freeze what is done."""
-        if cell is not None:
+        """The cell body returned: remember which steps it started; freeze what is done.
+
+        A cell without a widget (``--no-widget``) prints the run's progress in one line.
+        """
+        if cell is None:
+            print(self.progress())
+        else:
             with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
                 cell.node_ids = set(self.graph.nodes) - cell.before
                 cell.returned = True
@@ -120,7 +126,7 @@ class Session:
             newest = self.cells[-1] if self.cells else None
             for cell in self.cells:
                 if cell.whole_run and cell is not newest:
-                    # A newer cell took over the whole run: keep only this cell's own part.
+                    # A newer cell took over the run's picture: keep only this cell's own part.
                     cell.whole_run = False
                     cell.shown_nodes = _own_part(cell, nodes)
                     self._stamp(cell, force=True)
@@ -132,7 +138,8 @@ class Session:
                 if not cell.returned or not cell.node_ids <= present:
                     continue  # still running, or ``nodes`` predates steps the cell started
                 if cell is newest:
-                    shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                    known = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                    shown = related_part(known, cell.before)
                 else:
                     shown = _own_part(cell, nodes)
                 if any(n.status not in TERMINAL for n in shown):
@@ -143,9 +150,10 @@ class Session:
     def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
         """Replace the cell's widget with a static picture, every step in it finished.
 
-        The newest cell shows the whole run; an older cell shows the steps it started and
-        the steps feeding them, so saved notebooks stay small (no picture repeats the whole
-        run) and each picture is the same on every run.
+        The newest cell shows its steps and everything upstream of them (the whole run
+        when it started none; unrelated earlier steps are left out); an older cell shows
+        the steps it started and the steps feeding them, so saved notebooks stay small (no
+        picture repeats the whole run) and each picture shows the same graph on every run.
         """
         cell.static = True
         cell.shown_nodes = nodes
@@ -162,14 +170,15 @@ class Session:
         if state == cell.shown_state and not force:
             return
         cell.shown_state = state
-        replace_output(snapshot_bundle(self.name, cell.shown_nodes, state), cell.display_id, cell.parent)
+        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name)
+        replace_output(bundle, cell.display_id, cell.parent)
 
     # -- the run -----------------------------------------------------------------------
     def progress(self) -> str:
         counts = self.graph.counts()
         total = sum(counts.values())
         done = sum(n for s, n in counts.items() if s in TERMINAL)
-        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        parts = format_status_counts(counts, empty="")
         line = f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
         if self.ctx.stopping:
             line += f" — {self.stopping_reason()}; the next %%pipeline {self.name} cell starts a new run"

@@ -35,6 +35,9 @@ UPDATE_INTERVAL = float(os.environ.get("DYNPIPE_WIDGET_INTERVAL", "0.25"))
 
 #: The front end, real files shipped as package data (linted by ESLint, formatted by Prettier).
 STATIC = Path(__file__).with_name("static")
+#: The module a closed widget keeps: draws nothing (its output shows the static picture).
+CLOSED_ESM = "export default { render() {} };"
+
 
 class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
     """The view: state only; layout happens in the kernel, clicks in the browser."""
@@ -54,12 +57,24 @@ class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
     clock = traitlets.Float(0.0).tag(sync=True)
     expanded = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
 
+    def __init__(self, before: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: The run's steps when the cell started: those not feeding this cell's steps are
+        #: left out of its picture (kernel side only, never synced).
+        self.before = before
+
     def clear(self) -> None:
-        """Drop the picture and details (before closing: saved state stays small)."""
+        """Drop the picture, details and code (before closing: saved state stays small).
+
+        nbclient saves every widget model's last state, closed ones too, so each cell would
+        carry the whole front-end module; a closed view needs none. (``_css`` stays: it is
+        one style sheet shared by every widget of the class.)
+        """
         with self.hold_sync():
             self.svg = ""
             self.html = ""
             self.details = {}
+            self.set_trait("_esm", CLOSED_ESM)  # an instance trait (the class holds a Path)
 
     def show_frame(self, frame: render.View, run_status: str, run_name: str = "") -> None:
         with self.hold_sync():
@@ -140,11 +155,12 @@ class LiveFeed:
             if self._dirty or force:
                 self._dirty = False
                 status = self.graph.status
-                frames: dict[tuple[str, ...], render.View] = {}
+                frames: dict[tuple[tuple[str, ...], frozenset[str]], render.View] = {}
                 for widget in list(self.widgets):
-                    key = tuple(sorted(widget.expanded))
+                    key = (tuple(sorted(widget.expanded)), widget.before)
                     if key not in frames:
-                        frames[key] = render.render(self.name, nodes, status, set(key))
+                        shown = render.related_part(nodes, widget.before)
+                        frames[key] = render.render(self.name, shown, status, set(key[0]))
                     widget.show_frame(frames[key], status, self.graph.run_name)
                 self.frames += 1
             if self.after_frame is not None:

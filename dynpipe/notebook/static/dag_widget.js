@@ -1,14 +1,20 @@
 // The live DAG widget's front end (anywidget ESM, no bundler).
 //
 // The kernel lays the graph out and pushes an SVG plus per-node details; this view
-// swaps the SVG in, shows details on click and, once a second, advances the running
-// nodes' durations and the run header from the start timestamps in the details. The
-// ticking is pure browser work: no kernel messages, no new layout.
+// swaps the SVG in, fits it to the cell's width (wheel to zoom once the picture has
+// focus or with Ctrl, drag to pan, "fit" to reset), shows details on click and, once
+// a second, advances the running nodes' durations and the run header from the start
+// timestamps in the details. All of this is browser work: no kernel messages, no layout.
 
 const RUNNING = new Set(["running", "retrying"]);
 const TICK_MS = 1000;
+const MAX_HEIGHT = 600; // px: a taller picture is panned, never cut off
+const RUNTIMES = {
+  inline: "inline (in the kernel's process)",
+  isolated: "isolated (its own worker process)",
+};
 
-/** Same format as the kernel's fmt_duration, so a tick never changes the label's shape. */
+/** Same format as dynpipe.display.format_duration, so a tick keeps the label's shape. */
 function fmtDuration(seconds) {
   if (seconds < 1) return Math.max(0, Math.round(seconds * 1000)) + " ms";
   if (seconds < 120) return seconds.toFixed(1) + " s";
@@ -16,20 +22,47 @@ function fmtDuration(seconds) {
   return (seconds / 3600).toFixed(1) + " h";
 }
 
-function line(key, value) {
-  const d = document.createElement("div");
-  const b = document.createElement("b");
-  b.textContent = key + ": ";
-  const v = document.createElement("span");
-  v.textContent = String(value);
-  d.append(b, v);
-  return d;
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = String(text);
+  return e;
 }
 
-function pre(text) {
-  const p = document.createElement("pre");
-  p.textContent = text;
-  return p;
+function button(text, title, onclick) {
+  const b = el("button", "jp-Button jp-mod-styled dp-button", text);
+  b.title = title;
+  b.onclick = onclick;
+  return b;
+}
+
+/** A key/value row of the details table; returns the value cell. */
+function row(table, key, value) {
+  table.append(el("dt", "", key));
+  const dd = el("dd", "", value);
+  table.append(dd);
+  return dd;
+}
+
+/** Code the reader can copy (a button copies it; the text is selectable too). */
+function snippet(code) {
+  const box = el("div", "dp-snippet");
+  const c = el("code", "", code);
+  const copy = button("copy", "copy to the clipboard", () => {
+    const done = () => (copy.textContent = "copied");
+    if (navigator.clipboard) navigator.clipboard.writeText(code).then(done, () => select(c));
+    else select(c);
+  });
+  box.append(c, copy);
+  return box;
+}
+
+function select(node) {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const sel = window.getSelection();
+  sel.removeAllRanges();
+  sel.addRange(range);
 }
 
 /** Counts, first start and (when nothing runs) last end over nodes and groups. */
@@ -56,76 +89,155 @@ function runClock(details) {
   return { counts, first, last, running, total };
 }
 
-function render({ model, el }) {
-  el.classList.add("dynpipe-dag");
-  const head = document.createElement("div");
-  head.className = "dp-head";
-  const title = document.createElement("span");
-  title.className = "dp-title";
-  const elapsed = document.createElement("span");
-  elapsed.className = "dp-elapsed";
+function render({ model, el: root }) {
+  root.classList.add("dynpipe-dag");
+  const head = el("div", "dp-head");
+  const title = el("span", "dp-title");
+  const elapsed = el("span", "dp-elapsed");
   head.append(title, elapsed);
-  const bar = document.createElement("div");
-  bar.className = "dp-bar";
-  const pic = document.createElement("div");
-  pic.className = "dp-pic";
-  const info = document.createElement("div");
-  info.className = "dp-info";
-  el.append(head, bar, pic, info);
+  const bar = el("div", "dp-bar");
+  const tools = el("div", "dp-tools");
+  const groups = el("span", "dp-groups");
+  bar.append(tools, groups);
+  const pic = el("div", "dp-pic");
+  pic.tabIndex = 0;
+  const stage = el("div", "dp-stage");
+  pic.append(stage);
+  const info = el("div", "dp-info");
+  root.append(head, bar, pic, info);
   let selected = null;
   let pending = null; // a group whose expand/collapse the kernel has not drawn yet
   let skew = 0; // kernel clock minus browser clock, in seconds
   let durationValue = null; // the selected running node's duration text, ticked
+  // The view: scale and offset; `moved` once the reader zoomed or panned (kept across frames).
+  const view = { k: 1, x: 0, y: 0, w: 0, h: 0, moved: false };
+  let drag = null;
+  let dragged = false;
 
   const now = () => Date.now() / 1000 + skew;
+
+  function apply() {
+    stage.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.k})`;
+    root.dataset.dpZoom = view.k.toFixed(3);
+  }
+
+  /** Fit the picture to the cell's width (never enlarged), the box to the picture's height. */
+  function fit() {
+    const width = pic.clientWidth || 800;
+    view.k = view.w ? Math.min(1, width / view.w) : 1;
+    view.x = 0;
+    view.y = 0;
+    view.moved = false;
+    pic.style.height = Math.max(40, Math.min(MAX_HEIGHT, view.h * view.k + 4)) + "px";
+    apply();
+  }
+
+  function zoom(factor, cx, cy) {
+    const k = Math.min(4, Math.max(0.02, view.k * factor));
+    view.x = cx - ((cx - view.x) * k) / view.k;
+    view.y = cy - ((cy - view.y) * k) / view.k;
+    view.k = k;
+    view.moved = true;
+    apply();
+  }
+
+  tools.append(
+    button("fit", "fit the whole graph to the width (reset zoom and pan)", fit),
+    button("−", "zoom out", () => zoom(1 / 1.25, pic.clientWidth / 2, pic.clientHeight / 2)),
+    button("+", "zoom in", () => zoom(1.25, pic.clientWidth / 2, pic.clientHeight / 2)),
+  );
+  tools.title = "drag to pan; wheel zooms after a click on the picture (or with Ctrl)";
+
+  pic.addEventListener(
+    "wheel",
+    (e) => {
+      if (!(e.ctrlKey || e.metaKey || document.activeElement === pic)) return;
+      e.preventDefault();
+      const r = pic.getBoundingClientRect();
+      zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX - r.left, e.clientY - r.top);
+    },
+    { passive: false },
+  );
+  pic.addEventListener("pointerdown", (e) => {
+    drag = { x: e.clientX, y: e.clientY, vx: view.x, vy: view.y };
+    dragged = false;
+  });
+  pic.addEventListener("pointermove", (e) => {
+    if (!drag || !e.buttons) return;
+    const dx = e.clientX - drag.x;
+    const dy = e.clientY - drag.y;
+    if (!dragged && Math.abs(dx) + Math.abs(dy) < 4) return;
+    if (!dragged) pic.setPointerCapture(e.pointerId);
+    dragged = true;
+    view.x = drag.vx + dx;
+    view.y = drag.vy + dy;
+    view.moved = true;
+    apply();
+  });
+  pic.addEventListener("pointerup", () => (drag = null));
+
+  function showGroup(d) {
+    const table = el("dl", "dp-kv");
+    row(table, "step", d.step + " ×" + d.total);
+    row(table, "progress", d.progress);
+    info.append(table);
+    if (d.expandable) info.append(button("expand", "draw every member (as a grid)", () => toggle(d.step)));
+    if (pending === d.step) {
+      info.append(el("div", "dp-note", "drawn as soon as the kernel is free (a busy cell delays it)"));
+    }
+    const ul = el("ul", "dp-members");
+    for (const [id, st, dur, err] of d.members) {
+      const li = el("li", "", id + " — " + st + (dur ? " · " + dur : "") + (err ? " — " + err : ""));
+      li.dataset.dpStatus = st;
+      ul.append(li);
+    }
+    if (d.hidden) ul.append(el("li", "", "… and " + d.hidden + " more"));
+    info.append(ul);
+  }
+
+  function showNode(d) {
+    const top = el("div", "dp-info-head");
+    const badge = el("span", "dp-badge", d.status);
+    badge.dataset.dpStatus = d.status;
+    top.append(el("b", "", d.id), badge, el("span", "dp-runtime", RUNTIMES[d.runtime] || d.runtime));
+    const table = el("dl", "dp-kv");
+    row(table, "step", d.step);
+    if (d.duration) {
+      const value = row(table, "duration", d.duration);
+      if (RUNNING.has(d.status) && d.start != null) durationValue = value;
+    }
+    if (d.attempts > 1) row(table, "attempts", d.attempts);
+    const params = Object.entries(d.parameters);
+    if (params.length) row(table, "parameters", params.map(([k, v]) => k + "=" + v).join(", "));
+    const ins = Object.entries(d.inputs);
+    if (ins.length) row(table, "inputs", ins.map(([k, v]) => k + "=" + v).join(", "));
+    if (d.upstream.length) row(table, "upstream", d.upstream.join(", "));
+    if (d.preview) row(table, "preview", d.preview);
+    info.append(top, table);
+    const artifacts = Object.entries(d.artifacts || {});
+    for (const [name, id] of artifacts) {
+      info.append(el("div", "dp-label", "output " + name + " · artifact " + id));
+      info.append(snippet('Client().get_artifact_version("' + id + '").load()'));
+    }
+    if (!artifacts.length && d.outputs.length) row(table, "outputs", d.outputs.join(", "));
+    if (d.error) {
+      info.append(el("div", "dp-label", "error"));
+      info.append(el("pre", "dp-error", d.traceback || d.error));
+    }
+    if (d.logs) {
+      info.append(el("div", "dp-label", "log"));
+      info.append(el("pre", "dp-log", d.logs));
+    }
+  }
 
   function show() {
     info.replaceChildren();
     durationValue = null;
     const d = selected && model.get("details")[selected];
+    info.hidden = !d;
     if (!d) return;
-    if (d.kind === "group") {
-      info.append(line("step", d.step + " ×" + d.total), line("progress", d.progress));
-      if (d.expandable) {
-        const a = document.createElement("button");
-        a.textContent = "expand";
-        a.onclick = () => toggle(d.step);
-        info.append(a);
-      }
-      if (pending === d.step) {
-        info.append(line("expanding", "drawn as soon as the kernel is free (a busy cell delays it)"));
-      }
-      const ul = document.createElement("ul");
-      ul.className = "dp-members";
-      for (const [id, st, dur, err] of d.members) {
-        const li = document.createElement("li");
-        li.dataset.dpStatus = st;
-        li.textContent = id + " — " + st + (dur ? " · " + dur : "") + (err ? " — " + err : "");
-        ul.append(li);
-      }
-      if (d.hidden) {
-        const li = document.createElement("li");
-        li.textContent = "… and " + d.hidden + " more";
-        ul.append(li);
-      }
-      info.append(ul);
-      return;
-    }
-    info.append(line("step", d.id + " (" + d.step + ", " + d.runtime + ")"), line("status", d.status));
-    if (d.duration) {
-      const row = line("duration", d.duration);
-      if (RUNNING.has(d.status) && d.start != null) durationValue = row.lastChild;
-      info.append(row);
-    }
-    if (d.attempts > 1) info.append(line("attempts", d.attempts));
-    if (d.cached) info.append(line("cached", "yes"));
-    if (d.upstream.length) info.append(line("upstream", d.upstream.join(", ")));
-    const ins = Object.entries(d.inputs).concat(Object.entries(d.parameters));
-    if (ins.length) info.append(line("inputs", ins.map(([k, v]) => k + "=" + v).join(", ")));
-    if (d.outputs.length) info.append(line("outputs", d.outputs.join(", ")));
-    if (d.preview) info.append(line("preview", d.preview));
-    if (d.error) info.append(pre(d.traceback || d.error));
-    if (d.logs.length) info.append(pre(d.logs.join("\n")));
+    if (d.kind === "group") showGroup(d);
+    else showNode(d);
   }
 
   function toggle(step) {
@@ -140,7 +252,7 @@ function render({ model, el }) {
   function tick() {
     const details = model.get("details");
     const t = now();
-    for (const g of pic.querySelectorAll("g.node")) {
+    for (const g of stage.querySelectorAll("g.node")) {
       const d = details[g.id];
       if (!d || d.kind !== "node" || !RUNNING.has(d.status) || d.start == null) continue;
       for (const text of g.querySelectorAll("text")) {
@@ -169,7 +281,7 @@ function render({ model, el }) {
       " · " +
       steps +
       (parts.length ? " (" + parts.join(", ") + ")" : "");
-    el.dataset.dpActive = clock.running ? "yes" : "no";
+    root.dataset.dpActive = clock.running ? "yes" : "no";
     if (clock.first === null) {
       elapsed.textContent = "";
     } else {
@@ -182,23 +294,32 @@ function render({ model, el }) {
   function draw() {
     const clock = model.get("clock");
     if (clock) skew = clock - Date.now() / 1000;
-    bar.replaceChildren();
+    groups.replaceChildren();
     for (const step of model.get("expanded")) {
-      const b = document.createElement("button");
-      b.textContent = "collapse " + step;
-      b.onclick = () => toggle(step);
-      bar.append(b);
+      groups.append(button("collapse " + step, "draw " + step + " as one node", () => toggle(step)));
     }
-    el.dataset.dpRun = model.get("run_status");
-    const svg = model.get("svg");
-    pic.innerHTML = svg || model.get("html");
+    root.dataset.dpRun = model.get("run_status");
+    stage.innerHTML = model.get("svg") || model.get("html");
+    const svg = stage.querySelector("svg");
+    const box = svg && svg.viewBox && svg.viewBox.baseVal;
+    if (box && box.width) {
+      // Natural size in CSS px (dot writes points); scaling happens on the stage.
+      view.w = (box.width * 4) / 3;
+      view.h = (box.height * 4) / 3;
+      svg.setAttribute("width", view.w);
+      svg.setAttribute("height", view.h);
+    } else {
+      view.w = stage.scrollWidth;
+      view.h = stage.scrollHeight;
+    }
+    if (!view.moved) fit();
     const details = model.get("details");
     if (pending !== null) {
       // done once the picture matches the request
       const grouped = Object.values(details).some((d) => d.kind === "group" && d.step === pending);
       if (model.get("expanded").includes(pending) !== grouped) pending = null;
     }
-    for (const g of pic.querySelectorAll("g.node")) {
+    for (const g of stage.querySelectorAll("g.node")) {
       const d = details[g.id];
       if (!d) continue;
       g.dataset.dpStatus = d.kind === "group" ? d.progress : d.status;
@@ -209,13 +330,14 @@ function render({ model, el }) {
     tick();
   }
 
-  pic.addEventListener("click", (e) => {
+  stage.addEventListener("click", (e) => {
+    if (dragged) return; // the end of a pan, not a click
     const g = e.target.closest("g.node, tr[id]");
     if (!g) return;
     selected = g.id;
     draw();
   });
-  pic.addEventListener("dblclick", (e) => {
+  stage.addEventListener("dblclick", (e) => {
     const g = e.target.closest("g.node");
     const d = g && model.get("details")[g.id];
     if (d && d.kind === "group" && d.expandable) toggle(d.step);
@@ -223,9 +345,13 @@ function render({ model, el }) {
   const keys = ["svg", "html", "details", "summary", "run_status", "expanded", "run_name"];
   for (const k of keys) model.on("change:" + k, draw);
   draw();
+  // The cell's width is known only once the output is attached: fit again then.
+  const resize = new ResizeObserver(() => view.moved || fit());
+  resize.observe(pic);
   const timer = setInterval(tick, TICK_MS);
   return () => {
     clearInterval(timer);
+    resize.disconnect();
     for (const k of keys) model.off("change:" + k, draw);
   };
 }
