@@ -23,6 +23,7 @@ from ..runtimes import get_runtime
 from ..status import ExecutionStatus
 from ..store.store import Store
 from .dag import RunGraph
+from .heartbeat import Heartbeat
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
+        self.heartbeat: Heartbeat | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:
@@ -120,6 +122,11 @@ class RunContext:
                 raise self._name_taken() from None
             self._make_name_unique()
             self._create_run()
+        run_id, metadata = self.run_id, self.store.metadata
+        self.heartbeat = Heartbeat(
+            lambda: metadata.record_heartbeat(run_id), settings.heartbeat_interval(), f"dynpipe-heartbeat-{run_id[:8]}"
+        )
+        self.heartbeat.start()
 
     def _name_taken(self) -> RunNameTaken:
         return RunNameTaken(

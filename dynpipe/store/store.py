@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from .artifacts import ArtifactFiles, inline_limit_from_env
+from .backend import MetadataBackend
 from .location import find_store_root
 from .materializers import Materializer, qualified_type_name, registry
-from .metadata import MetadataStore
+from .metadata_url import open_metadata
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,14 @@ class SavedArtifact:
 
 
 class Store:
-    """One store root: ``metadata.db`` and ``artifacts/``."""
+    """One store root: ``metadata.db`` (or the database of ``DYNPIPE_STORE_URL``) and ``artifacts/``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store_url: str | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.metadata = MetadataStore(root / "metadata.db")
-        self.files = ArtifactFiles(root, blobs=self.metadata)
+        self.store_url = store_url
+        self.metadata: MetadataBackend = open_metadata(root, store_url)
+        self.files = ArtifactFiles(root, blobs=self.metadata)  # type: ignore[arg-type]
         self.inline_limit = inline_limit_from_env()
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
@@ -59,8 +62,8 @@ class Store:
 
 
 @functools.lru_cache(maxsize=16)
-def _open(root: str) -> Store:
-    return Store(Path(root))
+def _open(root: str, store_url: str | None) -> Store:
+    return Store(Path(root), store_url)
 
 
 # Stores already opened by the exact absolute ``root`` string passed in: every step attempt calls
@@ -71,12 +74,13 @@ _by_given_root: dict[str, Store] = {}
 
 def open_store(root: str | Path | None = None) -> Store:
     """The store at ``root`` (default: located as DESIGN §3 says); one instance per root per process."""
+    url = settings.store_url()
     if root is None:
-        return _open(str(find_store_root()))
+        return _open(str(find_store_root()), url)
     key = str(root)
     store = _by_given_root.get(key)
-    if store is None:
-        store = _open(str(Path(root).expanduser().resolve()))
+    if store is None or store.store_url != url:
+        store = _open(str(Path(root).expanduser().resolve()), url)
         if key.startswith("/") and len(_by_given_root) < 64:  # relative paths depend on the cwd
             _by_given_root[key] = store
     return store
