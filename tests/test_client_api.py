@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from backends import backend, postgres_server  # noqa: F401
 
 from dynpipe import Client, Model, pipeline, step
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test on SQLite and on PostgreSQL
 
 
 @step(enable_cache=False)
