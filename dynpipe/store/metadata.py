@@ -98,14 +98,12 @@ class MetadataStore:
                 has_runs = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
                 found = 1 if has_runs else 0
             check_version(found, SCHEMA_VERSION, str(self.path))
-            if found == 0:
-                for statement in SCHEMA_STATEMENTS:
-                    conn.execute(statement)
-            else:
-                conn.execute(SCHEMA_STATEMENTS[0])  # the schema_version table itself
+            if found:
                 for version in range(found, SCHEMA_VERSION):
                     for statement in MIGRATIONS[version]:
                         conn.execute(statement)
+            for statement in SCHEMA_STATEMENTS:  # idempotent: new tables and indexes of any version
+                conn.execute(statement)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         except BaseException:

@@ -163,13 +163,12 @@ class PostgresMetadata:
             if found == SCHEMA_VERSION:
                 return
             check_version(found, SCHEMA_VERSION, mask_password(self.url))
-            if found == 0:
-                for statement in SCHEMA_STATEMENTS:
-                    conn.execute(statement)
-            else:
+            if found:
                 for version in range(found, SCHEMA_VERSION):
                     for statement in MIGRATIONS[version]:
                         conn.execute(statement)
+            for statement in SCHEMA_STATEMENTS:  # idempotent: new tables and indexes of any version
+                conn.execute(statement)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
 
