@@ -3,9 +3,7 @@
 ``postgres_server`` starts Debian's PostgreSQL once per test session (``initdb`` and
 ``pg_ctl`` in a temporary folder, a free port, as the ``postgres`` user when the tests run
 as root, which PostgreSQL refuses); every test gets a fresh database copied from an empty
-template. Import the fixtures into a test module to use them::
-
-    from backends import Backend, backend, postgres_server  # noqa: F401
+template. ``conftest.py`` imports both fixtures, so any test can ask for them.
 """
 
 from __future__ import annotations

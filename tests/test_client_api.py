@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from backends import backend, postgres_server  # noqa: F401
 
 from dynpipe import Client, Model, pipeline, step
 

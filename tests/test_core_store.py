@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from backends import Backend, backend, postgres_server  # noqa: F401
+from backends import Backend
 
 from dynpipe import Client, pipeline, step
 from dynpipe.store.artifacts import ArtifactFiles

@@ -8,7 +8,7 @@ import sqlite3
 import typing
 
 import pytest
-from backends import Backend, backend, postgres_server  # noqa: F401
+from backends import Backend
 
 from dynpipe import pipeline, step
 from dynpipe.store import backend as backend_module

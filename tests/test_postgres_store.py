@@ -18,15 +18,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backends import PASSWORD, Backend, PostgresServer, backend, postgres_server  # noqa: F401
+from backends import PASSWORD, Backend, PostgresServer
 
 from dynpipe import Client, StepRetryConfig, pipeline, step
 from dynpipe.errors import StoreError
 from dynpipe.store.metadata import MetadataStore
-from dynpipe.store.metadata_url import mask_password, open_metadata
+from dynpipe.store.metadata_url import open_metadata
 from dynpipe.store.records import RunFilter
 from dynpipe.store.sqlite_schema import SCHEMA_VERSION
 from dynpipe.store.store import open_store
+from dynpipe.store.urls import mask_password
 
 
 def _free_port() -> int:
@@ -69,7 +70,9 @@ def test_fan_out_cache_hits_retries_and_failures_through_the_public_api(backend:
     assert first.status.value == "completed"
     assert first.steps["flaky"].attempts == 2 and first.steps["flaky"].output.load() == sum(i * i for i in range(12))
     attempts = Client().list_step_attempts(first.name, "flaky")
-    assert [(a.attempt, a.status, a.error_message) for a in attempts] == [(1, "failed", "transient"), (2, "completed", None)]
+    assert [(a.attempt, a.status, a.error_message) for a in attempts] == [
+        (1, "failed", "transient"), (2, "completed", None),
+    ]
 
     second = fan(12)
     squares = [s for s in second.steps.values() if s.step_name == "square"]
@@ -156,8 +159,25 @@ def test_a_database_from_a_newer_dynpipe_is_refused_with_a_clear_error(backend: 
     else:
         with psycopg.connect(backend.url, autocommit=True) as conn:
             conn.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(StoreError, match=f"schema version 99, newer than the version {SCHEMA_VERSION}.*upgrade dynpipe"):
+    refused = f"schema version 99, newer than the version {SCHEMA_VERSION}.*upgrade dynpipe"
+    with pytest.raises(StoreError, match=refused):
         open_metadata(store_home, backend.url)
+
+
+def test_a_bad_heartbeat_timeout_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynpipe.errors import SettingError
+
+    @step
+    def one() -> int:
+        return 1
+
+    @pipeline(dynamic=True)
+    def p() -> None:
+        one()
+
+    monkeypatch.setenv("DYNPIPE_HEARTBEAT_TIMEOUT", "soon")
+    with pytest.raises(SettingError, match="DYNPIPE_HEARTBEAT_TIMEOUT='soon'"):
+        p()
 
 
 # -- connection problems ---------------------------------------------------------------------

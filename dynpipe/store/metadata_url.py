@@ -7,27 +7,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from .backend import MetadataBackend
-
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(_POSTGRES_SCHEMES)
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``: safe to print or log."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+from .urls import is_postgres_url
 
 
 def sqlite_path(url: str | None, root: Path) -> Path:

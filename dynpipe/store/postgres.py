@@ -27,7 +27,6 @@ from .. import settings
 from ..errors import RunNameTaken, StoreError
 from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
-from .metadata_url import mask_password
 from .owners import owner_of_this_process
 from .postgres_schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .records import (
@@ -43,6 +42,7 @@ from .records import (
 )
 from .rows import artifact_record, json_column, run_record, step_run_record
 from .schema_check import check_version
+from .urls import mask_password
 
 Statement = tuple[str, Any]
 
