@@ -62,12 +62,17 @@ def test_fan_out_cache_hits_retries_and_failures_through_the_public_api(backend:
             raise ConnectionError("transient")
         return sum(xs)
 
+    @step(runtime="isolated", enable_cache=False)
+    def describe(total: int) -> str:  # a worker process writes its output through the same store
+        return f"total={total}"
+
     @pipeline(dynamic=True)
     def fan(n: int) -> None:
-        flaky([square.submit(i) for i in range(n)])
+        describe(flaky([square.submit(i) for i in range(n)]))
 
     first = fan(12)
     assert first.status.value == "completed"
+    assert first.steps["describe"].output.load() == f"total={sum(i * i for i in range(12))}"
     assert first.steps["flaky"].attempts == 2 and first.steps["flaky"].output.load() == sum(i * i for i in range(12))
     attempts = Client().list_step_attempts(first.name, "flaky")
     assert [(a.attempt, a.status, a.error_message) for a in attempts] == [
@@ -95,8 +100,8 @@ def test_fan_out_cache_hits_retries_and_failures_through_the_public_api(backend:
     assert run.steps["broken"].status.value == "failed"
     assert run.steps["broken"].error_type == "ValueError"
     assert run.steps["square"].status.value == "cached"
-    # every output is recorded exactly once (12 squares + 1 sum, then one more sum)
-    assert backend.count("artifact_versions") == 14
+    # every output is recorded exactly once: 12 squares, a sum and a description, then those two again
+    assert backend.count("artifact_versions") == 16
 
 
 # -- schema versions ------------------------------------------------------------------------
