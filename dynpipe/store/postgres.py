@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from .. import settings
@@ -90,7 +90,7 @@ class PostgresMetadata:
         )
         params.setdefault("connect_timeout", 10)
         params.setdefault("application_name", "dynpipe")
-        self._params = params
+        self._conninfo = make_conninfo("", **params)
         self._lock = threading.Lock()
         self._idle: list[psycopg.Connection[dict[str, Any]]] = []
         self._inherited: list[psycopg.Connection[dict[str, Any]]] = []
@@ -105,7 +105,7 @@ class PostgresMetadata:
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
-            return psycopg.connect(autocommit=True, row_factory=dict_row, **self._params)
+            return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
             reason = self._scrub(str(exc))
             raise StoreError(f"cannot connect to the PostgreSQL metadata {self._where}: {reason}") from None
@@ -137,12 +137,17 @@ class PostgresMetadata:
                 self._idle.append(conn)
 
     def write(self, statements: Sequence[Statement], attempts: int = 20) -> None:
-        """Run statements in one transaction; a deadlock victim tries again."""
+        """Run statements in one transaction, in one round trip; a deadlock victim tries again."""
         for i in range(attempts):
             try:
-                with self._connection() as conn, conn.transaction():
-                    for sql, params in statements:
-                        conn.execute(sql, params)
+                with self._connection() as conn:
+                    if len(statements) == 1:
+                        conn.execute(*statements[0])
+                        return
+                    # One round trip: the statements, bound client-side, as one multi-statement
+                    # query, which the server runs as one implicit transaction (all or nothing).
+                    cursor = psycopg.ClientCursor(conn)
+                    cursor.execute(";".join(cursor.mogrify(sql, params) for sql, params in statements))
                 return
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if i == attempts - 1:

@@ -7,13 +7,15 @@ PostgreSQL dict rows alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ..status import ExecutionStatus
 from .records import ArtifactRecord, RunRecord, StepRunRecord
 
-Row = Mapping[str, Any]
+class Row(Protocol):
+    """A row by column name: ``sqlite3.Row`` or a psycopg dict row."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def json_column(value: Any) -> Any:
