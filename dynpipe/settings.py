@@ -190,3 +190,4 @@ def check_run_settings() -> None:
     isolated_waiters()
     isolated_backend()
     echo_logs()
+    heartbeat_interval()  # and the timeout it is derived from

@@ -183,6 +183,7 @@ def test_a_bad_heartbeat_timeout_names_the_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DYNPIPE_HEARTBEAT_TIMEOUT", "soon")
     with pytest.raises(SettingError, match="DYNPIPE_HEARTBEAT_TIMEOUT='soon'"):
         p()
+    assert Client().list_pipeline_runs() == []  # refused before any run was recorded
 
 
 # -- connection problems ---------------------------------------------------------------------

@@ -109,6 +109,7 @@ class RunContext:
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:
         """Record the run in the store; call once before the first step."""
+        interval = settings.heartbeat_interval()  # a bad value fails before the run is recorded
         fixed = bool(self.config.run_name) and "{" not in (self.config.run_name or "")
         if fixed and self.store.metadata.run_name_exists(self.run_name):
             raise self._name_taken()
@@ -124,7 +125,7 @@ class RunContext:
             self._create_run()
         run_id, metadata = self.run_id, self.store.metadata
         self.heartbeat = Heartbeat(
-            lambda: metadata.record_heartbeat(run_id), settings.heartbeat_interval(), f"dynpipe-heartbeat-{run_id[:8]}"
+            lambda: metadata.record_heartbeat(run_id), interval, f"dynpipe-heartbeat-{run_id[:8]}"
         )
         self.heartbeat.start()
 

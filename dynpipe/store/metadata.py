@@ -398,7 +398,9 @@ class MetadataStore:
     def step_attempts(self, step_run_id: str) -> list[AttemptRecord]:
         rows = self.query("SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step_run_id,))
         return [
-            AttemptRecord(r["attempt"], ExecutionStatus(r["status"]), r["start"], r["end"], r["error_type"], r["error_message"])
+            AttemptRecord(
+                r["attempt"], ExecutionStatus(r["status"]), r["start"], r["end"], r["error_type"], r["error_message"]
+            )
             for r in rows
         ]
 

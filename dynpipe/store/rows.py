@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ..status import ExecutionStatus
 from .records import ArtifactRecord, RunRecord, StepRunRecord
 
+
 class Row(Protocol):
     """A row by column name: ``sqlite3.Row`` or a psycopg dict row."""
 
