@@ -266,14 +266,8 @@ class PostgresMetadata:
 
     def record_heartbeat(self, run_id: str) -> None:
         # The server's clock, so readers on hosts with skewed clocks agree on its age.
-        self.write(
-            [
-                (
-                    f"UPDATE runs SET heartbeat = {_NOW} WHERE id = %s AND status IN ('running', 'initializing')",
-                    (run_id,),
-                )
-            ]
-        )
+        sql = f"UPDATE runs SET heartbeat = {_NOW} WHERE id = %s AND status IN ('running', 'initializing')"
+        self.write([(sql, (run_id,))])
 
     def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
         runs = list(runs)
@@ -412,9 +406,7 @@ class PostgresMetadata:
             ' AND "end" >= %s ORDER BY "end" DESC LIMIT 1',
             (cache_key, not_before or 0.0),
         )
-        if not rows:
-            return None
-        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"])
+        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"]) if rows else None
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = %s ORDER BY seq, row_no", (run_id,))
