@@ -2,6 +2,8 @@
 
     python benchmarks/overhead.py            # 1,000 steps, median of 5 runs
     python benchmarks/overhead.py --steps 20 --repeats 1   # smoke run
+    python benchmarks/overhead.py --store-url postgresql://user:pw@host/db   # PostgreSQL metadata
+    python benchmarks/overhead.py --source .   # this checkout's dynpipe, not the installed one
 
 Every figure is measured in a fresh process with a fresh store (DYNPIPE_HOME in a
 temporary directory): a short warm-up run, then ``--repeats`` timed runs, median shown.
@@ -16,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import WORKLOADS_DIR, Measurement, dynpipe_python, measure  # noqa: E402
+from runner import WORKLOADS_DIR, Measurement, dynpipe_python, measure
 
 # workload -> (what, target in ms per step, or seconds for cold start)
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -28,14 +30,19 @@ TARGETS: dict[str, tuple[str, float, str]] = {
 }
 
 
-def run(steps: int, repeats: int, workloads: list[str], out: object = sys.stdout) -> list[tuple[str, Measurement]]:
+def run(
+    steps: int,
+    repeats: int,
+    workloads: list[str],
+    out: object = sys.stdout,
+    env: dict[str, str] | None = None,
+) -> list[tuple[str, Measurement]]:
     script = WORKLOADS_DIR / "dynpipe_wl.py"
     results: list[tuple[str, Measurement]] = []
     for wl in workloads:
         n = 1 if wl == "cold" else (min(steps, 100) if wl == "isolated" else steps)
-        results.append(
-            (wl, measure("dynpipe", dynpipe_python(), script, wl, n, 1, extra_args=["--repeats", str(repeats)]))
-        )
+        extra = ["--repeats", str(repeats)]
+        results.append((wl, measure("dynpipe", dynpipe_python(), script, wl, n, 1, env=env, extra_args=extra)))
     print(f"dynpipe overhead, median of {repeats} run(s), {steps} steps per run", file=out)
     print(f"{'workload':<54s} {'figure':>12s} {'target':>12s}  ok", file=out)
     for wl, m in results:
@@ -57,12 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         "--workloads", default="sequential,submitted,cached,isolated,cold",
         help="comma-separated subset of: " + ",".join(TARGETS),
     )
+    parser.add_argument("--store-url", help="DYNPIPE_STORE_URL for the measured runs (default: the SQLite store)")
+    parser.add_argument("--source", help="import dynpipe from this checkout (default: the installed dynpipe)")
     args = parser.parse_args(argv)
     wls = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in wls if w not in TARGETS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {list(TARGETS)}")
-    results = run(args.steps, args.repeats, wls)
+    env: dict[str, str] = {}
+    if args.store_url:
+        env["DYNPIPE_STORE_URL"] = args.store_url
+    if args.source:
+        env["PYTHONPATH"] = str(Path(args.source).resolve())
+    results = run(args.steps, args.repeats, wls, env=env)
     return 0 if all(m.ok for _, m in results) else 1
 
 

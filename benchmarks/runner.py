@@ -63,7 +63,8 @@ def run_once(
         full_env = {**os.environ, **(env or {})}
         full_env["DYNPIPE_HOME"] = str(home / "dynpipe")
         full_env["BENCH_HOME"] = str(home)
-        full_env.pop("PYTHONPATH", None)
+        if "PYTHONPATH" not in (env or {}):  # only an explicit one (overhead.py --source) is kept
+            full_env.pop("PYTHONPATH", None)
         cmd = [python, str(script), workload, "--steps", str(steps), *(extra_args or [])]
         start = time.perf_counter()
         proc = subprocess.run(

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import cli_store
 from .cli_schedule import add_schedule_commands
 from .display import (
     abbreviate_names,
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
     p.set_defaults(func=cmd_demo)
+    cli_store.register(sub)  # dynpipe store info
     return parser
 
 

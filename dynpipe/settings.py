@@ -102,6 +102,29 @@ def verify_hash_max_bytes() -> int:
     return whole_number("DYNPIPE_VERIFY_HASH_MAX_BYTES", 64 << 20, minimum=0)
 
 
+def store_url() -> str | None:
+    """``DYNPIPE_STORE_URL``: where run metadata lives; ``None`` means ``metadata.db`` in the store folder.
+
+    A ``postgresql://user:password@host:port/database`` URL shares metadata across
+    machines; any other value is the path of a SQLite database file.
+    """
+    return _raw("DYNPIPE_STORE_URL")
+
+
+def heartbeat_timeout() -> float:
+    """``DYNPIPE_HEARTBEAT_TIMEOUT``: a run on another host whose heartbeat is older than this is lost."""
+    return seconds("DYNPIPE_HEARTBEAT_TIMEOUT", 120.0, minimum=0.1)
+
+
+def heartbeat_interval() -> float:
+    """``DYNPIPE_HEARTBEAT_INTERVAL``: seconds between heartbeats of an open run.
+
+    Never more than a quarter of the timeout, so a live run is not taken for a lost one.
+    """
+    interval = seconds("DYNPIPE_HEARTBEAT_INTERVAL", 15.0, minimum=0.01)
+    return min(interval, heartbeat_timeout() / 4)
+
+
 def inline_workers() -> int:
     """``DYNPIPE_INLINE_WORKERS``: threads running submitted inline steps of one run."""
     return whole_number("DYNPIPE_INLINE_WORKERS", max(8, (os.cpu_count() or 1) + 4), maximum=4096)
@@ -178,3 +201,4 @@ def check_run_settings() -> None:
     isolated_waiters()
     isolated_backend()
     echo_logs()
+    heartbeat_interval()  # and the timeout it is derived from

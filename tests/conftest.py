@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backends import backend, postgres_server  # noqa: F401 - the SQLite/PostgreSQL fixtures, for every test module
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,8 @@ import pytest
 
 from dynpipe import Client, Model, pipeline, step
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test on SQLite and on PostgreSQL
+
 
 @step(enable_cache=False)
 def one() -> int:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from backends import Backend
 
 from dynpipe import Client, pipeline, step
 from dynpipe.store.artifacts import ArtifactFiles
@@ -88,7 +89,7 @@ WRITER = textwrap.dedent(
 
 
 def test_several_processes_write_concurrently_without_losing_anything(
-    store_home: Path, tmp_path: Path
+    store_home: Path, tmp_path: Path, backend: Backend
 ) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -112,9 +113,11 @@ def test_several_processes_write_concurrently_without_losing_anything(
         assert len(steps) == 41
         assert steps["combine"].output.load() == 40
         assert all(s.status.value == "completed" for s in steps.values())
-    with sqlite3.connect(store_home / "metadata.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("SELECT count(*) FROM step_runs").fetchone()[0] == 12 * 41
+    assert backend.count("step_runs") == 12 * 41
+    assert backend.count("artifact_versions") == 12 * 41
+    if backend.name == "sqlite":
+        with sqlite3.connect(store_home / "metadata.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 KILLED = textwrap.dedent(
@@ -142,7 +145,9 @@ KILLED = textwrap.dedent(
 )
 
 
-def test_killed_process_leaves_usable_store_and_run_not_running(store_home: Path, tmp_path: Path) -> None:
+def test_killed_process_leaves_usable_store_and_run_not_running(
+    store_home: Path, tmp_path: Path, backend: Backend
+) -> None:
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
@@ -178,11 +183,12 @@ def test_killed_process_leaves_usable_store_and_run_not_running(store_home: Path
         after()
 
     assert later().status.value == "completed"
-    with sqlite3.connect(store_home / "metadata.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if backend.name == "sqlite":
+        with sqlite3.connect(store_home / "metadata.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_cli_lists_and_shows_runs(store_home: Path) -> None:
+def test_cli_lists_and_shows_runs(store_home: Path, backend: Backend) -> None:
     @step
     def hello(name: str) -> str:
         print(f"hello {name}")

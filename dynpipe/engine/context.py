@@ -23,6 +23,7 @@ from ..runtimes import get_runtime
 from ..status import ExecutionStatus
 from ..store.store import Store
 from .dag import RunGraph
+from .heartbeat import Heartbeat
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -103,10 +104,12 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
+        self.heartbeat: Heartbeat | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:
         """Record the run in the store; call once before the first step."""
+        interval = settings.heartbeat_interval()  # a bad value fails before the run is recorded
         fixed = bool(self.config.run_name) and "{" not in (self.config.run_name or "")
         if fixed and self.store.metadata.run_name_exists(self.run_name):
             raise self._name_taken()
@@ -120,6 +123,11 @@ class RunContext:
                 raise self._name_taken() from None
             self._make_name_unique()
             self._create_run()
+        run_id, metadata = self.run_id, self.store.metadata
+        self.heartbeat = Heartbeat(
+            lambda: metadata.record_heartbeat(run_id), interval, f"dynpipe-heartbeat-{run_id[:8]}"
+        )
+        self.heartbeat.start()
 
     def _name_taken(self) -> RunNameTaken:
         return RunNameTaken(

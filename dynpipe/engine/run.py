@@ -94,6 +94,8 @@ def finish_run(
         error = "".join(tb.format_exception_only(type(body_error), body_error)).strip()
     elif ctx.first_failure is not None:
         error = f"step {ctx.first_failure[0]!r} failed: {type(ctx.first_failure[1]).__name__}: {ctx.first_failure[1]}"
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.stop()
     ctx.store.metadata.finish_run(ctx.run_id, status, error)
     ctx.status = status
     ctx.finished = True

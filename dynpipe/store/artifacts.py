@@ -26,7 +26,7 @@ from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError, Store
 from .location import FILE_MODE, current_uid, make_private_dir, user_name
 
 if TYPE_CHECKING:
-    from .metadata import MetadataStore
+    from .backend import MetadataBackend
 
 DB_PREFIX = "db:"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -60,7 +60,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class ArtifactFiles:
     """Files under ``<root>/artifacts/<2 hex>/<sha256>``; identical content is stored once."""
 
-    def __init__(self, root: Path, blobs: MetadataStore | None = None, trust_foreign: bool = False) -> None:
+    def __init__(self, root: Path, blobs: MetadataBackend | None = None, trust_foreign: bool = False) -> None:
         self.root = root / "artifacts"
         make_private_dir(self.root)
         self._store_root = str(root)

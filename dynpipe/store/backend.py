@@ -1,7 +1,8 @@
 """The metadata interface: every read and write the rest of dynpipe makes of run records.
 
-``MetadataStore`` (SQLite) implements it; a PostgreSQL backend would be a second
-implementation. Each write method is one whole unit of work (one transaction), and only
+``MetadataStore`` (SQLite, ``metadata.py``) and ``PostgresMetadata`` (``postgres.py``)
+implement it and pass the same tests; ``metadata_url.py`` picks one from
+``DYNPIPE_STORE_URL``. Each write method is one whole unit of work (one transaction), and only
 plain records from ``records.py`` cross it, so callers never see SQL or driver types.
 """
 
@@ -46,8 +47,11 @@ class MetadataBackend(Protocol):
 
     def list_runs(self, where: RunFilter) -> list[RunRecord]: ...
 
+    def record_heartbeat(self, run_id: str) -> None:
+        """The orchestrator of an open run is alive (written every few seconds by a thread)."""
+
     def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
-        """Mark runs whose owner process is gone as failed; return their ids."""
+        """Mark runs whose owner is gone (same-host PID, else a stale heartbeat) as failed; return ids."""
 
     def pipeline_has_listed_runs(self, pipeline_name: str) -> bool: ...
 
@@ -100,5 +104,12 @@ class MetadataBackend(Protocol):
     def get_blob(self, content_hash: str) -> bytes | None: ...
 
     def has_blob(self, content_hash: str) -> bool: ...
+
+    # -- the database itself ---------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version recorded in the database's ``schema_version`` table."""
+
+    def location(self) -> str:
+        """Where the metadata lives, as a URL with any password masked."""
 
     def close(self) -> None: ...

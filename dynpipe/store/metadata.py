@@ -17,9 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import RunNameTaken
 from ..status import ExecutionStatus
-from .owners import owner_of_this_process, process_is_alive
+from .liveness import needs_clock, verdict
+from .owners import owner_of_this_process
 from .records import (
     ArtifactRecord,
     AttemptRecord,
@@ -31,7 +33,9 @@ from .records import (
     StepOutcome,
     StepRunRecord,
 )
-from .sqlite_schema import _SCHEMA, SCHEMA_VERSION  # noqa: F401 - SCHEMA_VERSION re-exported
+from .rows import artifact_record, json_column, run_record, step_run_record
+from .schema_check import check_version
+from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
@@ -56,10 +60,6 @@ _INSERT_ATTEMPT = (
 )
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if value else None
-
-
 class MetadataStore:
     """Thread-safe access to the SQLite metadata database of one store root."""
 
@@ -77,8 +77,45 @@ class MetadataStore:
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))  # bypasses busy_timeout
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = OFF")
-        self._retry(lambda: conn.executescript(_SCHEMA))
+        if self._read_version(conn) != SCHEMA_VERSION:
+            self._retry(lambda: self._create_or_migrate(conn))
         return conn
+
+    @staticmethod
+    def _read_version(conn: sqlite3.Connection) -> int | None:
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            return None  # no such table: a new database, or one made before versioning
+        return int(row[0]) if row else None
+
+    def _create_or_migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or migrate an older one, under the write lock (one opener does it)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = self._read_version(conn)
+            if found is None:
+                has_runs = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+                found = 1 if has_runs else 0
+            check_version(found, SCHEMA_VERSION, str(self.path))
+            if found:
+                for version in range(found, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+            for statement in SCHEMA_STATEMENTS:  # idempotent: new tables and indexes of any version
+                conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return int(self.query("SELECT version FROM schema_version")[0][0])
+
+    def location(self) -> str:
+        return f"sqlite://{self.path}"
 
     @staticmethod
     def _retry(fn: Any, attempts: int = 50) -> Any:
@@ -140,7 +177,7 @@ class MetadataStore:
         now = time.time()
         run = {
             "id": run_id, "name": name, "pipeline_name": pipeline_name, "status": "running",
-            "start": now, "owner_host": host, "owner_pid": pid, "owner_started": started,
+            "start": now, "heartbeat": now, "owner_host": host, "owner_pid": pid, "owner_started": started,
             "parent_run_id": parent_run_id, "unlisted": int(unlisted),
             "config": json.dumps(config, default=str),
         }
@@ -149,9 +186,9 @@ class MetadataStore:
                 [
                     ("INSERT OR IGNORE INTO pipelines (name, created) VALUES (?, ?)", (pipeline_name, now)),
                     (
-                        "INSERT INTO runs (id, name, pipeline_name, status, start, owner_host, owner_pid,"
-                        " owner_started, parent_run_id, unlisted, config) VALUES (:id, :name,"
-                        " :pipeline_name, :status, :start, :owner_host, :owner_pid, :owner_started,"
+                        "INSERT INTO runs (id, name, pipeline_name, status, start, heartbeat, owner_host,"
+                        " owner_pid, owner_started, parent_run_id, unlisted, config) VALUES (:id, :name,"
+                        " :pipeline_name, :status, :start, :heartbeat, :owner_host, :owner_pid, :owner_started,"
                         " :parent_run_id, :unlisted, :config)",
                         run,
                     ),
@@ -200,30 +237,42 @@ class MetadataStore:
         sql += f" ORDER BY start {order}, rowid {order}"
         if where.limit is not None:
             sql += f" LIMIT {int(where.limit)}"
-        return [_run_record(row) for row in self.query(sql, params)]
+        return [run_record(row) for row in self.query(sql, params)]
+
+    def record_heartbeat(self, run_id: str) -> None:
+        self.write(
+            [
+                (
+                    "UPDATE runs SET heartbeat = ? WHERE id = ? AND status IN ('running', 'initializing')",
+                    (time.time(), run_id),
+                )
+            ]
+        )
 
     def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
-        """Mark runs whose owner process is gone as failed; return their ids."""
-        dead = {
-            r.id for r in runs
-            if r.status in (ExecutionStatus.RUNNING, ExecutionStatus.INITIALIZING)
-            and not process_is_alive(r.owner_host, r.owner_pid, r.owner_started)
-        }
-        for run_id in dead:
-            now = time.time()
+        """Mark runs whose owner process is gone (or silent too long) as failed; return their ids."""
+        runs = list(runs)
+        now = time.time() if needs_clock(runs) else None
+        timeout = settings.heartbeat_timeout() if now is not None else 0.0
+        dead: set[str] = set()
+        for run in runs:
+            why = verdict(run, now, timeout)
+            if why is None:
+                continue
+            dead.add(run.id)
+            end = time.time()
             self.write(
                 [
                     (
-                        "UPDATE runs SET status = 'failed', end = COALESCE(end, ?),"
-                        " error = 'the process running this pipeline exited before the run finished'"
+                        "UPDATE runs SET status = 'failed', end = COALESCE(end, ?), error = ?"
                         " WHERE id = ? AND status IN ('running', 'initializing')",
-                        (now, run_id),
+                        (end, why.run_error, run.id),
                     ),
                     (
                         "UPDATE step_runs SET status = 'failed', end = COALESCE(end, ?),"
-                        " error_type = 'ProcessDied', error_message = 'the orchestrating process exited'"
+                        " error_type = 'ProcessDied', error_message = ?"
                         f" WHERE run_id = ? AND status IN {_OPEN_SQL}",
-                        (now, run_id),
+                        (end, why.step_error, run.id),
                     ),
                 ]
             )
@@ -340,16 +389,18 @@ class MetadataStore:
         )
         if not rows:
             return None
-        return CachedStepRun(rows[0]["id"], _json(rows[0]["outputs"]) or {}, rows[0]["end"])
+        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"])
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
-        return [_step_run_record(row) for row in rows]
+        return [step_run_record(row) for row in rows]
 
     def step_attempts(self, step_run_id: str) -> list[AttemptRecord]:
         rows = self.query("SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step_run_id,))
         return [
-            AttemptRecord(r["attempt"], ExecutionStatus(r["status"]), r["start"], r["end"], r["error_type"], r["error_message"])
+            AttemptRecord(
+                r["attempt"], ExecutionStatus(r["status"]), r["start"], r["end"], r["error_type"], r["error_message"]
+            )
             for r in rows
         ]
 
@@ -387,7 +438,7 @@ class MetadataStore:
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
             found += [
-                _artifact_record(r)
+                artifact_record(r)
                 for r in self.query(f"SELECT * FROM artifact_versions WHERE id IN ({marks})", chunk)
             ]
         return found
@@ -403,14 +454,14 @@ class MetadataStore:
             rows = self.query(
                 "SELECT * FROM artifact_versions WHERE name = ? AND version = ?", (name_or_id, int(version))
             )
-        return _artifact_record(rows[0]) if rows else None
+        return artifact_record(rows[0]) if rows else None
 
     def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
         if name is None:
             rows = self.query("SELECT * FROM artifact_versions ORDER BY created")
         else:
             rows = self.query("SELECT * FROM artifact_versions WHERE name = ? ORDER BY version", (name,))
-        return [_artifact_record(r) for r in rows]
+        return [artifact_record(r) for r in rows]
 
     # -- small artifacts (see artifacts.py) -------------------------------------------------
     def put_blob(self, content_hash: str, data: bytes) -> None:
@@ -431,35 +482,3 @@ class MetadataStore:
 def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _run_record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        id=row["id"], name=row["name"], pipeline_name=row["pipeline_name"],
-        status=ExecutionStatus(row["status"]), start=row["start"], end=row["end"],
-        owner_host=row["owner_host"], owner_pid=row["owner_pid"], owner_started=row["owner_started"],
-        parent_run_id=row["parent_run_id"], unlisted=bool(row["unlisted"]),
-        config=_json(row["config"]) or {}, error=row["error"],
-    )
-
-
-def _step_run_record(row: sqlite3.Row) -> StepRunRecord:
-    return StepRunRecord(
-        id=row["id"], run_id=row["run_id"], invocation_id=row["invocation_id"], step_name=row["step_name"],
-        seq=row["seq"], status=ExecutionStatus(row["status"]), start=row["start"], end=row["end"],
-        attempts=row["attempts"], runtime=row["runtime"], cache_key=row["cache_key"],
-        cached_from=row["cached_from"], upstream=_json(row["upstream"]) or [],
-        parameters=_json(row["parameters"]) or {}, inputs=_json(row["inputs"]) or {},
-        outputs=_json(row["outputs"]) or {}, logs=row["logs"] or "", error_type=row["error_type"],
-        error_message=row["error_message"], traceback=row["traceback"],
-    )
-
-
-def _artifact_record(row: sqlite3.Row) -> ArtifactRecord:
-    return ArtifactRecord(
-        id=row["id"], name=row["name"], version=row["version"], uri=row["uri"],
-        content_hash=row["content_hash"], data_type=row["data_type"], materializer=row["materializer"],
-        producer_step_run_id=row["producer_step_run_id"], run_id=row["run_id"],
-        output_name=row["output_name"], size=row["size"], created=row["created"],
-        metadata=_json(row["metadata"]) or {}, tags=_json(row["tags"]) or [],
-    )

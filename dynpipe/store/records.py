@@ -1,6 +1,6 @@
 """Plain records that cross the metadata interface, in both directions.
 
-A backend (SQLite today, PostgreSQL later) takes and returns only these: no driver types,
+A backend (SQLite or PostgreSQL) takes and returns only these: no driver types,
 JSON columns already decoded, statuses as ``ExecutionStatus``.
 """
 
@@ -29,6 +29,8 @@ class RunRecord:
     unlisted: bool
     config: dict[str, Any]
     error: str | None
+    #: Last sign of life of the orchestrating process (epoch seconds; the backend's clock).
+    heartbeat: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,21 @@
-"""The SQLite schema of the metadata database (version 1)."""
+"""The SQLite schema of the metadata database, its version and the migrations to it.
 
-SCHEMA_VERSION = 1
+``schema_version`` holds one row. A database made before versioning existed (no such
+table, but a ``runs`` table) is version 1. Migrations run in order inside one
+``BEGIN IMMEDIATE`` transaction, so concurrent openers migrate it once.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+#: Statements that take a database at version ``n`` to ``n + 1``.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE runs ADD COLUMN heartbeat REAL",),
+}
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS pipelines (
     name TEXT PRIMARY KEY,
@@ -21,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     parent_run_id TEXT,
     unlisted INTEGER NOT NULL DEFAULT 0,
     config TEXT,
-    error TEXT
+    error TEXT,
+    heartbeat REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, start);
 CREATE TABLE IF NOT EXISTS step_runs (
@@ -77,3 +91,6 @@ CREATE TABLE IF NOT EXISTS artifact_versions (
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifact_versions (name, version);
 CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
+
+#: The statements of the current schema, one by one (``executescript`` would commit early).
+SCHEMA_STATEMENTS: tuple[str, ...] = tuple(s.strip() for s in _SCHEMA.split(";") if s.strip())

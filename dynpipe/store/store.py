@@ -21,8 +21,10 @@ from .location import (
     make_private_dir,
     make_private_file,
 )
+from .backend import MetadataBackend
 from .materializers import Materializer, qualified_type_name, registry
-from .metadata import MetadataStore
+from .metadata_url import open_metadata, sqlite_path
+from .urls import is_postgres_url
 
 
 @dataclass(frozen=True)
@@ -40,27 +42,30 @@ class SavedArtifact:
 
 
 class Store:
-    """One store root: ``metadata.db`` and ``artifacts/``."""
+    """One store root: ``metadata.db`` (or the database of ``DYNPIPE_STORE_URL``) and ``artifacts/``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store_url: str | None = None) -> None:
         self.root = root
+        self.store_url = store_url
         trusted = check_store_owner(root)
-        db = root / "metadata.db"
+        db = None if store_url is not None and is_postgres_url(store_url) else sqlite_path(store_url, root)
         try:
             make_private_dir(root)
-            for path in (db, root / "metadata.db-wal", root / "metadata.db-shm"):
-                if path is db or path.exists():
-                    make_private_file(path)  # SQLite gives -wal/-shm the database file's mode
-                    if not os.access(path, os.W_OK):  # SQLite would open it, then fail on a write
-                        raise PermissionError(errno.EACCES, "read-only", str(path))
+            if db is not None:
+                db.parent.mkdir(parents=True, exist_ok=True)
+                for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                    if path is db or path.exists():
+                        make_private_file(path)  # SQLite gives -wal/-shm the database file's mode
+                        if not os.access(path, os.W_OK):  # SQLite would open it, then fail on a write
+                            raise PermissionError(errno.EACCES, "read-only", str(path))
             if not os.access(root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, "read-only", str(root))
-            self.metadata = MetadataStore(db)
+            self.metadata: MetadataBackend = open_metadata(root, store_url)
             self.files = ArtifactFiles(root, blobs=self.metadata, trust_foreign=trusted)
         except StoreError:
             raise
         except (OSError, sqlite3.Error) as exc:
-            raise StoreAccessError(describe_access_problem(root, db, exc)) from exc
+            raise StoreAccessError(describe_access_problem(root, db or root, exc)) from exc
         self.inline_limit = settings.inline_artifact_bytes()
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
@@ -89,8 +94,8 @@ class Store:
 
 
 @functools.lru_cache(maxsize=16)
-def _open(root: str) -> Store:
-    return Store(Path(root))
+def _open(root: str, store_url: str | None) -> Store:
+    return Store(Path(root), store_url)
 
 
 # Stores already opened by the exact absolute ``root`` string passed in: every step attempt calls
@@ -100,13 +105,15 @@ _by_given_root: dict[str, Store] = {}
 
 
 def open_store(root: str | Path | None = None) -> Store:
-    """The store at ``root`` (default: found by ``find_store_root``); one instance per root per process."""
+    """The store at ``root`` (default: found by ``find_store_root``) with the metadata of
+    ``DYNPIPE_STORE_URL``; one instance per (root, URL) per process."""
+    url = settings.store_url()
     if root is None:
-        return _open(str(find_store_root()))
+        return _open(str(find_store_root()), url)
     key = str(root)
     store = _by_given_root.get(key)
-    if store is None:
-        store = _open(str(Path(root).expanduser().resolve()))
+    if store is None or store.store_url != url:
+        store = _open(str(Path(root).expanduser().resolve()), url)
         if key.startswith("/") and len(_by_given_root) < 64:  # relative paths depend on the cwd
             _by_given_root[key] = store
     return store
