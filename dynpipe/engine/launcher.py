@@ -16,7 +16,7 @@ import traceback as tb
 import uuid
 import warnings
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import CachePolicy, ConfigError, StepRetryConfig
@@ -64,6 +64,7 @@ class EffectiveStepConfig:
     config_parameters: dict[str, Any]
     fingerprint: str
     capture_logs: bool
+    runtime_settings: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def effective_config(ctx: RunContext, step: Step) -> EffectiveStepConfig:
@@ -99,6 +100,7 @@ def effective_config(ctx: RunContext, step: Step) -> EffectiveStepConfig:
         config_parameters=dict(sc.parameters),
         fingerprint=fingerprint,
         capture_logs=sc.enable_step_logs if sc.enable_step_logs is not None else pc.enable_step_logs,
+        runtime_settings={"kubernetes": [s.settings["kubernetes"] for s in (pc, sc) if "kubernetes" in s.settings]},
     )
     # Keyed on the config object too: configure() between calls (notebook cells) takes effect.
     ctx.effective_configs[id(step)] = (step, step.config, eff)
@@ -571,6 +573,7 @@ def _build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTa
         echo_logs=echo_enabled(),
         capture_logs=inv.cfg.capture_logs,
         resources=inv.cfg.resources,
+        settings=inv.cfg.runtime_settings,
     )
 
 
