@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
     p.set_defaults(func=cmd_demo)
+    from .cli_kubernetes import add_parser as add_kubernetes_parser
+
+    add_kubernetes_parser(sub)
     return parser
 
 

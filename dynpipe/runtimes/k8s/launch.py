@@ -292,7 +292,8 @@ class KubernetesRuntime(StepRuntime):
             manifest = job_manifest(task, "<task>", settings, env.k8s_owner_pod())  # bad settings fail here
             transport = self.transport_for(task)
             ref = func_ref(task.func)
-            sendable = dataclasses.replace(task, func=ref or task.func, inputs=inputs_as_files(task))
+            # Limits are the container's (cgroup), not an address-space limit inside it.
+            sendable = dataclasses.replace(task, func=ref or task.func, inputs=inputs_as_files(task), resources=None)
             extras: dict[str, Any] = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
                                       "by_value": ref is None, "invocation_id": task.invocation_id}
             mats = self._shipment.blobs()
