@@ -234,6 +234,9 @@ class KubeCluster:
         template = job["spec"]["template"]
         step = template["metadata"]["labels"].get("dynpipe/step", "")
         behaviour = self.behaviour.get(step, "run")
+        if behaviour == "evict_once":
+            self.behaviour[step] = "run"
+            behaviour = "evict"
         pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
         labels = {**template["metadata"]["labels"], "job-name": job_name, "batch.kubernetes.io/job-name": job_name}
         pod_obj = {

@@ -293,7 +293,8 @@ class KubernetesRuntime(StepRuntime):
             transport = self.transport_for(task)
             ref = func_ref(task.func)
             # Limits are the container's (cgroup), not an address-space limit inside it.
-            sendable = dataclasses.replace(task, func=ref or task.func, inputs=inputs_as_files(task), resources=None)
+            sendable = dataclasses.replace(task, func=ref or task.func, inputs=inputs_as_files(task), resources=None,
+                                           echo_logs=True)  # the pod log is the live stream
             extras: dict[str, Any] = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
                                       "by_value": ref is None, "invocation_id": task.invocation_id}
             mats = self._shipment.blobs()
