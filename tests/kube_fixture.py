@@ -177,7 +177,7 @@ class KubeCluster:
 
     def client_requests(self) -> list[Any]:
         """Requests made by the code under test (not by this fixture)."""
-        return [r for r in list(self._handler.requests) if r.headers.get("User-Agent") != AGENT]
+        return [r for r in list(self._handler._requests) if r.headers.get("User-Agent") != AGENT]
 
     def expire_watches(self, plural: str, count: int = 1) -> None:
         """The next ``count`` watches of ``plural`` answer 410 Gone (resourceVersion too old)."""
