@@ -31,7 +31,6 @@ from typing import Any
 
 import aiohttp.web
 import kmock
-from kmock._internal import k8s as kmock_k8s
 from kubernetes import client as kclient
 
 AGENT = "fake-kubelet"
@@ -63,7 +62,10 @@ class _Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         response = await super()._handle(request)
         plural = request.resource.plural if request.resource is not None else None
         if plural == "jobs" and request.action == kmock.action.CREATE:
-            cluster._events.put(("created", request.data))
+            body = request.data
+            meta = {**body.get("metadata", {}), "namespace": request.namespace or body.get("metadata", {}).get(
+                "namespace") or "default"}
+            cluster._events.put(("created", {**body, "metadata": meta}))
         elif plural == "jobs" and request.action == kmock.action.DELETE and request.name:
             cluster._events.put(("deleted", request.name))
         return response

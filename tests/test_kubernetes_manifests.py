@@ -75,7 +75,8 @@ def test_every_setting_lands_in_the_job() -> None:
     assert m["metadata"]["ownerReferences"][0] == {"apiVersion": "v1", "kind": "Pod", "name": "orchestrator-0",
                                                    "uid": "uid-1", "controller": False, "blockOwnerDeletion": False}
     assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}} in c["env"]
-    assert {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": True}}} in c["env"]
+    mode_ref = {"configMapKeyRef": {"name": "cfg", "key": "mode", "optional": True}}
+    assert {"name": "MODE", "valueFrom": mode_ref} in c["env"]
     assert {"name": "PLAIN", "value": "1"} in c["env"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"gpu": "a100"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"

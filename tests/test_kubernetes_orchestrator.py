@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_fixture import REPO, KubeCluster, cluster
 
 from dynpipe import Client
-from kube_fixture import REPO, KubeCluster, cluster
 
 SCRIPT = '''
 import time

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_fixture import KubeCluster, cluster
 
 from dynpipe import ExecutionMode, ResourceSettings, StepRetryConfig, pipeline, step
 from dynpipe.runtimes.k8s import KubernetesRuntime, job_name
 from dynpipe.runtimes.k8s import launch as k8s_launch
 from dynpipe.runtimes.task import StepTask
-from kube_fixture import KubeCluster, cluster
 
 DEADLINE = 60.0
 

@@ -10,11 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-WAITING_PROBLEMS = frozenset({
-    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
-    "CreateContainerError", "CrashLoopBackOff", "RunContainerError",
-})
-
 
 def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return list((obj.get("status") or {}).get("conditions") or [])
@@ -46,17 +41,6 @@ def pending_reason(pod: dict[str, Any] | None) -> str:
     return f"the pod is {((pod.get('status') or {}).get('phase') or 'Pending').lower()}"
 
 
-def stuck_reason(pod: dict[str, Any] | None) -> str | None:
-    """A waiting reason that will not fix itself (a bad image, a missing Secret)."""
-    if pod is None:
-        return None
-    for state in _container_states(pod):
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") in WAITING_PROBLEMS:
-            return f"{waiting['reason']}: {waiting.get('message') or 'no message'}"
-    return None
-
-
 def is_running(pod: dict[str, Any]) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") in ("Running", "Succeeded", "Failed") or any(
@@ -75,7 +59,8 @@ def disruption(pod: dict[str, Any] | None) -> str | None:
     if status.get("reason") == "Preempting" or (cond and cond.get("reason") == "PreemptionByScheduler"):
         return f"the pod was preempted: {(cond or {}).get('message') or status.get('message') or 'no message'}"
     if cond is not None:
-        return f"the pod was disrupted ({cond.get('reason') or 'DisruptionTarget'}): {cond.get('message') or 'no message'}"
+        why = cond.get("reason") or "DisruptionTarget"
+        return f"the pod was disrupted ({why}): {cond.get('message') or 'no message'}"
     return None
 
 

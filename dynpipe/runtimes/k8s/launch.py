@@ -19,7 +19,7 @@ from ..shipping import MaterializerShipment, func_ref
 from ..task import StepTask, TaskResult
 from ..worker import encode_task
 from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
-from .diagnose import api_error, condition, disruption, is_running, job_failure, pending_reason, stuck_reason
+from .diagnose import api_error, condition, disruption, is_running, job_failure, pending_reason
 from .manifests import job_manifest, job_name, label_value
 from .result import BadReport, decode_report
 from .transport import SharedVolumeTransport, TaskTransport, inputs_as_files
@@ -36,7 +36,7 @@ def failed(task: StepTask, error_type: str, message: str, logs: str = "") -> Tas
 
 def make_apis() -> tuple[Any, Any]:
     """Real clients: in-cluster config when running in a pod, else ~/.kube/config."""
-    from kubernetes import client, config  # type: ignore[import-untyped]
+    from kubernetes import client, config
 
     try:
         config.load_incluster_config()

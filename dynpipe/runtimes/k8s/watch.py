@@ -91,8 +91,8 @@ class RunWatcher:
     # -- the loops ----------------------------------------------------------------------
     def _list_fn(self, resource: str) -> Callable[..., Any]:
         if resource == "jobs":
-            return self.batch.list_namespaced_job  # type: ignore[no-any-return]
-        return self.core.list_namespaced_pod  # type: ignore[no-any-return]
+            return self.batch.list_namespaced_job
+        return self.core.list_namespaced_pod
 
     def _run(self, resource: str) -> None:
         version: str | None = None
@@ -162,7 +162,7 @@ class RunWatcher:
         with self._lock:
             self._responses[resource] = resp
         try:
-            from kubernetes.watch.watch import iter_resp_lines  # type: ignore[import-untyped]
+            from kubernetes.watch.watch import iter_resp_lines
 
             for line in iter_resp_lines(resp):
                 event = json.loads(line)
@@ -209,8 +209,8 @@ class RunWatcher:
 def _owner_job(resource: str, obj: dict[str, Any]) -> str | None:
     meta = obj.get("metadata") or {}
     if resource == "jobs":
-        return meta.get("name")  # type: ignore[no-any-return]
-    return (meta.get("labels") or {}).get(JOB_LABEL)  # type: ignore[no-any-return]
+        return meta.get("name")
+    return (meta.get("labels") or {}).get(JOB_LABEL)
 
 
 def _is_timeout(exc: BaseException) -> bool:
