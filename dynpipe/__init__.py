@@ -18,6 +18,7 @@ from .engine.launcher import StepExecutionError, StepSkippedError, StepStoppedEr
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
+from .runtimes.k8s.config import KubernetesSettings
 from .runtimes.task import StepContext, get_step_context
 from .steps import Step, step
 from .store.client import Client
@@ -43,7 +44,7 @@ def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
 __all__ = [
     "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
-    "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
+    "KubernetesSettings", "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
     "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",
     "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kube_fixture import KubeCluster, cluster
 
-from dynpipe import ExecutionMode, ResourceSettings, StepRetryConfig, pipeline, step
+from dynpipe import ExecutionMode, KubernetesSettings, ResourceSettings, StepRetryConfig, pipeline, step
 from dynpipe.runtimes.k8s import KubernetesRuntime, job_name
 from dynpipe.runtimes.k8s import launch as k8s_launch
 from dynpipe.runtimes.task import StepTask
@@ -326,3 +326,59 @@ def test_one_watch_per_run_not_a_poll_per_launch(kube: KubeCluster, tmp_path: Pa
     assert len(creates) == 4 and len(logs) == 4
     (watcher,) = runtime._watchers.values()
     assert len(runtime._watchers) == 1 and watcher.selector.startswith("dynpipe/run-id=")
+
+
+@step(runtime="isolated", enable_cache=False,
+      settings={"kubernetes": KubernetesSettings(labels={"team": "vision"}, env={"FROM_STEP": "yes"})})
+def configured() -> str:
+    return os.environ.get("FROM_STEP", "")
+
+
+def test_pipeline_and_step_settings_reach_the_job_and_pod(kube: KubeCluster, store_home: Path) -> None:
+    @pipeline(dynamic=True, settings={"kubernetes": {"ttl_seconds_after_finished": 60, "labels": {"x": "p"}}})
+    def configured_pipeline() -> None:
+        configured()
+
+    run = configured_pipeline()
+    assert run.steps["configured"].output.load() == "yes"  # the step's env reached the pod
+    (job,) = kube.created_jobs
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60  # pipeline layer
+    assert job["metadata"]["labels"]["team"] == "vision"  # step layer wins for the same field
+    assert "x" not in job["metadata"]["labels"]
+
+
+def test_yaml_step_settings_reach_the_job(kube: KubeCluster, store_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "steps:\n  configured:\n    settings:\n      kubernetes:\n        node_selector: {pool: cpu}\n"
+        "        active_deadline_seconds: 900\n")
+
+    @pipeline(dynamic=True, depends_on=[configured])
+    def from_yaml() -> None:
+        configured()
+
+    from_yaml.with_options(config_path=str(tmp_path / "config.yaml"))()
+    (job,) = kube.created_jobs
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "cpu"}
+    assert job["spec"]["activeDeadlineSeconds"] == 900
+
+
+def test_bad_settings_fail_the_step_naming_it(kube: KubeCluster, store_home: Path) -> None:
+    @pipeline(dynamic=True)
+    def bad() -> None:
+        configured.with_options(settings={"kubernetes": {"pending_timeut": 5}})()
+
+    with pytest.raises(Exception, match=r"step 'configured': invalid Kubernetes settings: pending_timeut: unknown key"):
+        bad()
+    assert kube.created_jobs == []
+
+
+def test_jobs_are_owned_by_the_orchestrator_pod(kube: KubeCluster, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "notebook-0")
+    monkeypatch.setenv("POD_UID", "1d4c1e4e-0000-4000-8000-000000000001")
+    result = _runtime(kube).launch(_task(tmp_path, nap, parameters={"seconds": 0})).result(timeout=DEADLINE)
+    assert result.error_type is None, result.error_message
+    (job,) = kube.created_jobs
+    assert job["metadata"]["ownerReferences"] == [{
+        "apiVersion": "v1", "kind": "Pod", "name": "notebook-0", "uid": "1d4c1e4e-0000-4000-8000-000000000001",
+        "controller": False, "blockOwnerDeletion": False}]

@@ -64,12 +64,16 @@ class KubernetesSettings(BaseModel):
 
 
 def _layer(value: Any, where: str) -> dict[str, Any]:
+    """The keys a layer sets. A value equal to the default sets nothing: a model that went
+    through a config's ``model_dump`` arrives as a full dict and must not reset the pipeline's."""
     if value is None:
         return {}
     if isinstance(value, KubernetesSettings):
         return value.model_dump(exclude_unset=True)
     if isinstance(value, dict):
-        return dict(value)
+        fields = KubernetesSettings.model_fields
+        defaults = {k: f.get_default(call_default_factory=True) for k, f in fields.items()}
+        return {k: v for k, v in value.items() if k not in defaults or v != defaults[k]}
     raise TypeError(f"{where}: settings['kubernetes'] must be a dict or KubernetesSettings, got {type(value).__name__}")
 
 

@@ -48,6 +48,11 @@ def is_running(pod: dict[str, Any]) -> bool:
     )
 
 
+def is_running_only(pod: dict[str, Any]) -> bool:
+    """Started but not ended: its final status has not arrived yet."""
+    return not any("terminated" in s for s in _container_states(pod)) and not (pod.get("status") or {}).get("reason")
+
+
 def disruption(pod: dict[str, Any] | None) -> str | None:
     """Eviction, preemption or a node drain, as the kubelet or scheduler put it."""
     if pod is None:

@@ -19,7 +19,7 @@ from ..shipping import MaterializerShipment, func_ref
 from ..task import StepTask, TaskResult
 from ..worker import encode_task
 from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
-from .diagnose import api_error, condition, disruption, is_running, job_failure, pending_reason
+from .diagnose import api_error, condition, disruption, is_running, is_running_only, job_failure, pending_reason
 from .manifests import job_manifest, job_name, label_value
 from .result import BadReport, decode_report
 from .transport import SharedVolumeTransport, TaskTransport, inputs_as_files
@@ -100,11 +100,9 @@ class KubernetesLaunch(Launch):
             return
         if condition(job, "Complete") is not None:
             if self._claim():
-                threading.Thread(target=self._collect, name=f"dynpipe-k8s-collect-{self.name}", daemon=True).start()
+                self._in_background(self._collect)
         elif condition(job, "Failed") is not None and self._claim():
-            pod = self.pod or self._read_pod()
-            error_type, message = job_failure(job, pod, self.settings.active_deadline_seconds)
-            self._end_with(error_type, f"Job {self.name}: {message}")
+            self._in_background(self._job_failed, job)
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         self.pod = pod
@@ -115,7 +113,7 @@ class KubernetesLaunch(Launch):
             self._follow_logs(pod)
         why = disruption(pod)
         if why is not None and self._claim():
-            self._end_with("PodDisrupted", f"Job {self.name}: {why}")
+            self._in_background(self._end_with, "PodDisrupted", f"Job {self.name}: {why}")
 
     def on_tick(self, now: float) -> None:
         if self.started_running or self._event.is_set():
@@ -124,14 +122,12 @@ class KubernetesLaunch(Launch):
             return
         if self._claim():
             reason = pending_reason(self.pod)
-            self._delete_job()
-            self._end_with("PodPending", f"the pod of Job {self.name} was still pending after"
-                                         f" pending_timeout={self.settings.pending_timeout:g}s: {reason}")
+            self._in_background(self._delete_and_end, "PodPending", f"the pod of Job {self.name} was still pending"
+                                f" after pending_timeout={self.settings.pending_timeout:g}s: {reason}")
 
     def on_watch_failed(self, message: str) -> None:
         if self._claim():
-            self._delete_job()
-            self._end_with("KubernetesWatchError", message)
+            self._in_background(self._delete_and_end, "KubernetesWatchError", message)
 
     # -- endings ------------------------------------------------------------------------
     def _claim(self) -> bool:
@@ -142,9 +138,24 @@ class KubernetesLaunch(Launch):
             self._ending = True
             return True
 
+    def _in_background(self, func: Any, *args: Any) -> None:
+        """Endings wait for the log stream and may call the API: never on the watch thread."""
+        threading.Thread(target=func, args=args, name=f"dynpipe-k8s-end-{self.name}", daemon=True).start()
+
     def _external_delete(self) -> None:
         if self._claim():
-            self._end_with("JobDeleted", f"Job {self.name} was deleted outside dynpipe while the step was running")
+            self._in_background(self._end_with, "JobDeleted",
+                                f"Job {self.name} was deleted outside dynpipe while the step was running")
+
+    def _job_failed(self, job: dict[str, Any]) -> None:
+        self._drain_logs()  # the pod's final status may trail the Job's
+        pod = self.pod if self.pod is not None and not is_running_only(self.pod) else self._read_pod()
+        error_type, message = job_failure(job, pod or self.pod, self.settings.active_deadline_seconds)
+        self._end_with(error_type, f"Job {self.name}: {message}")
+
+    def _delete_and_end(self, error_type: str, message: str) -> None:
+        self._delete_job()
+        self._end_with(error_type, message)
 
     def _end_with(self, error_type: str, message: str) -> None:
         self._drain_logs()

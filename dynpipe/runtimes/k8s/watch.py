@@ -20,6 +20,7 @@ from .diagnose import api_error
 from .manifests import JOB_LABEL, RUN_LABEL
 
 MAX_CONSECUTIVE_ERRORS = 6
+IDLE_GRACE = 10.0  # keep watching this long after the last launch ended: the next step reuses the stream
 
 
 class Observer(Protocol):
@@ -51,6 +52,7 @@ class RunWatcher:
         self._observers: dict[str, Observer] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._responses: dict[str, Any] = {}
+        self._idle_since: float | None = None
         self.resyncs = 0
 
     # -- registration -------------------------------------------------------------------
@@ -58,6 +60,7 @@ class RunWatcher:
         """Route ``job``'s events to ``observer`` (before the Job is created: no event is lost)."""
         with self._lock:
             self._observers[job] = observer
+            self._idle_since = None
             self.tick = min(self.tick, max(0.05, tick))
             for resource in ("jobs", "pods"):
                 thread = self._threads.get(resource)
@@ -70,7 +73,16 @@ class RunWatcher:
     def unregister(self, job: str) -> None:
         with self._lock:
             self._observers.pop(job, None)
-            idle = not self._observers
+            if not self._observers:
+                self._idle_since = time.monotonic()
+                timer = threading.Timer(IDLE_GRACE, self._close_if_idle)
+                timer.daemon = True
+                timer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._lock:
+            since = self._idle_since
+            idle = not self._observers and since is not None and time.monotonic() - since >= IDLE_GRACE * 0.99
             responses = list(self._responses.values()) if idle else []
         for resp in responses:  # unblock the streams: nothing left to watch
             try:
@@ -86,7 +98,12 @@ class RunWatcher:
 
     def _active(self) -> bool:
         with self._lock:
-            return bool(self._observers)
+            return self._active_locked()
+
+    def _active_locked(self) -> bool:
+        if self._observers:
+            return True
+        return self._idle_since is not None and time.monotonic() - self._idle_since < IDLE_GRACE
 
     # -- the loops ----------------------------------------------------------------------
     def _list_fn(self, resource: str) -> Callable[..., Any]:
