@@ -157,10 +157,6 @@ def k8s_service_account() -> str | None:
     return text("DYNPIPE_K8S_SERVICE_ACCOUNT")
 
 
-def k8s_poll_interval() -> float:
-    return seconds("DYNPIPE_K8S_POLL", 2.0, minimum=0.05, maximum=600.0)
-
-
 def k8s_pending_timeout() -> float | None:
     """``DYNPIPE_K8S_PENDING_TIMEOUT``: seconds a step's pod may stay pending (overrides settings)."""
     if text("DYNPIPE_K8S_PENDING_TIMEOUT") is None:

@@ -7,8 +7,8 @@ Two modes, one code path (``run_payload`` -> ``execute_task``):
   orchestrator -> worker ``T`` + task payload, ``Q`` quit; worker -> orchestrator
   ``H`` ready, ``L`` + one log line (live), ``R`` + result payload.
 * ``--task URL [--result URL]`` (one pod per step, Kubernetes): read one task payload
-  from a path or fsspec URL, run it, write the result next to it (``URL.result``),
-  echo log lines to stdout so ``kubectl logs`` shows them.
+  from a path or fsspec URL, run it writing artifact files only, write a JSON report
+  next to it (``URL.result``), echo log lines to stdout: the orchestrator follows them.
 
 A task payload is ``cloudpickle((extras, cloudpickle(StepTask)))`` (``encode_task``):
 ``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
