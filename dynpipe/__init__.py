@@ -29,6 +29,7 @@ from .errors import (
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
+from .runtimes.k8s.config import KubernetesSettings
 from .runtimes.task import StepContext, get_step_context
 from .status import ExecutionStatus
 from .steps import Step, step
@@ -56,7 +57,7 @@ __all__ = [
     "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client",
     "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
-    "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
+    "KubernetesSettings", "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
     "StepRecordingError", "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError",
     "StoreAccessError", "StoreError", "StoreFullError", "UnsafeStoreError", "as_completed",

@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")
     p.set_defaults(func=cmd_demo)
     cli_store.register(sub)  # dynpipe store info
+    from .cli_kubernetes import add_parser as add_kubernetes_parser
+
+    add_kubernetes_parser(sub)
     return parser
 
 

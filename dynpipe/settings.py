@@ -191,8 +191,17 @@ def k8s_service_account() -> str | None:
     return text("DYNPIPE_K8S_SERVICE_ACCOUNT")
 
 
-def k8s_poll_interval() -> float:
-    return seconds("DYNPIPE_K8S_POLL", 2.0, minimum=0.05, maximum=600.0)
+def k8s_pending_timeout() -> float | None:
+    """``DYNPIPE_K8S_PENDING_TIMEOUT``: seconds a step's pod may stay pending (overrides settings)."""
+    if text("DYNPIPE_K8S_PENDING_TIMEOUT") is None:
+        return None
+    return seconds("DYNPIPE_K8S_PENDING_TIMEOUT", 600.0, minimum=0.01, maximum=7 * 86_400.0)
+
+
+def k8s_owner_pod() -> tuple[str, str] | None:
+    """``POD_NAME``/``POD_UID`` (downward API): the orchestrator's own pod, owner of its Jobs."""
+    name, uid = text("POD_NAME"), text("POD_UID")
+    return (name, uid) if name and uid else None
 
 
 def check_run_settings() -> None:

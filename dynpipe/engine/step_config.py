@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import CachePolicy, ConfigError, StepRetryConfig
@@ -12,6 +12,10 @@ from .context import RunContext
 
 if TYPE_CHECKING:
     from ..steps import Step
+
+
+#: ``settings=`` keys that runtimes read (each gets the pipeline's and the step's layer).
+_RUNTIME_SETTING_KEYS = ("kubernetes", "dask")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class EffectiveStepConfig:
     config_parameters: dict[str, Any]
     fingerprint: str
     capture_logs: bool
+    #: runtime settings by key, each a list of layers (pipeline, then step): {"kubernetes": [...]}
+    runtime_settings: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConfig:
@@ -64,6 +70,9 @@ def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConf
         config_parameters=dict(sc.parameters),
         fingerprint=fingerprint,
         capture_logs=sc.enable_step_logs if sc.enable_step_logs is not None else pc.enable_step_logs,
+        runtime_settings={
+            key: [s.settings[key] for s in (pc, sc) if key in s.settings] for key in _RUNTIME_SETTING_KEYS
+        },
     )
     # Keyed on the config object too: configure() between calls (notebook cells) takes effect.
     ctx.effective_configs[id(step)] = (step, step.config, eff)

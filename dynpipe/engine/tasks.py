@@ -28,5 +28,6 @@ def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTas
         attempt=attempt,
         echo_logs=echo_enabled(),
         capture_logs=inv.cfg.capture_logs,
+        settings=inv.cfg.runtime_settings,
         resources=inv.cfg.resources,
     )

@@ -53,6 +53,8 @@ class StepTask:
     echo_logs: bool = True
     capture_logs: bool = True
     resources: Any = None
+    # Runtime settings by key, each a list of layers (pipeline, then step): {"kubernetes": [...]}.
+    settings: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -224,9 +226,13 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 120 else text[:119] + "…"
 
 
-def execute_task(task: StepTask, on_log_line: Any = None) -> TaskResult:
-    """Run one attempt of a step; never raises for errors of the step itself."""
-    store = open_store(task.store_root)
+def execute_task(task: StepTask, on_log_line: Any = None, store: Any = None) -> TaskResult:
+    """Run one attempt of a step; never raises for errors of the step itself.
+
+    ``store`` (default: the task's store) is what inputs load from and outputs save to; a
+    pod passes one that writes artifact files only.
+    """
+    store = store if store is not None else open_store(task.store_root)
     result = TaskResult()
     step_ctx = StepContext(task)
     token = set_step_context(step_ctx)

@@ -7,8 +7,8 @@ Two modes, one code path (``run_payload`` -> ``execute_task``):
   orchestrator -> worker ``T`` + task payload, ``Q`` quit; worker -> orchestrator
   ``H`` ready, ``L`` + one log line (live), ``R`` + result payload.
 * ``--task URL [--result URL]`` (one pod per step, Kubernetes): read one task payload
-  from a path or fsspec URL, run it, write the result next to it (``URL.result``),
-  echo log lines to stdout so ``kubectl logs`` shows them.
+  from a path or fsspec URL, run it writing artifact files only, write a JSON report
+  next to it (``URL.result``), echo log lines to stdout: the orchestrator follows them.
 
 A task payload is ``cloudpickle((extras, cloudpickle(StepTask)))`` (``encode_task``):
 ``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
@@ -201,11 +201,14 @@ def decode_result(data: bytes) -> TaskResult:
     return result
 
 
-def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0) -> TaskResult:
+def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0, store: Any = None) -> TaskResult:
     """Decode one task, run it with its resources applied, never raise."""
     task: StepTask | None = None
     try:
         extras, task_blob = cloudpickle.loads(payload)
+        mismatch = _python_mismatch(extras)
+        if mismatch:
+            return TaskResult.from_exception(RuntimeError(mismatch), error_type="PythonVersionMismatch", traceback="")
         mirror.apply(extras)
         task = cloudpickle.loads(task_blob)
         if isinstance(task.func, FuncRef):
@@ -222,7 +225,7 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0) ->
                 on_line(f"dynpipe: {note}")
             else:
                 print(f"[{task.invocation_id}] dynpipe: {note}", flush=True)
-        result = execute_task(task, on_line)
+        result = execute_task(task, on_line, store)
     memory = getattr(task.resources, "memory", None)
     if memory and isinstance(result.error, MemoryError):
         detail = str(result.error) or "an allocation failed"
@@ -365,13 +368,33 @@ def _write_url(url: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _python_mismatch(extras: dict[str, Any]) -> str | None:
+    """A step sent by value (cloudpickle) only loads under the Python that pickled it."""
+    wanted = extras.get("python")
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not wanted or wanted == here or not extras.get("by_value"):
+        return None
+    return (f"step {extras.get('invocation_id', '?')!r} travels by value (it is defined in a notebook or __main__)"
+            f" and needs Python {wanted}, but this image runs Python {here}; use an image with Python {wanted}"
+            " or move the step into a module the image contains")
+
+
 def run_once(task_url: str, result_url: str | None) -> int:
-    """One-shot mode (one pod per step): the result lands next to the task."""
+    """One-shot mode (one pod per step): the report (JSON) lands next to the task.
+
+    The pod writes artifact files only, never the metadata database, and reports in JSON so
+    the orchestrator never unpickles what a pod wrote.
+    """
+    from .k8s.result import encode_report
+    from .k8s.transport import PodArtifacts
+
     mirror = _Mirror()
     started = time.time()
     # The task's own echo prints "[invocation] line" to stdout: the pod log is the stream.
-    result = run_payload(_read_url(task_url), None, mirror)
-    _write_url(result_url or f"{task_url}.result", encode_result(result))
+    payload = _read_url(task_url)
+    store = PodArtifacts(os.environ.get("DYNPIPE_HOME") or ".")
+    result = run_payload(payload, None, mirror, store=store)
+    _write_url(result_url or f"{task_url}.result", encode_report(result))
     status = "failed" if result.error_type else "completed"
     sys.__stdout__.write(f"dynpipe worker: step {status} in {time.time() - started:.2f}s\n")  # type: ignore[union-attr]
     return 0
