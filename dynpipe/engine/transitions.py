@@ -23,7 +23,7 @@ from ..runtimes.task import TaskResult
 from ..signatures import OutputSpec
 from ..status import FINISHED, ExecutionStatus
 from ..store.records import AttemptRecord, CachedStepRun, NewArtifact, StepOutcome
-from ..tracebacks import safe_text, user_traceback
+from ..tracebacks import add_note, safe_text, user_traceback
 from .hooks import run_hook
 from .invocation import Invocation
 
@@ -161,7 +161,7 @@ def _to_cached(
 def _to_failed(
     inv: Invocation, previous: ExecutionStatus, *, exc: BaseException | None = None,
     result: TaskResult | None = None, traceback: str = "", logs: str = "", attempt: int = 1,
-    attempt_start: float | None = None,
+    attempt_start: float | None = None, note: str | None = None,
 ) -> None:
     ctx = inv.ctx
     error_type = error_message = None
@@ -172,6 +172,9 @@ def _to_failed(
         exc = result.error or StepExecutionError(f"{error_type}: {error_message}")
         failed_attempt = AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), error_type, error_message)
     assert exc is not None, "a failure needs an error"
+    if note:  # the cell's error, the stored traceback and the DAG details say the same
+        add_note(exc, note)
+        traceback = f"{traceback.rstrip()}\n{note}\n"
     error_type = error_type or type(exc).__name__
     error_message = error_message if error_message is not None else safe_text(exc)
     report = run_hook(inv, inv.cfg.on_failure, exc)
@@ -210,8 +213,10 @@ def _to_stopped(
     inv.future.set_exception(StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
 
 
-def _to_skipped(inv: Invocation, previous: ExecutionStatus, *, reason: str) -> None:
-    _not_run(inv, S.SKIPPED, reason, StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"))
+def _to_skipped(
+    inv: Invocation, previous: ExecutionStatus, *, reason: str, error: StepSkippedError | None = None
+) -> None:
+    _not_run(inv, S.SKIPPED, reason, error or StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"))
 
 
 def _not_run(inv: Invocation, status: ExecutionStatus, reason: str, exc: BaseException) -> None:
