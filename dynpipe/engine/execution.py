@@ -150,11 +150,14 @@ def _fields(art: ArtifactVersion) -> dict[str, Any]:
 def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) -> None:
     ctx = inv.ctx
     node = inv.node
-    if not transition(inv, S.RUNNING):
+    runtime = ctx.runtime(inv.cfg.runtime)
+    # An inline attempt runs inside launch(): it is running from here. Elsewhere the step
+    # stays queued until a worker takes the attempt (its duration starts there).
+    queued = runtime.name != "inline"
+    if not queued and not transition(inv, S.RUNNING):
         return
     retry = inv.cfg.retry
     max_attempts = 1 + (retry.max_retries if retry else 0)
-    runtime = ctx.runtime(inv.cfg.runtime)
     logs_so_far: list[str] = []
     errors: list[str] = []  # one "Type: message" per failed attempt, for the final note
     attempt = 1
@@ -175,6 +178,11 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
             # request_stop ran while the launch was starting and saw no launch to cancel.
             launch.cancel()
         try:
+            if queued:
+                queued = False
+                if not _started(inv, launch):
+                    launch.cancel()
+                    return
             result = launch.result()
         except BaseException:
             launch.cancel()
@@ -211,6 +219,20 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
             note=attempts_note(inv.invocation_id, errors) if attempt > 1 else None,
         )
         return
+
+
+def _started(inv: Invocation, launch: Any) -> bool:
+    """Wait until the runtime starts the first attempt, then record the step running.
+
+    A launch that can tell (the local pool's ``wait_started``) gives the moment a worker
+    took it; otherwise the attempt counts as started when launched. Stopped meanwhile: the
+    step stays queued and the stop below records it.
+    """
+    wait_started = getattr(launch, "wait_started", None)
+    start = wait_started() if wait_started is not None else None
+    if inv.stop_reason is not None:
+        return True
+    return transition(inv, S.RUNNING, start=start)
 
 
 def attempts_note(invocation_id: str, errors: list[str]) -> str:

@@ -31,8 +31,9 @@ S = ExecutionStatus
 
 #: Which status may follow which. Final statuses (``FINISHED``) are never left.
 ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    # INITIALIZING is "queued": submitted, waiting for its inputs or a thread.
-    S.INITIALIZING: frozenset({S.RUNNING, S.CACHED, S.FAILED, S.SKIPPED, S.STOPPED}),
+    # QUEUED: submitted, waiting for its inputs, a thread or a worker; RUNNING once the
+    # attempt starts there (for an isolated step: when a worker takes it).
+    S.QUEUED: frozenset({S.RUNNING, S.CACHED, S.FAILED, S.SKIPPED, S.STOPPED}),
     S.RUNNING: frozenset({S.RETRYING, S.COMPLETED, S.FAILED, S.STOPPED}),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED, S.STOPPED}),
 }
@@ -70,7 +71,7 @@ def transition(inv: Invocation, to: ExecutionStatus, **details: Any) -> bool:
 
 def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | None = None, attempt: int = 1) -> None:
     ctx = inv.ctx
-    if previous is S.INITIALIZING:
+    if previous is S.QUEUED:
         start = time.time() if start is None else start
         ctx.store.metadata.record_step_started(inv.record(), start)
         ctx.graph.update(inv.node, status=S.RUNNING, start=start, attempts=1)
@@ -197,7 +198,7 @@ def _to_failed(
 def _to_stopped(
     inv: Invocation, previous: ExecutionStatus, *, reason: str, logs: str = "", attempt: int = 1
 ) -> None:
-    if previous is S.INITIALIZING:
+    if previous is S.QUEUED:
         _not_run(inv, S.STOPPED, reason, StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
         return
     ctx = inv.ctx
