@@ -139,6 +139,8 @@ def _try_cache(inv: Invocation, key: str) -> bool:
         name: OutputArtifact(ctx.store, inv.invocation_id, ctx.run_id, **_fields(arts[aid]))
         for name, aid in cached.outputs.items()
     }
+    for art in outputs.values():
+        art.loaded_into = ctx.loaded
     transition(inv, S.CACHED, cached=cached, cache_key=key, outputs=outputs)
     return True
 

@@ -122,6 +122,7 @@ def _to_completed(
             run_id=ctx.run_id, output_name=name, size=saved.size,
             metadata=saved.metadata or {}, tags=tags,
         )
+        outputs[name].loaded_into = ctx.loaded
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
