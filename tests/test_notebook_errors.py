@@ -83,6 +83,13 @@ def test_a_step_skipped_after_a_failure_raises_the_original_error(kernel: Kernel
     assert "raised by step 'boom'; skipped because of it: 'add'" in shown
     # Printed once: the traceback's raising line is on screen a single time.
     assert everything_shown(msgs).count("raise ValueError(") == 1
+    # The node's details (the click panel) name the cell as the cell's error does.
+    reply, msgs = kernel.execute(
+        "print(get_ipython().dynpipe_extension.sessions.get('skipped').ctx.graph.nodes['boom'].traceback)"
+    )
+    panel = stdout(msgs)
+    assert "Cell In[1]" in panel and "raise ValueError" in panel, panel
+    assert "ipykernel_" not in panel and "dynpipe/" not in panel, panel
     # Waiting on the failed step's own future, twice: the same error, no frames of the first wait.
     for _ in range(2):
         reply, msgs = kernel.execute("%%pipeline skipped --no-widget\na.result()")
