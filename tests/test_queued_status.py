@@ -90,3 +90,34 @@ def test_steps_waiting_for_a_worker_or_inputs_are_queued_and_durations_start_at_
     stored = Client().get_pipeline_run(run.id).steps[waiting]
     assert stored.status.value == "completed"
     assert stored.start_time is not None and stored.start_time.timestamp() >= seen["released"]
+
+
+def test_a_step_waiting_for_its_input_is_queued_in_the_notebook_widget(tmp_path: Path) -> None:
+    """Real kernel: the live widget's node details say ``queued`` for a step whose input is
+    still running, then ``completed``; a run with no steps is summarised as such."""
+    from test_notebook_kernel import SETUP, Kernel, statuses_in, stdout, widget_of
+
+    k = Kernel()
+    try:
+        reply, _ = k.execute(SETUP.format(home=str(tmp_path / "store"), sleep=0.1))
+        assert reply["status"] == "ok", reply
+        reply, msgs = k.execute("%%pipeline q\nh = held.submit(1)\nt = add.submit([h])")
+        assert reply["status"] == "ok", reply
+        model_id, _ = widget_of(msgs)
+        seen: dict[str, str] = {}
+
+        def waiting(msg: dict[str, Any]) -> bool:
+            seen.update(statuses_in(msg, model_id))
+            return seen.get("held") == "running" and seen.get("add") == "queued"
+
+        if not any(waiting(m) for m in msgs):
+            k.drain(waiting)
+        reply, msgs = k.execute("release.set()\nprint(t.load())")
+        assert stdout(msgs).strip() == "10"
+        reply, msgs = k.execute("%pipeline end q")
+        assert "completed; 2 completed" in stdout(msgs)
+        reply, msgs = k.execute("%%pipeline nothing --no-widget\npass")
+        reply, msgs = k.execute("%pipeline end nothing")
+        assert "completed; no steps" in stdout(msgs)
+    finally:
+        k.close()
