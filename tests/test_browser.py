@@ -380,7 +380,12 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             page.keyboard.press("Control+s")
             deadline = time.monotonic() + 30
             while True:
-                nb = nbformat.read(saved, as_version=4)
+                try:
+                    nb = nbformat.read(saved, as_version=4)
+                except nbformat.reader.NotJSONError:  # read while JupyterLab was writing it
+                    assert time.monotonic() < deadline, "the saved notebook never became readable"
+                    time.sleep(0.3)
+                    continue
                 outs = [o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"]
                 if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
                     break
