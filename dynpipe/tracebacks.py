@@ -91,8 +91,8 @@ def without_engine_frames(exc: BaseException) -> BaseException:
 def user_error(exc: BaseException) -> BaseException:
     """What a waiting caller raises: for a skipped step, the upstream step's own error.
 
-    ``exc.root_error``/``root_step``/``skipped`` are set by the engine when it skips a step
-    because an upstream one failed; the root error then gets one note (replaced, not added
+    ``root_error``/``root_step``/``skipped`` (of ``StepSkippedError``) are set by the engine
+    when it skips a step because an upstream one failed; the root error then gets one note (replaced, not added
     again, on each raise) naming the step that raised it and the steps skipped because of it.
     """
     root = getattr(exc, "root_error", None)

@@ -50,8 +50,8 @@ class NodeState:
         self.inputs: dict[str, Any] = {}
         self.parameters: dict[str, Any] = {}
         self.order = order
-        # Upstream steps whose loaded value (``future.load()``) this step received: the view
-        # draws those edges dashed (they are in ``upstream`` too).
+        # Upstream steps whose loaded value (``future.load()``) this step received, so the
+        # view can draw those edges apart (they are in ``upstream`` too).
         self.loaded_from: list[str] = []
 
     @property

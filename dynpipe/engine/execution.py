@@ -82,15 +82,12 @@ def _run(inv: Invocation) -> None:
 def _skipped_error(inv: Invocation, dep_id: str, upstream: BaseException, reason: str) -> StepSkippedError:
     """The skip error carries the failed step's own error, which a waiting caller raises."""
     error = StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}")
-    root = getattr(upstream, "root_error", None)
-    if root is not None:  # the upstream step was itself skipped: keep the first failure
-        error.root_error = root  # type: ignore[attr-defined]
-        error.root_step = upstream.root_step  # type: ignore[attr-defined]
-        error.skipped = [*upstream.skipped, inv.invocation_id]  # type: ignore[attr-defined]
-    elif not isinstance(upstream, (StepSkippedError, StepStoppedError)):
-        error.root_error = upstream  # type: ignore[attr-defined]
-        error.root_step = dep_id  # type: ignore[attr-defined]
-        error.skipped = [inv.invocation_id]  # type: ignore[attr-defined]
+    if isinstance(upstream, StepSkippedError):
+        if upstream.root_error is not None:  # skipped itself: keep the first failure
+            error.root_error, error.root_step = upstream.root_error, upstream.root_step
+            error.skipped = (*upstream.skipped, inv.invocation_id)
+    elif not isinstance(upstream, StepStoppedError):
+        error.root_error, error.root_step, error.skipped = upstream, dep_id, (inv.invocation_id,)
     return error
 
 
