@@ -124,4 +124,12 @@ def test_retried_failure_lists_each_distinct_error_once_with_attempts(kernel: Ke
         "s = Client().get_pipeline('retried').runs[0].steps['flaky']\nprint(s.status, s.attempts)"
     )
     assert stdout(msgs).split() == ["failed", "3"], stdout(msgs)
+    # The node's details say the same: three attempts, each distinct error once.
+    reply, msgs = kernel.execute(
+        "node = get_ipython().dynpipe_extension.sessions.get('retried').ctx.graph.nodes['flaky']\n"
+        "print(node.attempts)\nprint(node.traceback)"
+    )
+    attempts, panel = stdout(msgs).split("\n", 1)
+    assert attempts == "3" and "attempts 1, 2: KeyError: 'first kind'" in panel, stdout(msgs)
+    assert panel.count("KeyError: 'first kind'") == 1, panel
     kernel.execute("%pipeline end retried")
