@@ -76,7 +76,7 @@ def _printer() -> tuple[object, object]:
         if node is None or last.get(node.invocation_id) == node.status:
             return
         last[node.invocation_id] = node.status
-        if node.status in ("initializing",):
+        if node.status in ("queued", "initializing"):
             return
         mark = {"completed": "✓", "cached": "⚡", "failed": "✗", "running": "…", "skipped": "-"}.get(node.status, "·")
         sys.stdout.write(f"  {mark} {escape_control(node.invocation_id):<12} {node.status}\n")

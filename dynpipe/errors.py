@@ -24,7 +24,16 @@ class StepTypeError(DynpipeError, TypeError):
 
 
 class StepSkippedError(DynpipeError, RuntimeError):
-    """A step did not run because an upstream step failed or the run is stopping."""
+    """A step did not run because an upstream step failed or the run is stopping.
+
+    Skipped because a step failed: ``root_error`` is that step's own exception (what a
+    waiting caller raises), ``root_step`` its invocation id, ``skipped`` the steps skipped
+    because of it, in order.
+    """
+
+    root_error: BaseException | None = None
+    root_step: str | None = None
+    skipped: tuple[str, ...] = ()
 
 
 class StepStoppedError(DynpipeError, RuntimeError):

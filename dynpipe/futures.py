@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .status import ExecutionStatus
-from .tracebacks import without_engine_frames
+from .tracebacks import user_error
 
 R = TypeVar("R")
 
@@ -135,7 +135,7 @@ class StepRunFuture(Generic[R]):
         self._check_not_compiling("result()")
         exc = self.exception(timeout)
         if exc is not None:
-            raise without_engine_frames(exc)
+            raise user_error(exc)
         return self._handle.outputs_to_return(self._handle.future.result(), self._output)
 
     def load(self, timeout: float | None = None) -> R:

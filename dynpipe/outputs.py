@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
 from .signatures import OutputSpec, parse_outputs, type_matches, type_name  # noqa: F401 - re-exported
 from .store.models import ArtifactVersion
+
+if TYPE_CHECKING:
+    from .engine.lineage import LoadedValues
 
 #: Artifacts up to this size are loaded to preview them in a notebook.
 PREVIEW_MAX_BYTES = 1_000_000
@@ -16,7 +19,7 @@ PREVIEW_MAX_BYTES = 1_000_000
 class OutputArtifact(ArtifactVersion):
     """A step output inside a run: an artifact version that remembers which invocation made it."""
 
-    __slots__ = ("invocation_id", "step_run_in")
+    __slots__ = ("invocation_id", "step_run_in", "loaded_into")
 
     def __init__(self, store: Any, invocation_id: str, step_run_in: str, **fields: Any) -> None:
         super().__init__(store, **fields)
@@ -24,6 +27,15 @@ class OutputArtifact(ArtifactVersion):
         #: The run of the invocation that returned it; a cache hit's artifact was produced
         #: by an earlier run (``run_id``) but is still this run's data flow.
         self.step_run_in = step_run_in
+        #: The run's record of loaded values (set by the engine): a value loaded from here
+        #: and passed to a later step keeps this step as its upstream.
+        self.loaded_into: LoadedValues | None = None
+
+    def load(self) -> Any:
+        value = super().load()
+        if self.loaded_into is not None:
+            self.loaded_into.remember(value, self.invocation_id)
+        return value
 
     def __repr__(self) -> str:
         return (

@@ -44,11 +44,12 @@ os.environ["DYNPIPE_HOME"] = {home!r}
 from dynpipe import step
 
 @step(enable_cache=False)
-def make_batches() -> int:
-    return 5
+def make_batches() -> list[str]:
+    return [f"batch-{{i}}" for i in range(5)]
 
 @step(enable_cache=False)
-def train(i: int) -> float:
+def train(batch: str) -> float:
+    i = int(batch.split("-")[1])
     time.sleep(2.5 + 0.6 * i)
     return 1 - 1 / (i + 2)
 
@@ -69,8 +70,8 @@ def hold(flag: str) -> str:
     return flag'''
 
 RUN = '''%%pipeline browser_demo
-n = make_batches().load()
-scores = [train.submit(i) for i in range(n)]
+batches = make_batches().load()
+scores = [train.submit(b) for b in batches]  # loaded values keep make_batches as upstream
 best = pick_best.submit(scores)
 held = hold.submit({flag!r})'''
 
@@ -242,6 +243,9 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                 ".jp-Notebook .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent)"
             )
             assert any("[2]" in t for t in prompts) and not any("[3]" in t for t in prompts)
+            # Connected: make_batches -> 5 train (lineage through .load()) -> pick_best.
+            edges = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".dynpipe-dag g.edge").count()
+            assert edges >= 10, edges
             # Clicking a node shows its details, handled in the browser from the widget state.
             page.locator(".dynpipe-dag g.node", has_text="pick_best").first.click()
             info = page.locator(".dynpipe-dag .dp-info")
@@ -376,7 +380,12 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             page.keyboard.press("Control+s")
             deadline = time.monotonic() + 30
             while True:
-                nb = nbformat.read(saved, as_version=4)
+                try:
+                    nb = nbformat.read(saved, as_version=4)
+                except nbformat.reader.NotJSONError:  # read while JupyterLab was writing it
+                    assert time.monotonic() < deadline, "the saved notebook never became readable"
+                    time.sleep(0.3)
+                    continue
                 outs = [
                     o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
                 ]

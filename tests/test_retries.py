@@ -162,7 +162,7 @@ def test_retrying_status_is_observable_in_the_graph_and_the_store() -> None:
 
     run = p()
     assert run.steps["flaky"].status.value == "completed"
-    assert seen_graph == ["initializing", "running", "retrying", "running", "completed"]
+    assert seen_graph == ["queued", "running", "retrying", "running", "completed"]
     assert seen_store == ["retrying"]
     assert Client().get_pipeline_run(run.id).steps["flaky"].status.value == "completed"
 

@@ -62,6 +62,8 @@ def prepare(
     sources: dict[str, Any] = {}
     deps: list[Invocation] = []
     upstream: list[str] = []
+    loaded_from: list[str] = []
+    loaded = ctx.loaded
     for name, value in arguments.items():
         if is_source(value):
             src = as_source(value)
@@ -78,6 +80,11 @@ def prepare(
             for src in srcs:
                 _collect_dep(src, ctx, deps, upstream)
         else:
+            for producer in loaded.producers_in(value):  # a value loaded from an earlier step
+                if producer not in loaded_from:
+                    loaded_from.append(producer)
+                if producer not in upstream:
+                    upstream.append(producer)
             ann = step.input_annotations.get(name)
             if ann is not None and not type_matches(value, ann):
                 raise StepTypeError(
@@ -97,6 +104,8 @@ def prepare(
     invocation_id = ctx.allocate_id(step.config.name or step.name, custom_id)
     inv = Invocation(ctx, step, cfg, invocation_id, parameters, sources, upstream, deps)
     inv.node.parameters = parameters
+    if loaded_from:
+        inv.node.loaded_from = loaded_from
     ctx.track(inv)
     return inv
 

@@ -24,6 +24,7 @@ from ..status import ExecutionStatus
 from ..store.store import Store
 from .dag import RunGraph
 from .heartbeat import Heartbeat
+from .lineage import LoadedValues
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class RunContext:
         self._isolated_pool: DaemonThreadPool | None = None
         self._runtimes: dict[str, StepRuntime] = {}
         self.effective_configs: dict[int, Any] = {}
+        self.loaded = LoadedValues()  # values loaded in this run -> their producer (lineage)
         self.finished = False
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None

@@ -27,7 +27,7 @@ class NodeState:
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
         "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
-        "parameters", "order", "artifacts",
+        "parameters", "order", "artifacts", "queued_at", "loaded_from",
     )
 
     def __init__(
@@ -35,7 +35,8 @@ class NodeState:
     ) -> None:
         self.invocation_id = invocation_id
         self.step_name = step_name
-        self.status = ExecutionStatus.INITIALIZING
+        self.status = ExecutionStatus.QUEUED
+        self.queued_at = time.time()  # submitted: the queue time ends where ``start`` begins
         self.upstream = upstream
         self.runtime = runtime
         self.start: float | None = None
@@ -54,6 +55,9 @@ class NodeState:
         self.order = order
         #: Output name -> artifact version id, once the step has produced (or reused) them.
         self.artifacts: dict[str, str] = {}
+        # Upstream steps whose loaded value (``future.load()``) this step received, so the
+        # view can draw those edges apart (they are in ``upstream`` too).
+        self.loaded_from: list[str] = []
 
     @property
     def duration(self) -> float | None:
@@ -61,12 +65,21 @@ class NodeState:
             return None
         return (self.end or time.time()) - self.start
 
+    @property
+    def queue_time(self) -> float | None:
+        """Seconds between submission and the start of its first attempt (None: not started)."""
+        if self.start is None:
+            return None
+        return max(0.0, self.start - self.queued_at)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.invocation_id,
             "step": self.step_name,
             "status": self.status,
             "upstream": list(self.upstream),
+            "loaded_from": list(self.loaded_from),
+            "queue_time": self.queue_time,
             "runtime": self.runtime,
             "duration": self.duration,
             "attempts": self.attempts,

@@ -11,11 +11,12 @@ import time
 import traceback as tb
 from typing import Any
 
+from ..errors import StepSkippedError, StepStoppedError
 from ..outputs import OutputArtifact
 from ..runtimes.task import InputRef
 from ..status import ExecutionStatus
 from ..store.models import ArtifactVersion, load_artifacts
-from ..tracebacks import without_engine_frames
+from ..tracebacks import user_error
 from .cache import cache_key
 from .context import RunContext
 from .invocation import FutureOutput, Invocation
@@ -47,8 +48,10 @@ def _run(inv: Invocation) -> None:
     inv.started = True
     # Upstream outcomes decide whether this step may run at all.
     for dep in inv.deps:
-        if dep.future.exception() is not None:
-            transition(inv, S.SKIPPED, reason=f"upstream step {dep.invocation_id!r} did not complete ({dep.status})")
+        upstream_error = dep.future.exception()
+        if upstream_error is not None:
+            reason = f"upstream step {dep.invocation_id!r} did not complete ({dep.status})"
+            transition(inv, S.SKIPPED, reason=reason, error=_skipped_error(inv, dep.invocation_id, upstream_error, reason))
             return
     if ctx.stopping:
         first = ctx.first_failure[0] if ctx.first_failure else None
@@ -74,6 +77,18 @@ def _run(inv: Invocation) -> None:
         if _try_cache(inv, key):
             return
     _execute_attempts(inv, inputs, key)
+
+
+def _skipped_error(inv: Invocation, dep_id: str, upstream: BaseException, reason: str) -> StepSkippedError:
+    """The skip error carries the failed step's own error, which a waiting caller raises."""
+    error = StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}")
+    if isinstance(upstream, StepSkippedError):
+        if upstream.root_error is not None:  # skipped itself: keep the first failure
+            error.root_error, error.root_step = upstream.root_error, upstream.root_step
+            error.skipped = (*upstream.skipped, inv.invocation_id)
+    elif not isinstance(upstream, StepStoppedError):
+        error.root_error, error.root_step, error.skipped = upstream, dep_id, (inv.invocation_id,)
+    return error
 
 
 def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -121,6 +136,8 @@ def _try_cache(inv: Invocation, key: str) -> bool:
         name: OutputArtifact(ctx.store, inv.invocation_id, ctx.run_id, **_fields(arts[aid]))
         for name, aid in cached.outputs.items()
     }
+    for art in outputs.values():
+        art.loaded_into = ctx.loaded
     transition(inv, S.CACHED, cached=cached, cache_key=key, outputs=outputs)
     return True
 
@@ -132,12 +149,16 @@ def _fields(art: ArtifactVersion) -> dict[str, Any]:
 def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) -> None:
     ctx = inv.ctx
     node = inv.node
-    if not transition(inv, S.RUNNING):
+    runtime = ctx.runtime(inv.cfg.runtime)
+    # An inline attempt runs inside launch(): it is running from here. Elsewhere the step
+    # stays queued until a worker takes the attempt (its duration starts there).
+    queued = runtime.name != "inline"
+    if not queued and not transition(inv, S.RUNNING):
         return
     retry = inv.cfg.retry
     max_attempts = 1 + (retry.max_retries if retry else 0)
-    runtime = ctx.runtime(inv.cfg.runtime)
     logs_so_far: list[str] = []
+    errors: list[str] = []  # one "Type: message" per failed attempt, for the final note
     attempt = 1
     graph = ctx.graph
 
@@ -156,6 +177,11 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
             # request_stop ran while the launch was starting and saw no launch to cancel.
             launch.cancel()
         try:
+            if queued:
+                queued = False
+                if not _started(inv, launch):
+                    launch.cancel()
+                    return
             result = launch.result()
         except BaseException:
             launch.cancel()
@@ -174,6 +200,7 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
                 attempt_start=attempt_start,
             )
             return
+        errors.append(f"{result.error_type}: {result.error_message}")
         if attempt < max_attempts and not ctx.fail_fast_stopping:
             assert retry is not None
             if not transition(inv, S.RETRYING, result=result, attempt=attempt, attempt_start=attempt_start):
@@ -186,8 +213,37 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
             if not transition(inv, S.RUNNING, attempt=attempt):
                 return
             continue
-        transition(inv, S.FAILED, result=result, logs=logs, attempt=attempt, attempt_start=attempt_start)
+        transition(
+            inv, S.FAILED, result=result, logs=logs, attempt=attempt, attempt_start=attempt_start,
+            note=attempts_note(inv.invocation_id, errors) if attempt > 1 else None,
+        )
         return
+
+
+def _started(inv: Invocation, launch: Any) -> bool:
+    """Wait until the runtime starts the first attempt, then record the step running.
+
+    A launch that can tell (the local pool's ``wait_started``) gives the moment a worker
+    took it; otherwise the attempt counts as started when launched. Stopped meanwhile: the
+    step stays queued and the stop below records it.
+    """
+    wait_started = getattr(launch, "wait_started", None)
+    start = wait_started() if wait_started is not None else None
+    if inv.stop_reason is not None:
+        return True
+    return transition(inv, S.RUNNING, start=start)
+
+
+def attempts_note(invocation_id: str, errors: list[str]) -> str:
+    """Each distinct error of a step's attempts once, with the attempts that raised it."""
+    seen: dict[str, list[int]] = {}
+    for number, error in enumerate(errors, 1):
+        seen.setdefault(error, []).append(number)
+    lines = [f"dynpipe: step {invocation_id!r} failed {len(errors)} attempts:"]
+    for error, numbers in seen.items():
+        label = "attempt" if len(numbers) == 1 else "attempts"
+        lines.append(f"  {label} {', '.join(map(str, numbers))}: {error}")
+    return "\n".join(lines)
 
 
 def _wait_unless_stopped(inv: Invocation, delay: float) -> bool:
@@ -227,5 +283,5 @@ def call_sync(inv: Invocation) -> Any:
     run_invocation(inv)
     exc = inv.future.exception()
     if exc is not None:
-        raise without_engine_frames(exc)
+        raise user_error(exc)
     return inv.outputs_to_return(inv.future.result())

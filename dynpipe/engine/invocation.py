@@ -102,7 +102,7 @@ class Invocation:
         self.started = False
         self.input_refs: dict[str, Any] = {}
         self.input_ids: dict[str, Any] = {}
-        self.status = ExecutionStatus.INITIALIZING
+        self.status = ExecutionStatus.QUEUED
         self.abandoned = False
 
     # -- the StepRunHandle a StepRunFuture uses ----------------------------------------

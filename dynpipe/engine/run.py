@@ -99,6 +99,7 @@ def finish_run(
     ctx.store.metadata.finish_run(ctx.run_id, status, error)
     ctx.status = status
     ctx.finished = True
+    ctx.loaded.close()
     STOP_SIGNALS.release(ctx.run_id)
     detach_log_capture()
     ctx.graph.set_status(status)

@@ -23,7 +23,7 @@ from ..runtimes.task import TaskResult
 from ..signatures import OutputSpec
 from ..status import FINISHED, ExecutionStatus
 from ..store.records import AttemptRecord, CachedStepRun, NewArtifact, StepOutcome
-from ..tracebacks import safe_text, user_traceback
+from ..tracebacks import add_note, safe_text, user_traceback
 from .hooks import run_hook
 from .invocation import Invocation
 
@@ -31,8 +31,9 @@ S = ExecutionStatus
 
 #: Which status may follow which. Final statuses (``FINISHED``) are never left.
 ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    # INITIALIZING is "queued": submitted, waiting for its inputs or a thread.
-    S.INITIALIZING: frozenset({S.RUNNING, S.CACHED, S.FAILED, S.SKIPPED, S.STOPPED}),
+    # QUEUED: submitted, waiting for its inputs, a thread or a worker; RUNNING once the
+    # attempt starts there (for an isolated step: when a worker takes it).
+    S.QUEUED: frozenset({S.RUNNING, S.CACHED, S.FAILED, S.SKIPPED, S.STOPPED}),
     S.RUNNING: frozenset({S.RETRYING, S.COMPLETED, S.FAILED, S.STOPPED}),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED, S.STOPPED}),
 }
@@ -70,7 +71,7 @@ def transition(inv: Invocation, to: ExecutionStatus, **details: Any) -> bool:
 
 def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | None = None, attempt: int = 1) -> None:
     ctx = inv.ctx
-    if previous is S.INITIALIZING:
+    if previous is S.QUEUED:
         start = time.time() if start is None else start
         ctx.store.metadata.record_step_started(inv.record(), start)
         ctx.graph.update(inv.node, status=S.RUNNING, start=start, attempts=1)
@@ -121,6 +122,7 @@ def _to_completed(
             run_id=ctx.run_id, output_name=name, size=saved.size,
             metadata=saved.metadata or {}, tags=tags,
         )
+        outputs[name].loaded_into = ctx.loaded
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
@@ -162,7 +164,7 @@ def _to_cached(
 def _to_failed(
     inv: Invocation, previous: ExecutionStatus, *, exc: BaseException | None = None,
     result: TaskResult | None = None, traceback: str = "", logs: str = "", attempt: int = 1,
-    attempt_start: float | None = None,
+    attempt_start: float | None = None, note: str | None = None,
 ) -> None:
     ctx = inv.ctx
     error_type = error_message = None
@@ -173,6 +175,9 @@ def _to_failed(
         exc = result.error or StepExecutionError(f"{error_type}: {error_message}")
         failed_attempt = AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), error_type, error_message)
     assert exc is not None, "a failure needs an error"
+    if note:  # the cell's error, the stored traceback and the DAG details say the same
+        add_note(exc, note)
+        traceback = f"{traceback.rstrip()}\n{note}\n"
     error_type = error_type or type(exc).__name__
     error_message = error_message if error_message is not None else safe_text(exc)
     report = run_hook(inv, inv.cfg.on_failure, exc)
@@ -195,7 +200,7 @@ def _to_failed(
 def _to_stopped(
     inv: Invocation, previous: ExecutionStatus, *, reason: str, logs: str = "", attempt: int = 1
 ) -> None:
-    if previous is S.INITIALIZING:
+    if previous is S.QUEUED:
         _not_run(inv, S.STOPPED, reason, StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
         return
     ctx = inv.ctx
@@ -211,8 +216,10 @@ def _to_stopped(
     inv.future.set_exception(StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
 
 
-def _to_skipped(inv: Invocation, previous: ExecutionStatus, *, reason: str) -> None:
-    _not_run(inv, S.SKIPPED, reason, StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"))
+def _to_skipped(
+    inv: Invocation, previous: ExecutionStatus, *, reason: str, error: StepSkippedError | None = None
+) -> None:
+    _not_run(inv, S.SKIPPED, reason, error or StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"))
 
 
 def _not_run(inv: Invocation, status: ExecutionStatus, reason: str, exc: BaseException) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkerCrashedError
@@ -36,7 +37,9 @@ class LocalLaunch(Launch):
         self.payload = payload
         self.on_line = on_line
         self.lines: list[str] = []
-        self.worker: WorkerProcess | None = None
+        self._worker: WorkerProcess | None = None
+        self.started_at: float | None = None  # when a worker was handed the attempt
+        self._started = threading.Event()
         self.cancelled = False
         self.memory_limit = task.resources.memory if task.resources is not None else None
         # Echoed lines are written in the launching thread's context, so a notebook kernel
@@ -44,6 +47,24 @@ class LocalLaunch(Launch):
         self._context = contextvars.copy_context()
         self._event = threading.Event()
         self._result: TaskResult | None = None
+
+    @property
+    def worker(self) -> WorkerProcess | None:
+        return self._worker
+
+    @worker.setter
+    def worker(self, worker: WorkerProcess | None) -> None:
+        """The pool hands the attempt to a worker: that is when the attempt starts."""
+        self._worker = worker
+        if worker is not None and self.started_at is None:
+            self.started_at = time.time()
+            self._started.set()
+
+    def wait_started(self) -> float | None:
+        """Block until a worker has the attempt (its start time) or the launch ended (None
+        if it ended before any worker took it: cancelled, or the pool could not start one)."""
+        self._started.wait()
+        return self.started_at
 
     def result(self, timeout: float | None = None) -> TaskResult:
         if not self._event.wait(timeout):
@@ -80,6 +101,7 @@ class LocalLaunch(Launch):
             return
         self._result = result
         self._event.set()
+        self._started.set()
 
     def fail(self, message: str) -> None:
         """End the attempt with ``WorkerCrashedError`` (the step's code did not finish)."""
