@@ -121,6 +121,7 @@ def _to_completed(
             run_id=ctx.run_id, output_name=name, size=saved.size,
             metadata=saved.metadata or {}, tags=tags,
         )
+    ctx.store.record_inline(result.outputs.values())  # small outputs' bytes, before the step row
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
