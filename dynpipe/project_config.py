@@ -56,7 +56,10 @@ def _from_yaml(path: Path) -> dict[str, Any]:
 
 
 def _from_pyproject(path: Path) -> dict[str, Any]:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -30,9 +30,6 @@ _EXTRAS: dict[str, tuple[str, str]] = {
 }
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@")
 _SECRET_QUERY = re.compile(r"(?i)([?&][^=&]*(?:secret|token|key|sig|password)[^=&]*=)[^&]*")
-# One S3 PUT up to this size (atomic by itself); bigger objects go as an aborted-on-failure multipart.
-_SINGLE_PUT_BYTES = 64 << 20
-_PART_BYTES = 16 << 20
 
 
 def is_url(location: str) -> bool:
@@ -83,6 +80,7 @@ class RemoteArtifacts:
         self.fs, self.base = _filesystem(self.url)
         self._is_s3 = "s3" in _protocols(self.fs)
         self.hash_limit = settings.verify_hash_max_bytes()
+        self.part_bytes = 50 << 20  # S3: one PUT below twice this, else parts of this size
 
     # -- addressing -----------------------------------------------------------------
     def _key(self, uri: str) -> str:
@@ -134,24 +132,21 @@ class RemoteArtifacts:
         return uri, digest
 
     def _size_of(self, key: str) -> int | None:
+        """The object's size, asked of the backend (never a listing cache another process
+        may have made stale); on S3 one HEAD, not s3fs's HEAD-then-list for a missing key."""
         try:
+            if self._is_s3:
+                bucket, _, name = key.partition("/")
+                return int(self.fs.call_s3("head_object", Bucket=bucket, Key=name)["ContentLength"])
             return int(self.fs.info(key)["size"])
         except FileNotFoundError:
             return None
 
     def _put_s3(self, key: str, data: bytes) -> None:
-        if len(data) <= _SINGLE_PUT_BYTES:
-            self.fs.pipe_file(key, data)  # one PutObject: all or nothing
-            return
-        # Multipart: the object only appears on CompleteMultipartUpload; a failure aborts it.
-        with self.fs.open(key, "wb", block_size=_PART_BYTES) as fh:
-            try:
-                view = memoryview(data)
-                for start in range(0, len(view), _PART_BYTES):
-                    fh.write(view[start:start + _PART_BYTES])
-            except BaseException:
-                fh.discard()  # AbortMultipartUpload; close() then commits nothing
-                raise
+        """One PutObject below 100 MB (all or nothing); above, s3fs uploads parts of the same
+        buffer (no second copy of the object) and aborts the multipart upload if any part fails,
+        so the object never appears under its key half-written."""
+        self.fs.pipe_file(key, data, chunksize=self.part_bytes)
 
     def _put_via_temporary(self, key: str, data: bytes) -> None:
         folder = key.rpartition("/")[0]
