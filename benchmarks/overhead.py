@@ -2,6 +2,11 @@
 
     python benchmarks/overhead.py            # 1,000 steps, median of 5 runs
     python benchmarks/overhead.py --steps 20 --repeats 1   # smoke run
+    python benchmarks/overhead.py --artifact-store s3-moto  # artifacts in S3 (moto on localhost)
+
+``--artifact-store URL`` sets DYNPIPE_ARTIFACT_STORE for the measured processes; ``s3-moto``
+starts moto's S3 server on a free localhost port (needs the test extra) and uses a bucket in it.
+DYNPIPE_BENCH_PYTHONPATH measures a source tree instead of the installed dynpipe.
 
 Every figure is measured in a fresh process with a fresh store (DYNPIPE_HOME in a
 temporary directory): a short warm-up run, then ``--repeats`` timed runs, median shown.
@@ -11,7 +16,10 @@ Targets are the per-step overhead targets listed in benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +57,37 @@ def run(steps: int, repeats: int, workloads: list[str], out: object = sys.stdout
     return results
 
 
+@contextlib.contextmanager
+def artifact_store(location: str | None) -> Iterator[None]:
+    """DYNPIPE_ARTIFACT_STORE (and, for ``s3-moto``, a local S3 server) for the measured runs."""
+    if not location:
+        yield
+        return
+    saved = dict(os.environ)
+    server = None
+    try:
+        if location == "s3-moto":
+            import boto3
+            from moto.server import ThreadedMotoServer
+
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            host, port = server.get_host_and_port()
+            os.environ.update(
+                AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
+                AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+            )
+            boto3.client("s3").create_bucket(Bucket="bench")
+            location = "s3://bench/overhead"
+        os.environ["DYNPIPE_ARTIFACT_STORE"] = location
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if server is not None:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000, help="steps per pipeline (default 1000)")
@@ -57,12 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         "--workloads", default="sequential,submitted,cached,isolated,cold",
         help="comma-separated subset of: " + ",".join(TARGETS),
     )
+    parser.add_argument(
+        "--artifact-store", default=None,
+        help="DYNPIPE_ARTIFACT_STORE for the measured runs; s3-moto = S3 served by moto on localhost",
+    )
     args = parser.parse_args(argv)
     wls = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in wls if w not in TARGETS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {list(TARGETS)}")
-    results = run(args.steps, args.repeats, wls)
+    with artifact_store(args.artifact_store):
+        results = run(args.steps, args.repeats, wls)
     return 0 if all(m.ok for _, m in results) else 1
 
 

@@ -64,6 +64,8 @@ def run_once(
         full_env["DYNPIPE_HOME"] = str(home / "dynpipe")
         full_env["BENCH_HOME"] = str(home)
         full_env.pop("PYTHONPATH", None)
+        if full_env.get("DYNPIPE_BENCH_PYTHONPATH"):  # measure a source tree, not the installed dynpipe
+            full_env["PYTHONPATH"] = full_env["DYNPIPE_BENCH_PYTHONPATH"]
         cmd = [python, str(script), workload, "--steps", str(steps), *(extra_args or [])]
         start = time.perf_counter()
         proc = subprocess.run(
