@@ -57,7 +57,7 @@ def _from_yaml(path: Path) -> dict[str, Any]:
 
 def _from_pyproject(path: Path) -> dict[str, Any]:
     try:
-        import tomllib
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 

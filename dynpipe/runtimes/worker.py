@@ -353,7 +353,7 @@ def _serve_loop(conn: Any, send: Any, on_line: Any, mirror: _Mirror, descriptors
 
 def _read_url(url: str) -> bytes:
     if "://" in url and not url.startswith("file://"):
-        import fsspec  # type: ignore[import-not-found]
+        import fsspec
 
         with fsspec.open(url, "rb") as fh:
             return fh.read()
@@ -363,7 +363,7 @@ def _read_url(url: str) -> bytes:
 
 def _write_url(url: str, data: bytes) -> None:
     if "://" in url and not url.startswith("file://"):
-        import fsspec  # type: ignore[import-not-found]
+        import fsspec
 
         with fsspec.open(url, "wb") as fh:
             fh.write(data)

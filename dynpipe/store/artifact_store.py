@@ -109,7 +109,7 @@ class RemoteArtifacts:
                 self.fs.makedirs(f"{self.base}/artifacts", exist_ok=True)
         except FileNotFoundError as exc:
             raise StoreAccessError(f"the artifact store {self.masked} does not exist ({exc})") from exc
-        except Exception as exc:  # noqa: BLE001 - every backend has its own errors; keep its reason
+        except Exception as exc:
             raise self._fail("reach", exc) from exc
 
     # -- writing ----------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class RemoteArtifacts:
                 self._put_via_temporary(key, data)
         except (StoreAccessError, ArtifactIntegrityError):
             raise
-        except Exception as exc:  # noqa: BLE001 - the backend's reason is the useful part
+        except Exception as exc:
             raise self._fail(f"write a {len(data)}-byte artifact to", exc) from exc
         return uri, digest
 
@@ -172,7 +172,7 @@ class RemoteArtifacts:
             raise FileNotFoundError(
                 f"artifact {mask_url(uri)} is missing from the artifact store; it was deleted outside dynpipe"
             ) from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._fail(f"read {mask_url(uri)} from", exc) from exc
         if expected_size is not None and len(data) != expected_size:
             raise self._corrupt(uri, f"it has {len(data)} bytes, {expected_size} were stored")
