@@ -29,5 +29,5 @@ def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTas
         echo_logs=echo_enabled(),
         capture_logs=inv.cfg.capture_logs,
         resources=inv.cfg.resources,
-        artifact_store=ctx.store.artifact_url,
+        artifact_store=ctx.store.artifact_url or "",  # "": the store's own folder
     )

@@ -56,7 +56,7 @@ class StepTask:
     echo_logs: bool = True
     capture_logs: bool = True
     resources: Any = None
-    artifact_store: str | None = None  # the run's artifact store URL (None: the store's own folder)
+    artifact_store: str | None = None  # the run's artifact store URL; "": the store's own folder
 
 
 @dataclass

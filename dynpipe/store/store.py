@@ -178,26 +178,32 @@ _by_given_root: dict[str, Store] = {}
 
 
 @functools.lru_cache(maxsize=16)
-def _open_artifacts(root: str, artifact_url: str | None, pid: int) -> Artifacts:
-    path = Path(root)
+def _open_artifacts(root: str, artifact_store: str | None, pid: int) -> Artifacts:
+    """Keyed by the strings as given: resolving the root and reading the project config happen
+    once per process, not once per step attempt."""
+    url = resolve_artifact_url(project_config.artifact_store_url() if artifact_store is None else artifact_store)
+    path = Path(root).expanduser().resolve()
     trusted = check_store_owner(path)
-    files = ArtifactFiles(path, blobs=None, trust_foreign=trusted, remote=_remote(artifact_url))
+    files = ArtifactFiles(path, blobs=None, trust_foreign=trusted, remote=_remote(url))
     return Artifacts(files, settings.inline_artifact_bytes())
 
 
 def open_artifacts(root: str, artifact_store: str | None = None) -> Artifacts:
     """The artifact side of the store at ``root``, for a step attempt.
 
-    In the orchestrator's process (inline steps) this is the open ``Store``'s own, which can
-    read ``db:`` inputs; in a worker it is opened without the metadata database.
+    ``artifact_store`` is the run's artifact store URL ("" for the store's own folder; None:
+    find it from the environment and project config). In the orchestrator's process (inline
+    steps) this is the open ``Store``'s own, which can read ``db:`` inputs; in a worker it is
+    opened without the metadata database.
     """
     store = _by_given_root.get(root)
-    url = resolve_artifact_url(artifact_store) if artifact_store else None
-    if store is not None and store.pid == os.getpid() and (url is None or url == store.artifact_url):
+    if (
+        store is not None
+        and store.pid == os.getpid()
+        and (artifact_store is None or (artifact_store or None) == store.artifact_url)
+    ):
         return store.artifacts
-    if url is None:
-        url = resolve_artifact_url(project_config.artifact_store_url())
-    return _open_artifacts(str(Path(root).expanduser().resolve()), url, os.getpid())
+    return _open_artifacts(root, artifact_store, os.getpid())
 
 
 def open_store(root: str | Path | None = None) -> Store:
