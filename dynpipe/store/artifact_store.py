@@ -29,6 +29,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"),
 }
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@")
+_CHECK_BEFORE_PUT_BYTES = 1 << 20
 _SECRET_QUERY = re.compile(r"(?i)([?&][^=&]*(?:secret|token|key|sig|password)[^=&]*=)[^&]*")
 
 
@@ -119,7 +120,9 @@ class RemoteArtifacts:
         uri = self.uri_for(digest)
         key = self._key(uri)
         try:
-            if self._size_of(key) == len(data):
+            # Content-addressed: rewriting identical bytes is harmless, so only an object worth
+            # not uploading twice costs a HEAD first (a round trip per small output saved).
+            if len(data) > _CHECK_BEFORE_PUT_BYTES and self._size_of(key) == len(data):
                 return uri, digest
             if self._is_s3:
                 self._put_s3(key, data)
