@@ -101,3 +101,13 @@ def test_a_bad_project_config_names_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.dynpipe]\nartifact_store = 3\n")
     with pytest.raises(ConfigError, match=r"pyproject\.toml \[tool\.dynpipe\]: artifact_store"):
         load_project_config(tmp_path)
+
+
+def test_store_describe_names_where_metadata_and_artifacts_live(tmp_path: Path) -> None:
+    from dynpipe.store.store import Store
+
+    folder = tmp_path / "arts"
+    info = Store(tmp_path / "s1", artifact_store=str(folder)).describe()
+    assert info == {"metadata": str(tmp_path / "s1" / "metadata.db"), "artifacts": folder.as_uri()}
+    default = Store(tmp_path / "s2").describe()
+    assert default["artifacts"] == str(tmp_path / "s2" / "artifacts")
