@@ -4,6 +4,11 @@
     python benchmarks/overhead.py --steps 20 --repeats 1   # smoke run
     python benchmarks/overhead.py --store-url postgresql://user:pw@host/db   # PostgreSQL metadata
     python benchmarks/overhead.py --source .   # this checkout's dynpipe, not the installed one
+    python benchmarks/overhead.py --artifact-store s3-moto  # artifacts in S3 (moto on localhost)
+
+``--artifact-store URL`` sets DYNPIPE_ARTIFACT_STORE for the measured processes; ``s3-moto``
+starts moto's S3 server on a free localhost port (needs the test extra) and uses a bucket in it.
+DYNPIPE_BENCH_PYTHONPATH measures a source tree instead of the installed dynpipe.
 
 Every figure is measured in a fresh process with a fresh store (DYNPIPE_HOME in a
 temporary directory): a short warm-up run, then ``--repeats`` timed runs, median shown.
@@ -13,7 +18,10 @@ Targets are the per-step overhead targets listed in benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,6 +64,37 @@ def run(
     return results
 
 
+@contextlib.contextmanager
+def artifact_store(location: str | None) -> Iterator[None]:
+    """DYNPIPE_ARTIFACT_STORE (and, for ``s3-moto``, a local S3 server) for the measured runs."""
+    if not location:
+        yield
+        return
+    saved = dict(os.environ)
+    server = None
+    try:
+        if location == "s3-moto":
+            import boto3
+            from moto.server import ThreadedMotoServer
+
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            host, port = server.get_host_and_port()
+            os.environ.update(
+                AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
+                AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+            )
+            boto3.client("s3").create_bucket(Bucket="bench")
+            location = "s3://bench/overhead"
+        os.environ["DYNPIPE_ARTIFACT_STORE"] = location
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if server is not None:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000, help="steps per pipeline (default 1000)")
@@ -66,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--store-url", help="DYNPIPE_STORE_URL for the measured runs (default: the SQLite store)")
     parser.add_argument("--source", help="import dynpipe from this checkout (default: the installed dynpipe)")
+    parser.add_argument(
+        "--artifact-store", default=None,
+        help="DYNPIPE_ARTIFACT_STORE for the measured runs; s3-moto = S3 served by moto on localhost",
+    )
     args = parser.parse_args(argv)
     wls = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in wls if w not in TARGETS]
@@ -76,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         env["DYNPIPE_STORE_URL"] = args.store_url
     if args.source:
         env["PYTHONPATH"] = str(Path(args.source).resolve())
-    results = run(args.steps, args.repeats, wls, env=env)
+    with artifact_store(args.artifact_store):
+        results = run(args.steps, args.repeats, wls, env=env)
     return 0 if all(m.ok for _, m in results) else 1
 
 

@@ -65,6 +65,8 @@ def run_once(
         full_env["BENCH_HOME"] = str(home)
         if "PYTHONPATH" not in (env or {}):  # only an explicit one (overhead.py --source) is kept
             full_env.pop("PYTHONPATH", None)
+        if full_env.get("DYNPIPE_BENCH_PYTHONPATH"):  # measure a source tree, not the installed dynpipe
+            full_env["PYTHONPATH"] = full_env["DYNPIPE_BENCH_PYTHONPATH"]
         cmd = [python, str(script), workload, "--steps", str(steps), *(extra_args or [])]
         start = time.perf_counter()
         proc = subprocess.run(

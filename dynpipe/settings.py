@@ -91,6 +91,17 @@ def store_home() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def artifact_store() -> str | None:
+    """``DYNPIPE_ARTIFACT_STORE``: where artifacts live (a path or an fsspec URL such as
+    ``s3://bucket/prefix``); unset means the store's own ``artifacts/`` folder."""
+    return _raw("DYNPIPE_ARTIFACT_STORE")
+
+
+def store_url() -> str | None:
+    """``DYNPIPE_STORE_URL``: the metadata database; unset means the embedded SQLite file."""
+    return _raw("DYNPIPE_STORE_URL")
+
+
 def safe_store() -> str | None:
     """``DYNPIPE_SAFE_STORE``: stores trusted although another user owns them (paths joined by
     ``os.pathsep``, or ``*`` for any); see docs/trust-and-crash-safety.md."""

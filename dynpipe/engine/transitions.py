@@ -123,6 +123,7 @@ def _to_completed(
             metadata=saved.metadata or {}, tags=tags,
         )
         outputs[name].loaded_into = ctx.loaded
+    ctx.store.record_inline(result.outputs.values())  # small outputs' bytes, before the step row
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(

@@ -2,7 +2,9 @@
 
 ``execute_task`` loads inputs from the store, checks their types, runs the step body with
 its logs captured, checks and materializes the outputs. The orchestrator records the
-result; a worker process or a Kubernetes pod runs exactly this function.
+result; a worker process or a Kubernetes pod runs exactly this function, and it only opens
+the artifact side of the store (``open_artifacts``): small inputs kept in the metadata
+database arrive inside the task (``InputRef.data``), small outputs go back inside the result.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..errors import StepTypeError, StoreError
 from ..signatures import OutputSpec, type_matches, type_name
 from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
-from ..store.store import SavedArtifact, Store, open_store
+from ..store.store import Artifacts, SavedArtifact, open_artifacts
 from .logs import capture_step_logs, record_step_error
 
 
@@ -30,6 +32,7 @@ class InputRef:
     materializer: str
     data_type: str
     size: int | None = None  # checked on load when the file is too big to re-hash
+    data: bytes | None = None  # a ``db:`` artifact's bytes, shipped so a worker needs no database
 
 
 @dataclass
@@ -55,6 +58,7 @@ class StepTask:
     resources: Any = None
     # Runtime settings by key, each a list of layers (pipeline, then step): {"kubernetes": [...]}.
     settings: dict[str, list[Any]] = field(default_factory=dict)
+    artifact_store: str | None = None  # the run's artifact store URL; "": the store's own folder
 
 
 @dataclass
@@ -181,14 +185,16 @@ def reset_step_context(token: contextvars.Token[StepContext | None]) -> None:
     _step_context.reset(token)
 
 
-def _load_inputs(task: StepTask, store: Store) -> dict[str, Any]:
+def _load_inputs(task: StepTask, store: Artifacts) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, ref in task.inputs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
+                values[name] = [
+                    store.load_value(r.uri, r.materializer, r.data_type, r.size, r.data) for r in ref
+                ]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size, ref.data)
         except Exception as exc:
             raise RuntimeError(
                 f"step {task.invocation_id!r}: cannot load input {name!r}: {exc}"
@@ -229,10 +235,10 @@ def _preview(value: Any) -> str:
 def execute_task(task: StepTask, on_log_line: Any = None, store: Any = None) -> TaskResult:
     """Run one attempt of a step; never raises for errors of the step itself.
 
-    ``store`` (default: the task's store) is what inputs load from and outputs save to; a
-    pod passes one that writes artifact files only.
+    ``store`` (default: the task's artifact store) is what inputs load from and outputs save
+    to; a pod passes one that writes artifact files only.
     """
-    store = store if store is not None else open_store(task.store_root)
+    store = store if store is not None else open_artifacts(task.store_root, task.artifact_store)
     result = TaskResult()
     step_ctx = StepContext(task)
     token = set_step_context(step_ctx)
@@ -250,7 +256,7 @@ def execute_task(task: StepTask, on_log_line: Any = None, store: Any = None) -> 
     return result
 
 
-def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskResult) -> None:
+def _run_body(task: StepTask, store: Artifacts, step_ctx: StepContext, result: TaskResult) -> None:
     try:
         values = _load_inputs(task, store)
         step_ctx.inputs = values
@@ -267,7 +273,7 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
         for spec in task.outputs:
             value = outputs[spec.name]
             try:
-                result.outputs[spec.name] = store.save_value(value, task.materializers.get(spec.name))
+                result.outputs[spec.name] = store.save_output(value, task.materializers.get(spec.name))
             except StoreError:
                 raise  # disk full, permissions: the store's own message says what to do
             except Exception as exc:
@@ -300,3 +306,27 @@ def _with_meta(
     saved: SavedArtifact, meta: dict[str, Any] | None, tags: list[str] | None
 ) -> SavedArtifact:
     return dataclasses.replace(saved, metadata=meta or None, tags=tuple(tags or ()))
+
+
+def with_inline_inputs(task: StepTask, blobs: Any) -> StepTask:
+    """``task`` with the bytes of its ``db:`` inputs attached (``blobs.get_blob``), for shipping
+    to a process that does not open the metadata database; unchanged if it has none."""
+    changed = False
+
+    def attach(ref: InputRef) -> InputRef:
+        nonlocal changed
+        if ref.data is not None or not ref.uri.startswith("db:"):
+            return ref
+        data = blobs.get_blob(ref.uri[3:])
+        if data is None:
+            raise FileNotFoundError(
+                f"step {task.invocation_id!r}: input artifact {ref.uri} is missing from the store's database"
+            )
+        changed = True
+        return dataclasses.replace(ref, data=data)
+
+    inputs = {
+        name: [attach(r) for r in ref] if isinstance(ref, list) else attach(ref)
+        for name, ref in task.inputs.items()
+    }
+    return dataclasses.replace(task, inputs=inputs) if changed else task

@@ -36,7 +36,7 @@ import cloudpickle
 
 from .logs import attach_log_capture
 from .resources import applied_resources
-from .task import StepTask, TaskResult, execute_task
+from .task import StepTask, TaskResult, execute_task, with_inline_inputs
 
 TASK = b"T"
 QUIT = b"Q"
@@ -170,6 +170,16 @@ def _failed(task: StepTask | None, exc: BaseException, what: str) -> TaskResult:
 
 
 def encode_task(task: StepTask, extras: dict[str, Any]) -> bytes:
+    """The payload for a worker; small database-kept inputs travel inside it (workers never
+    open the metadata database), read here on the orchestrator's side."""
+    if any(
+        (r.uri.startswith("db:") and r.data is None)
+        for ref in task.inputs.values()
+        for r in (ref if isinstance(ref, list) else (ref,))
+    ):
+        from ..store.store import open_store
+
+        task = with_inline_inputs(task, open_store(task.store_root).metadata)
     return cloudpickle.dumps((extras, cloudpickle.dumps(task, protocol=5)), protocol=5)
 
 
@@ -346,7 +356,7 @@ def _serve_loop(conn: Any, send: Any, on_line: Any, mirror: _Mirror, descriptors
 
 def _read_url(url: str) -> bytes:
     if "://" in url and not url.startswith("file://"):
-        import fsspec  # type: ignore[import-not-found]
+        import fsspec
 
         with fsspec.open(url, "rb") as fh:
             return fh.read()
@@ -356,7 +366,7 @@ def _read_url(url: str) -> bytes:
 
 def _write_url(url: str, data: bytes) -> None:
     if "://" in url and not url.startswith("file://"):
-        import fsspec  # type: ignore[import-not-found]
+        import fsspec
 
         with fsspec.open(url, "wb") as fh:
             fh.write(data)

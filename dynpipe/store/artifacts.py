@@ -10,6 +10,10 @@ A file's name is its sha256, so content is checked against its address: ``put`` 
 file whose content differs (a truncated file is never kept), ``get`` re-hashes files up to
 ``DYNPIPE_VERIFY_HASH_MAX_BYTES`` (default 64 MiB, ~1.2 GB/s) and checks the size of bigger
 ones when the caller knows it, ``verify`` is the cheap check for a cache hit.
+
+With a remote artifact store (``DYNPIPE_ARTIFACT_STORE``, see ``artifact_store.py``) new
+artifacts, small ones included, go there and their uri is the object's full URL; reads
+dispatch on the uri, so local, database and remote artifacts stay loadable side by side.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError, Store
 from .location import FILE_MODE, current_uid, make_private_dir, user_name
 
 if TYPE_CHECKING:
+    from .artifact_store import RemoteArtifacts
     from .backend import MetadataBackend
 
 DB_PREFIX = "db:"
@@ -60,7 +65,11 @@ def _write_all(fd: int, data: bytes) -> None:
 class ArtifactFiles:
     """Files under ``<root>/artifacts/<2 hex>/<sha256>``; identical content is stored once."""
 
-    def __init__(self, root: Path, blobs: MetadataBackend | None = None, trust_foreign: bool = False) -> None:
+    def __init__(
+        self, root: Path, blobs: MetadataBackend | None = None, trust_foreign: bool = False,
+        remote: RemoteArtifacts | None = None,
+    ) -> None:
+        self.remote = remote  # where new artifacts go when set (a remote or non-default store)
         self.root = root / "artifacts"
         make_private_dir(self.root)
         self._store_root = str(root)
@@ -150,6 +159,14 @@ class ArtifactFiles:
         return DB_PREFIX + digest, digest
 
     # -- reading ------------------------------------------------------------------
+    def _remote_for(self, uri: str) -> RemoteArtifacts:
+        """The remote store an artifact URL lives in (ours, or one the project used before)."""
+        from .artifact_store import remote_artifacts, store_base
+
+        if self.remote is not None and uri.startswith(self.remote.url + "/"):
+            return self.remote
+        return remote_artifacts(store_base(uri))
+
     def _path(self, uri: str) -> str:
         if not uri.startswith("artifacts/") or "/.." in uri:
             raise ArtifactIntegrityError(f"artifact uri {uri!r} does not point into the store {self._store_root}")
@@ -162,6 +179,8 @@ class ArtifactFiles:
             if data is None:
                 raise FileNotFoundError(f"artifact {uri} is missing from the store's database")
             return data
+        if "://" in uri:
+            return self._remote_for(uri).get(uri, expected_size)
         path = self._path(uri)
         try:
             fd = os.open(path, _OPEN_READ)
@@ -208,6 +227,8 @@ class ArtifactFiles:
                 and len(data) == expected_size
                 and hashlib.sha256(data).hexdigest() == expected_hash  # at most a few KB
             )
+        if "://" in uri:
+            return self._remote_for(uri).verify(uri, expected_size, expected_hash, full=full)
         try:
             path = self._path(uri)
             st = os.stat(path)
@@ -229,4 +250,6 @@ class ArtifactFiles:
     def exists(self, uri: str) -> bool:
         if uri.startswith(DB_PREFIX):
             return self.blobs is not None and self.blobs.has_blob(uri[len(DB_PREFIX):])
+        if "://" in uri:
+            return self._remote_for(uri).exists(uri)
         return os.path.exists(f"{self._store_root}/{uri}")

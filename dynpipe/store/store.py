@@ -1,9 +1,17 @@
-"""The embedded store: SQLite metadata plus content-addressed artifact files."""
+"""The embedded store: SQLite metadata plus content-addressed artifacts.
+
+Two views of one store. ``Store`` (the orchestrator: the one metadata writer of a run) and
+``Artifacts`` (what a step attempt needs: read inputs, write outputs). A worker process only
+ever opens ``Artifacts``, never the metadata database: an output small enough for the
+database travels back in its ``SavedArtifact.inline`` bytes and the orchestrator records it
+(``Store.record_inline``) before it records the step.
+"""
 
 from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import os
 import sqlite3
 import uuid
@@ -11,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import settings
-from ..errors import StoreAccessError, StoreError
-from .artifacts import ArtifactFiles
+from .. import project_config, settings
+from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError
+from .artifact_store import RemoteArtifacts, is_url, remote_artifacts
+from .artifacts import DB_PREFIX, ArtifactFiles
 from .location import (
     check_store_owner,
     describe_access_problem,
@@ -39,14 +48,72 @@ class SavedArtifact:
     size: int
     metadata: dict[str, Any] | None = None
     tags: tuple[str, ...] = ()
+    inline: bytes | None = None  # a small output's bytes, recorded by the orchestrator (``db:`` uri)
+
+
+def resolve_artifact_url(location: str | None) -> str | None:
+    """``None`` for the default (the store's own ``artifacts/``), else a URL fsspec can open."""
+    if not location:
+        return None
+    if is_url(location):
+        return location.rstrip("/")
+    return Path(location).expanduser().resolve().as_uri()
+
+
+def _remote(url: str | None) -> RemoteArtifacts | None:
+    return remote_artifacts(url) if url else None
+
+
+class Artifacts:
+    """Read inputs and write outputs of step attempts; never touches the metadata database
+    unless the orchestrator's ``Store`` lends its blobs (inline steps read ``db:`` inputs)."""
+
+    def __init__(self, files: ArtifactFiles, inline_limit: int) -> None:
+        self.files = files
+        self.inline_limit = inline_limit
+
+    def save_output(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
+        """Materialize ``value``: to the remote store if there is one, else a file if big,
+        else bytes carried back in the result for the orchestrator to record."""
+        mat = materializer or registry.for_value(value)
+        data = mat.save(value)
+        inline: bytes | None = None
+        if self.files.remote is not None:
+            uri, digest = self.files.remote.put(data)
+        elif len(data) <= self.inline_limit:
+            digest = hashlib.sha256(data).hexdigest()
+            uri, inline = DB_PREFIX + digest, data
+        else:
+            uri, digest = self.files.put(data)
+        return SavedArtifact(
+            id=uuid.uuid4().hex,
+            uri=uri,
+            content_hash=digest,
+            data_type=qualified_type_name(value),
+            materializer=mat.name,
+            size=len(data),
+            inline=inline,
+        )
+
+    def load_value(
+        self, uri: str, materializer: str, data_type: str, size: int | None = None, data: bytes | None = None
+    ) -> Any:
+        """Read (or take the shipped ``data``), check and deserialize an artifact."""
+        if data is None:
+            data = self.files.get(uri, size)
+        elif hashlib.sha256(data).hexdigest() != uri.rpartition(":")[2]:
+            raise ArtifactIntegrityError(f"artifact {uri} arrived damaged: its bytes do not hash to its name")
+        return registry.by_name(materializer).load(data, data_type)
 
 
 class Store:
     """One store root: ``metadata.db`` (or the database of ``DYNPIPE_STORE_URL``) and ``artifacts/``."""
 
-    def __init__(self, root: Path, store_url: str | None = None) -> None:
+    def __init__(self, root: Path, store_url: str | None = None, artifact_store: str | None = None) -> None:
         self.root = root
         self.store_url = store_url
+        self.pid = os.getpid()
+        self.artifact_url = resolve_artifact_url(artifact_store or project_config.artifact_store_url())
         trusted = check_store_owner(root)
         db = None if store_url is not None and is_postgres_url(store_url) else sqlite_path(store_url, root)
         try:
@@ -61,32 +128,43 @@ class Store:
             if not os.access(root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, "read-only", str(root))
             self.metadata: MetadataBackend = open_metadata(root, store_url)
-            self.files = ArtifactFiles(root, blobs=self.metadata, trust_foreign=trusted)
+            remote = _remote(self.artifact_url)
+            self.files = ArtifactFiles(root, blobs=self.metadata, trust_foreign=trusted, remote=remote)
         except StoreError:
             raise
         except (OSError, sqlite3.Error) as exc:
             raise StoreAccessError(describe_access_problem(root, db or root, exc)) from exc
+        if remote is not None:
+            remote.check()  # a wrong URL, endpoint or credentials fail before any step runs
         self.inline_limit = settings.inline_artifact_bytes()
+        self.artifacts = Artifacts(self.files, self.inline_limit)
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
-        mat = materializer or registry.for_value(value)
-        data = mat.save(value)
-        if len(data) <= self.inline_limit:
-            uri, digest = self.files.put_small(data)
-        else:
-            uri, digest = self.files.put(data)
-        return SavedArtifact(
-            id=uuid.uuid4().hex,
-            uri=uri,
-            content_hash=digest,
-            data_type=qualified_type_name(value),
-            materializer=mat.name,
-            size=len(data),
-        )
+        """Materialize and record-ready: a small value is committed to the database at once."""
+        saved = self.artifacts.save_output(value, materializer)
+        self.record_inline([saved])
+        return saved
+
+    def record_inline(self, outputs: Any) -> None:
+        """Commit the bytes of small outputs a step attempt handed back (before the step is recorded)."""
+        for saved in outputs:
+            if saved.inline is not None:
+                self.files.put_small(saved.inline)
 
     def load_value(self, uri: str, materializer: str, data_type: str, size: int | None = None) -> Any:
         """Read and deserialize an artifact; its bytes are checked first (see ``ArtifactFiles.get``)."""
         return registry.by_name(materializer).load(self.files.get(uri, size), data_type)
+
+    def describe(self) -> dict[str, str]:
+        """Where this store keeps things, secrets masked (for ``dynpipe store info``)."""
+        from .artifact_store import mask_url
+
+        from .urls import mask_password
+
+        return {
+            "metadata": mask_password(self.store_url) if self.store_url else str(self.root / "metadata.db"),
+            "artifacts": mask_url(self.artifact_url) if self.artifact_url else str(self.root / "artifacts"),
+        }
 
     def verify(self, uri: str, size: int, content_hash: str, full: bool = False) -> bool:
         """Cheap check that a stored artifact is intact (for a cache hit); see ``ArtifactFiles.verify``."""
@@ -95,7 +173,9 @@ class Store:
 
 @functools.lru_cache(maxsize=16)
 def _open(root: str, store_url: str | None) -> Store:
-    return Store(Path(root), store_url)
+    store = Store(Path(root), store_url)
+    _by_given_root.setdefault(root, store)  # so open_artifacts finds it for inline steps
+    return store
 
 
 # Stores already opened by the exact absolute ``root`` string passed in: every step attempt calls
@@ -104,10 +184,39 @@ def _open(root: str, store_url: str | None) -> Store:
 _by_given_root: dict[str, Store] = {}
 
 
+@functools.lru_cache(maxsize=16)
+def _open_artifacts(root: str, artifact_store: str | None, pid: int) -> Artifacts:
+    """Keyed by the strings as given: resolving the root and reading the project config happen
+    once per process, not once per step attempt."""
+    url = resolve_artifact_url(project_config.artifact_store_url() if artifact_store is None else artifact_store)
+    path = Path(root).expanduser().resolve()
+    trusted = check_store_owner(path)
+    files = ArtifactFiles(path, blobs=None, trust_foreign=trusted, remote=_remote(url))
+    return Artifacts(files, settings.inline_artifact_bytes())
+
+
+def open_artifacts(root: str, artifact_store: str | None = None) -> Artifacts:
+    """The artifact side of the store at ``root``, for a step attempt.
+
+    ``artifact_store`` is the run's artifact store URL ("" for the store's own folder; None:
+    find it from the environment and project config). In the orchestrator's process (inline
+    steps) this is the open ``Store``'s own, which can read ``db:`` inputs; in a worker it is
+    opened without the metadata database.
+    """
+    store = _by_given_root.get(root)
+    if (
+        store is not None
+        and store.pid == os.getpid()
+        and (artifact_store is None or (artifact_store or None) == store.artifact_url)
+    ):
+        return store.artifacts
+    return _open_artifacts(root, artifact_store, os.getpid())
+
+
 def open_store(root: str | Path | None = None) -> Store:
     """The store at ``root`` (default: found by ``find_store_root``) with the metadata of
     ``DYNPIPE_STORE_URL``; one instance per (root, URL) per process."""
-    url = settings.store_url()
+    url = project_config.store_url()
     if root is None:
         return _open(str(find_store_root()), url)
     key = str(root)

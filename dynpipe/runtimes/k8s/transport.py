@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...store.artifacts import DB_PREFIX, ArtifactFiles
-from ...store.materializers import Materializer, qualified_type_name, registry
-from ...store.store import SavedArtifact, open_store
+from ...store.store import Artifacts, open_store
 from ..task import InputRef, StepTask
 
 
@@ -81,22 +80,16 @@ def inputs_as_files(task: StepTask) -> dict[str, InputRef | list[InputRef]]:
     return {k: [one(r) for r in v] if isinstance(v, list) else one(v) for k, v in task.inputs.items()}
 
 
-class PodArtifacts:
-    """The pod's store: artifact files only; it never opens the metadata database."""
+class PodArtifacts(Artifacts):
+    """The pod's store: artifact files only; it never opens the metadata database, and every
+    output, however small, is written as a file (nothing travels back as database bytes)."""
 
     def __init__(self, root: str) -> None:
-        self.files = ArtifactFiles(Path(root), blobs=None)
+        super().__init__(ArtifactFiles(Path(root), blobs=None), inline_limit=-1)
 
-    def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
-        import uuid
-
-        mat = materializer or registry.for_value(value)
-        data = mat.save(value)
-        uri, digest = self.files.put(data)
-        return SavedArtifact(id=uuid.uuid4().hex, uri=uri, content_hash=digest,
-                             data_type=qualified_type_name(value), materializer=mat.name, size=len(data))
-
-    def load_value(self, uri: str, materializer: str, data_type: str, size: int | None = None) -> Any:
-        if uri.startswith(DB_PREFIX):
+    def load_value(
+        self, uri: str, materializer: str, data_type: str, size: int | None = None, data: bytes | None = None
+    ) -> Any:
+        if data is None and uri.startswith(DB_PREFIX):
             raise FileNotFoundError(f"artifact {uri} is kept in the metadata database, which pods do not read")
-        return registry.by_name(materializer).load(self.files.get(uri, size), data_type)
+        return super().load_value(uri, materializer, data_type, size, data)
