@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import CachePolicy, ConfigError, StepRetryConfig
+from ..config import CachePolicy, ConfigError, StepRetryConfig, dask_settings
 from ..store.materializers import Materializer, registry
 from .context import RunContext
 
@@ -25,6 +25,7 @@ class EffectiveStepConfig:
     on_success: Any
     cache_policy: CachePolicy
     resources: Any
+    dask: Any  # DaskSettings of the step over the pipeline's, or None
     materializers: dict[str, Materializer | None]
     config_parameters: dict[str, Any]
     fingerprint: str
@@ -60,6 +61,7 @@ def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConf
         on_success=sc.on_success or pc.on_success,
         cache_policy=policy,
         resources=sc.resources,
+        dask=dask_settings(pc.settings, sc.settings),
         materializers=materializers,
         config_parameters=dict(sc.parameters),
         fingerprint=fingerprint,

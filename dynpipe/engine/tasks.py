@@ -29,4 +29,5 @@ def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTas
         echo_logs=echo_enabled(),
         capture_logs=inv.cfg.capture_logs,
         resources=inv.cfg.resources,
+        dask=inv.cfg.dask,
     )

@@ -53,6 +53,7 @@ class StepTask:
     echo_logs: bool = True
     capture_logs: bool = True
     resources: Any = None
+    dask: Any = None  # DaskSettings: where the step may run on a Dask cluster
 
 
 @dataclass

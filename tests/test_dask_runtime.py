@@ -1,0 +1,307 @@
+"""Isolated steps on a real Dask cluster: a LocalCluster of two worker processes, one thread each.
+
+The cluster is module-scoped (starting one costs seconds on a loaded 2-core machine); each
+test hands its client over with ``use_dask`` and selects ``DYNPIPE_ISOLATED_BACKEND=dask``.
+Steps defined at module level travel by import path (the spawned workers inherit sys.path);
+concurrency is proven with file barriers, never with timing. The test that kills a worker
+runs last: the nanny restarts it under a new address and without the GPU resource.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import DEADLINE, file_barrier, wait_until
+
+distributed = pytest.importorskip("distributed")
+
+from dynpipe import (  # noqa: E402 - after the skip: without distributed there is nothing to test
+    Client,
+    DaskSettings,
+    ResourceSettings,
+    StepRetryConfig,
+    get_step_context,
+    pipeline,
+    step,
+    use_dask,
+)
+from dynpipe.engine.context import current_run  # noqa: E402
+from dynpipe.errors import SettingError  # noqa: E402
+from dynpipe.runtimes import get_runtime  # noqa: E402
+from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
+from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
+from dynpipe.runtimes.shipping import func_ref  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    client.wait_for_workers(2, timeout=DEADLINE * 2)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def on_dask(dask_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("DYNPIPE_ISOLATED_BACKEND", "dask")
+    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", "false")
+    use_dask(dask_client)
+    yield dask_client
+    use_dask(None)
+
+
+def _workers(client: Any) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+# -- steps (module level: they travel by import path) -------------------------------------
+
+
+@step(runtime="isolated", enable_cache=False)
+def meet_and_say_where(directory: str, parties: int) -> str:
+    file_barrier(directory, parties)  # returns only if `parties` steps run at the same time
+    return distributed.get_worker().address
+
+
+@step(runtime="isolated", enable_cache=False)
+def where() -> str:
+    return distributed.get_worker().address
+
+
+@step(runtime="isolated", enable_cache=False)
+def tick_then_wait(release: str) -> str:
+    print("tick", flush=True)
+    wait_until(Path(release).exists, what="the test to create the release file")
+    print("tock", flush=True)
+    return "released"
+
+
+@step(runtime="isolated", enable_cache=False)
+def pid_then_wait(pid_file: str, release: str) -> int:
+    """Writes its worker's pid, then waits (in Python, so a cancel can interrupt it)."""
+    Path(pid_file).write_text(f"{os.getpid()} {distributed.get_worker().address}")
+    wait_until(Path(release).exists, timeout=DEADLINE * 4, what="a release that never comes")
+    return os.getpid()
+
+
+@step(runtime="isolated", enable_cache=False)
+def fail_soon() -> int:
+    raise ValueError("fail_soon broke")
+
+
+@step(runtime="isolated", enable_cache=False, retry=StepRetryConfig(max_retries=1))
+def dies_on_first_attempt(pid_file: str) -> str:
+    if get_step_context().attempt == 1:
+        Path(pid_file).write_text(f"{os.getpid()} {distributed.get_worker().address}")
+        wait_until(lambda: False, timeout=DEADLINE * 4, what="the test to kill this worker")
+    return "survived"
+
+
+@step(runtime="isolated", enable_cache=True)
+def cached_square(x: int, counter: str) -> int:
+    with open(counter, "a", encoding="ascii") as fh:
+        fh.write("ran\n")
+    return x * x
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_backend_selection_and_missing_scheduler(monkeypatch: pytest.MonkeyPatch, dask_client: Any) -> None:
+    assert isinstance(get_runtime("isolated"), DaskRuntime)
+    use_dask(None)
+    monkeypatch.delenv("DYNPIPE_DASK_SCHEDULER", raising=False)
+    with pytest.raises(SettingError, match="DYNPIPE_DASK_SCHEDULER"):
+        get_runtime("isolated")
+    monkeypatch.delenv("DYNPIPE_ISOLATED_BACKEND")
+    assert not isinstance(get_runtime("isolated"), DaskRuntime)  # the local pool again
+    use_dask(dask_client)  # a handed-over client picks Dask when the variable is unset
+    assert isinstance(get_runtime("isolated"), DaskRuntime)
+
+
+def test_fan_out_runs_on_both_workers(tmp_path: Path, dask_client: Any) -> None:
+    barrier = tmp_path / "barrier"
+
+    @pipeline(dynamic=True)
+    def fan_out() -> None:
+        futures = [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]
+        for fut in futures:
+            fut.wait()
+
+    run = fan_out()
+    addresses = {sr.output.load() for sr in run.steps.values()}
+    # One thread per worker: two steps inside the barrier at once must be on two workers.
+    assert addresses == _workers(dask_client)
+    assert len(addresses) == 2
+
+
+def test_notebook_style_step_travels_by_value() -> None:
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(  # noqa: S102 - a step defined the way a notebook cell defines it
+        textwrap.dedent(
+            """
+            from dynpipe import step, pipeline
+
+            OFFSET = 41
+
+            @step(runtime="isolated", enable_cache=False)
+            def add_offset(x: int) -> int:
+                import distributed
+                return x + OFFSET if distributed.get_worker() else -1
+
+            @pipeline(dynamic=True)
+            def by_value() -> None:
+                add_offset(1)
+            """
+        ),
+        namespace,
+    )
+    assert func_ref(namespace["add_offset"].entrypoint) is None  # no import path: by value
+    run = namespace["by_value"]()
+    assert run.steps["add_offset"].output.load() == 42
+
+
+def test_log_lines_stream_while_the_step_runs(tmp_path: Path) -> None:
+    seen_while_running: list[str] = []
+    release = tmp_path / "release"
+
+    def tail() -> list[str]:
+        ctx = current_run()
+        assert ctx is not None
+        node = ctx.graph.nodes.get("tick_then_wait")
+        return list(node.log_tail) if node is not None and "tick" in node.log_tail else []
+
+    @pipeline(dynamic=True)
+    def live() -> None:
+        fut = tick_then_wait.submit(str(release))
+        # The step cannot end before `release` exists, so this line arrived while it ran.
+        seen_while_running.extend(wait_until(tail, what="the step's first line in the live graph"))
+        assert not fut.done()
+        release.touch()
+        fut.wait()
+
+    run = live()
+    assert seen_while_running == ["tick"]
+    assert run.steps["tick_then_wait"].logs == "tick\ntock\n"
+
+
+def test_resources_place_the_step_on_the_gpu_worker(dask_client: Any) -> None:
+    gpu_worker = sorted(_workers(dask_client))[0]
+
+    async def offer_gpu(dask_worker: Any) -> None:
+        await dask_worker.set_resources(GPU=1)
+
+    dask_client.run(offer_gpu, workers=[gpu_worker])
+    wait_until(
+        lambda: dask_client.scheduler_info(n_workers=-1)["workers"][gpu_worker]["resources"].get("GPU") == 1,
+        what="the scheduler to know the GPU worker",
+    )
+
+    @pipeline(dynamic=True)
+    def placed() -> None:
+        for i in range(3):
+            where.with_options(settings={"dask": DaskSettings(resources={"GPU": 1})}, name=f"by_dask_{i}")()
+            where.with_options(settings={"resources": ResourceSettings(gpu_count=1)}, name=f"by_gpu_count_{i}")()
+
+    run = placed()
+    assert {sr.output.load() for sr in run.steps.values()} == {gpu_worker}
+
+    @pipeline(dynamic=True)
+    def too_big() -> None:
+        where.with_options(settings={"dask": {"resources": {"GPU": 4}}})()
+
+    with pytest.raises(Exception, match=r"no Dask worker offers the resources \{'GPU': 4.0\}"):
+        too_big()
+
+
+def test_workers_restriction(dask_client: Any) -> None:
+    target = sorted(_workers(dask_client))[1]
+
+    @pipeline(dynamic=True, settings={"dask": {"workers": [target]}})
+    def pinned() -> None:
+        for i in range(3):
+            where.with_options(name=f"w{i}")()
+
+    run = pinned()
+    assert {sr.output.load() for sr in run.steps.values()} == {target}
+
+
+def test_fail_fast_cancels_the_dask_task_and_frees_its_worker(tmp_path: Path) -> None:
+    pid_file = tmp_path / "long.pid"
+    never = tmp_path / "never"
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def fast() -> None:
+        long = pid_then_wait.submit(str(pid_file), str(never))
+        wait_until(pid_file.exists, what="the Dask step to start")
+        fail_soon.submit()
+        long.wait()
+
+    with pytest.raises(ValueError, match="fail_soon broke"):
+        fast()
+    run = Client().get_pipeline("fast").last_run
+    assert run.steps["pid_then_wait"].status == "stopped"
+    assert run.steps["fail_soon"].status == "failed"
+    # The cancelled step's thread was interrupted: both single-thread workers take a step at once.
+    barrier = tmp_path / "barrier"
+
+    @pipeline(dynamic=True)
+    def both_free() -> None:
+        for fut in [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]:
+            fut.wait()
+
+    assert both_free().status == "completed"
+
+
+def test_cache_hits_skip_dask(tmp_path: Path, dask_client: Any) -> None:
+    counter = tmp_path / "counter"
+
+    @pipeline(dynamic=True)
+    def cached() -> None:
+        cached_square(7, str(counter))
+
+    first = cached()
+    starts_before = len(dask_client.get_events(LOG_TOPIC))
+    second = cached()
+    assert first.steps["cached_square"].status == "completed"
+    assert second.steps["cached_square"].status == "cached"
+    assert second.steps["cached_square"].output.load() == 49
+    assert counter.read_text() == "ran\n"
+    assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # nothing reached the cluster
+
+
+def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_path: Path, dask_client: Any) -> None:
+    pid_file = tmp_path / "victim"
+
+    @pipeline(dynamic=True)
+    def survive() -> None:
+        fut = dies_on_first_attempt.submit(str(pid_file))
+        text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the first attempt to start")
+        pid, address = text.split()
+        os.kill(int(pid), signal.SIGKILL)
+        fut.wait()
+
+    run = survive()
+    sr = run.steps["dies_on_first_attempt"]
+    assert sr.status == "completed"
+    assert sr.attempts == 2
+    assert sr.output.load() == "survived"
+    address = pid_file.read_text().split()[1]
+    assert f"the Dask worker {address} running it died" in sr.logs
+    client_deadline = time.monotonic() + DEADLINE * 2
+    dask_client.wait_for_workers(2, timeout=max(1.0, client_deadline - time.monotonic()))
