@@ -158,7 +158,7 @@ class DaskLaunch(Launch):
         """Cancel the future and interrupt the thread running it (wherever it runs now)."""
         client = self.runtime.client
         try:
-            client.run(interrupt_step, self.key, wait=False)
+            client.run(interrupt_step, self.key, on_error="ignore")
         except Exception:  # noqa: BLE001 - the cluster may be gone; nothing left to stop
             pass
         try:
