@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from dynpipe import (  # noqa: E402 - after the skip: without distributed there 
     use_dask,
 )
 from dynpipe.engine.context import current_run  # noqa: E402
-from dynpipe.errors import SettingError  # noqa: E402
+from dynpipe.errors import SettingError, WorkerCrashedError  # noqa: E402
 from dynpipe.runtimes import get_runtime  # noqa: E402
 from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
 from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
@@ -287,6 +286,7 @@ def test_cache_hits_skip_dask(tmp_path: Path, dask_client: Any) -> None:
 
 def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_path: Path, dask_client: Any) -> None:
     pid_file = tmp_path / "victim"
+    killed: list[str] = []
 
     @pipeline(dynamic=True)
     def survive() -> None:
@@ -294,6 +294,7 @@ def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_pa
         text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the first attempt to start")
         pid, address = text.split()
         os.kill(int(pid), signal.SIGKILL)
+        killed.append(address)
         fut.wait()
 
     run = survive()
@@ -301,7 +302,28 @@ def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_pa
     assert sr.status == "completed"
     assert sr.attempts == 2
     assert sr.output.load() == "survived"
-    address = pid_file.read_text().split()[1]
-    assert f"the Dask worker {address} running it died" in sr.logs
-    client_deadline = time.monotonic() + DEADLINE * 2
-    dask_client.wait_for_workers(2, timeout=max(1.0, client_deadline - time.monotonic()))
+    assert f"the Dask worker {killed[0]} running it died" in sr.logs
+    dask_client.wait_for_workers(2, timeout=DEADLINE * 2)  # the nanny restarts it for later tests
+
+
+def test_killed_worker_without_retries_fails_the_step_clearly(tmp_path: Path, dask_client: Any) -> None:
+    pid_file = tmp_path / "victim"
+    killed: list[str] = []
+    no_retry = dies_on_first_attempt.with_options(retry=StepRetryConfig(max_retries=0))
+
+    @pipeline(dynamic=True)
+    def dies() -> None:
+        fut = no_retry.submit(str(pid_file))
+        text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the attempt to start")
+        pid, address = text.split()
+        os.kill(int(pid), signal.SIGKILL)
+        killed.append(address)
+        fut.wait()
+
+    with pytest.raises(WorkerCrashedError, match=r"the Dask worker tcp://\S+ running it died") as info:
+        dies()
+    assert killed[0] in str(info.value)
+    sr = Client().get_pipeline("dies").last_run.steps["dies_on_first_attempt"]
+    assert sr.status == "failed"
+    assert f"the Dask worker {killed[0]} running it died" in sr.logs
+    dask_client.wait_for_workers(2, timeout=DEADLINE * 2)

@@ -145,8 +145,13 @@ class DaskLaunch(Launch):
         self.worker = worker
 
     def worker_died(self, worker: str) -> None:
-        if worker != self.worker or self._event.is_set():
-            return  # not started there yet: Dask reschedules it, no step code ran
+        """The scheduler removed ``worker`` while it was processing this task.
+
+        Its start notice may still have been in the dead worker's send buffer, so a task that
+        was processing there counts as started there unless it is known to run elsewhere.
+        """
+        if self._event.is_set() or (self.worker is not None and worker != self.worker):
+            return
         self._died = worker
         self._event.set()
 
