@@ -151,7 +151,7 @@ def test_fan_out_runs_on_both_workers(tmp_path: Path, dask_client: Any) -> None:
 
 def test_notebook_style_step_travels_by_value() -> None:
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(  # noqa: S102 - a step defined the way a notebook cell defines it
+    exec(
         textwrap.dedent(
             """
             from dynpipe import step, pipeline

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from .. import settings
-
 import sys
 
+from .. import settings
 from .base import StepRuntime
 
 

@@ -115,8 +115,10 @@ class DaskClients:
             ) from None
         try:
             client = Client(address, set_as_default=False)
-        except Exception as exc:  # noqa: BLE001 - name the setting at fault
-            raise SettingError(f"DYNPIPE_DASK_SCHEDULER={address!r}: cannot connect: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise SettingError(
+                f"DYNPIPE_DASK_SCHEDULER={address!r}: cannot connect: {type(exc).__name__}: {exc}"
+            ) from exc
         with self._lock:
             self._connected[address] = client
         return client

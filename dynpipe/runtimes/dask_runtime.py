@@ -253,7 +253,7 @@ class DaskRuntime(StepRuntime):
             extras["materializers"] = mats
         try:
             return encode_task(sendable, extras)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _BeforeLaunch(
                 f"cannot be sent to a Dask worker: {type(exc).__name__}: {exc}. Its function, parameters"
                 " or configuration must be picklable (cloudpickle); use runtime='inline' for steps that"
