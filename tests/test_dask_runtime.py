@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 from dynpipe import (  # noqa: E402 - after the skip: without distributed there is nothing to test
     Client,
+    ConfigError,
     DaskSettings,
     ResourceSettings,
     StepRetryConfig,
@@ -238,6 +239,26 @@ def test_workers_restriction(dask_client: Any) -> None:
 
     run = pinned()
     assert {sr.output.load() for sr in run.steps.values()} == {target}
+
+
+def test_yaml_dask_settings_place_the_step_and_bad_ones_name_the_key(tmp_path: Path, dask_client: Any) -> None:
+    target = sorted(_workers(dask_client))[0]
+
+    @pipeline(dynamic=True, depends_on=[where])
+    def from_yaml() -> None:
+        for _ in range(3):
+            where()
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"steps:\n  where:\n    settings:\n      dask:\n        workers: ['{target}']\n")
+    run = from_yaml.with_options(config_path=str(config))()
+    assert {sr.output.load() for sr in run.steps.values()} == {target}
+
+    config.write_text("steps:\n  where:\n    settings:\n      dask:\n        resources: {GPU: -1}\n")
+    with pytest.raises(ConfigError, match=r"(?s)dask.*resources.*GPU.*positive"):
+        from_yaml.with_options(config_path=str(config))()
+    with pytest.raises(ConfigError, match="settings.dask: priority"):
+        where.with_options(settings={"dask": {"priority": "high"}})
 
 
 def test_fail_fast_cancels_the_dask_task_and_frees_its_worker(tmp_path: Path) -> None:
