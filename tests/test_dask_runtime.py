@@ -36,7 +36,9 @@ from dynpipe.engine.context import current_run  # noqa: E402
 from dynpipe.errors import SettingError, WorkerCrashedError  # noqa: E402
 from dynpipe.runtimes import get_runtime  # noqa: E402
 from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
+from dynpipe.runtimes import dask_runtime  # noqa: E402
 from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
+from dynpipe.runtimes.dask_worker import can_read  # noqa: E402
 from dynpipe.runtimes.shipping import func_ref  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
@@ -259,6 +261,29 @@ def test_yaml_dask_settings_place_the_step_and_bad_ones_name_the_key(tmp_path: P
         from_yaml.with_options(config_path=str(config))()
     with pytest.raises(ConfigError, match="settings.dask: priority"):
         where.with_options(settings={"dask": {"priority": "high"}})
+
+
+def test_a_worker_that_cannot_see_the_store_fails_the_step_before_launch(
+    monkeypatch: pytest.MonkeyPatch, dask_client: Any, store_home: Path
+) -> None:
+    blind = sorted(_workers(dask_client))[1]
+
+    def other_host_for_one(path: str, token: str, dask_worker: Any = None) -> bool:
+        # The real probe on every worker, except that `blind` answers as a worker on another
+        # host would (the file is not on its disk).
+        return dask_worker.address != blind and can_read(path, token)
+
+    monkeypatch.setattr(dask_runtime, "can_read", other_host_for_one)
+    starts_before = len(dask_client.get_events(LOG_TOPIC))
+
+    @pipeline(dynamic=True)
+    def unshared() -> None:
+        where()
+
+    with pytest.raises(RuntimeError, match=f"Dask worker.*{blind} cannot read the artifact store at {store_home}"):
+        unshared()
+    assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # nothing was launched
+    assert not list(store_home.glob(".dask-probe-*"))  # the probe file is gone
 
 
 def test_fail_fast_cancels_the_dask_task_and_frees_its_worker(tmp_path: Path) -> None:
