@@ -34,9 +34,8 @@ from dynpipe import (  # noqa: E402 - after the skip: without distributed there 
 )
 from dynpipe.engine.context import current_run  # noqa: E402
 from dynpipe.errors import SettingError, WorkerCrashedError  # noqa: E402
-from dynpipe.runtimes import get_runtime  # noqa: E402
+from dynpipe.runtimes import dask_runtime, get_runtime  # noqa: E402
 from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
-from dynpipe.runtimes import dask_runtime  # noqa: E402
 from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
 from dynpipe.runtimes.dask_worker import can_read  # noqa: E402
 from dynpipe.runtimes.shipping import func_ref  # noqa: E402
