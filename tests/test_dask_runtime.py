@@ -9,8 +9,10 @@ runs last: the nanny restarts it under a new address and without the GPU resourc
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +91,8 @@ def tick_then_wait(release: str) -> str:
     print("tick", flush=True)
     wait_until(Path(release).exists, what="the test to create the release file")
     print("tock", flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    logging.getLogger("dask-step").warning("a warning record")
     return "released"
 
 
@@ -198,7 +202,9 @@ def test_log_lines_stream_while_the_step_runs(tmp_path: Path) -> None:
 
     run = live()
     assert seen_while_running == ["tick"]
-    assert run.steps["tick_then_wait"].logs == "tick\ntock\n"
+    assert run.steps["tick_then_wait"].logs == (
+        "tick\ntock\nto stderr\nWARNING dask-step: a warning record\n"
+    )
 
 
 def test_resources_place_the_step_on_the_gpu_worker(dask_client: Any) -> None:
