@@ -7,6 +7,7 @@ from .config import (
     ArtifactConfig,
     CachePolicy,
     ConfigError,
+    DaskSettings,
     ExecutionMode,
     Model,
     PipelineConfig,
@@ -30,6 +31,7 @@ from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wa
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
 from .runtimes.k8s.config import KubernetesSettings
+from .runtimes.dask_client import use_dask
 from .runtimes.task import StepContext, get_step_context
 from .status import ExecutionStatus
 from .steps import Step, step
@@ -55,11 +57,11 @@ def unload_ipython_extension(ipython):
 
 __all__ = [
     "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client",
-    "ConfigError", "ExecutionMode",
+    "ConfigError", "DaskSettings", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "KubernetesSettings", "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
     "StepRecordingError", "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError",
     "StoreAccessError", "StoreError", "StoreFullError", "UnsafeStoreError", "as_completed",
-    "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",
+    "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "use_dask", "wait",
 ]

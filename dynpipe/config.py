@@ -150,6 +150,56 @@ class ResourceSettings(_CheckedModel):
         return int(_size(match))
 
 
+class DaskSettings(_CheckedModel):
+    """Where an isolated step may run on a Dask cluster (``settings={"dask": DaskSettings(...)}``).
+
+    ``resources`` are Dask worker resources (``{"GPU": 1}``); ``workers`` restricts the step to
+    those worker addresses or names (others too with ``allow_other_workers``); a higher
+    ``priority`` runs first. ``ResourceSettings(gpu_count=n)`` asks for ``{gpu_resource: n}``
+    unless ``resources`` names it (``gpu_resource=None`` turns that off).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    what: ClassVar[str] = "Dask settings"
+    resources: dict[str, float] = Field(default_factory=dict)
+    workers: tuple[str, ...] | None = None
+    allow_other_workers: bool = False
+    priority: int = 0
+    gpu_resource: str | None = "GPU"
+
+    @field_validator("resources")
+    @classmethod
+    def _check_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name or not math.isfinite(amount) or amount <= 0:
+                raise ValueError(f"resource {name!r} needs a positive finite amount, got {amount!r}")
+        return value
+
+
+def _checked_settings(value: dict[str, Any]) -> dict[str, Any]:
+    """``settings["dask"]`` as a ``DaskSettings`` (a mapping is validated where it is configured)."""
+    dask = value.get("dask")
+    if dask is None or isinstance(dask, DaskSettings):
+        return value
+    if not isinstance(dask, dict):
+        raise ValueError(f"settings.dask must be DaskSettings or a mapping, got {type(dask).__name__}")
+    try:
+        checked = DaskSettings.model_validate(dask)
+    except ValidationError as exc:
+        raise ValueError(f"settings.dask: {_describe(exc)}") from None
+    return {**value, "dask": checked}
+
+
+def dask_settings(*layers: dict[str, Any]) -> DaskSettings | None:
+    """The ``dask`` settings of the last layer that has them (pipeline, then step)."""
+    found: DaskSettings | None = None
+    for layer in layers:
+        value = _checked_settings(layer).get("dask")
+        if value is not None:
+            found = value
+    return found
+
+
 def _size(match: re.Match[str]) -> float:
     unit = (match.group(2) or "").upper().rstrip("B")
     return float(match.group(1)) * _UNITS[unit]
@@ -212,6 +262,11 @@ class StepConfig(BaseModel):
     )
     """Fields a YAML config template may set under ``steps.<name>:`` (the rest hold code)."""
 
+    @field_validator("settings")
+    @classmethod
+    def _check_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _checked_settings(value)
+
     def merged(self, **changes: Any) -> StepConfig:
         """A copy with ``changes`` applied (None leaves a field as it is); validated."""
         data = _apply(self.model_dump(exclude_defaults=True), changes)
@@ -262,6 +317,11 @@ class PipelineConfig(BaseModel):
         "tags", "settings", "extra", "enable_step_logs",
     )
     """Fields a YAML config template may set at the top level (the rest hold code or identity)."""
+
+    @field_validator("settings")
+    @classmethod
+    def _check_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _checked_settings(value)
 
     @property
     def runs_synchronously(self) -> bool:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from .config import (
+    DaskSettings,
     PipelineConfig,
     ResourceSettings,
     StepConfig,
@@ -34,6 +35,7 @@ class _FileSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     resources: ResourceSettings | None = None
+    dask: DaskSettings | None = None
 
 
 def _file_model(name: str, source: type[BaseModel], overrides: dict[str, Any]) -> type[BaseModel]:

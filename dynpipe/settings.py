@@ -153,7 +153,17 @@ def local_workers() -> int:
 
 def isolated_backend() -> str:
     """``DYNPIPE_ISOLATED_BACKEND``: where ``runtime="isolated"`` steps run."""
-    return choice("DYNPIPE_ISOLATED_BACKEND", "local", ("local", "kubernetes"))
+    return choice("DYNPIPE_ISOLATED_BACKEND", "local", ("local", "kubernetes", "dask"))
+
+
+def isolated_backend_chosen() -> bool:
+    """Whether ``DYNPIPE_ISOLATED_BACKEND`` is set (else a client from ``use_dask`` picks Dask)."""
+    return _raw("DYNPIPE_ISOLATED_BACKEND") is not None
+
+
+def dask_scheduler() -> str | None:
+    """``DYNPIPE_DASK_SCHEDULER``: the Dask scheduler address (``tcp://host:8786``) for isolated steps."""
+    return text("DYNPIPE_DASK_SCHEDULER")
 
 
 def echo_logs() -> bool:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import CachePolicy, ConfigError, StepRetryConfig
+from ..config import CachePolicy, ConfigError, StepRetryConfig, dask_settings
 from ..store.materializers import Materializer, registry
 from .context import RunContext
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 #: ``settings=`` keys that runtimes read (each gets the pipeline's and the step's layer).
-_RUNTIME_SETTING_KEYS = ("kubernetes", "dask")
+_RUNTIME_SETTING_KEYS = ("kubernetes",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class EffectiveStepConfig:
     on_success: Any
     cache_policy: CachePolicy
     resources: Any
+    dask: Any  # DaskSettings of the step over the pipeline's, or None
     materializers: dict[str, Materializer | None]
     config_parameters: dict[str, Any]
     fingerprint: str
@@ -66,6 +67,7 @@ def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConf
         on_success=sc.on_success or pc.on_success,
         cache_policy=policy,
         resources=sc.resources,
+        dask=dask_settings(pc.settings, sc.settings),
         materializers=materializers,
         config_parameters=dict(sc.parameters),
         fingerprint=fingerprint,

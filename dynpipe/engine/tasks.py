@@ -31,4 +31,5 @@ def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTas
         settings=inv.cfg.runtime_settings,
         resources=inv.cfg.resources,
         artifact_store=ctx.store.artifact_url or "",  # "": the store's own folder
+        dask=inv.cfg.dask,
     )

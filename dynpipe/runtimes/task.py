@@ -59,6 +59,7 @@ class StepTask:
     # Runtime settings by key, each a list of layers (pipeline, then step): {"kubernetes": [...]}.
     settings: dict[str, list[Any]] = field(default_factory=dict)
     artifact_store: str | None = None  # the run's artifact store URL; "": the store's own folder
+    dask: Any = None  # DaskSettings: where the step may run on a Dask cluster
 
 
 @dataclass

@@ -1,0 +1,380 @@
+"""Isolated steps on a real Dask cluster: a LocalCluster of two worker processes, one thread each.
+
+The cluster is module-scoped (starting one costs seconds on a loaded 2-core machine); each
+test hands its client over with ``use_dask`` and selects ``DYNPIPE_ISOLATED_BACKEND=dask``.
+Steps defined at module level travel by import path (the spawned workers inherit sys.path);
+concurrency is proven with file barriers, never with timing. The test that kills a worker
+runs last: the nanny restarts it under a new address and without the GPU resource.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import DEADLINE, file_barrier, wait_until
+
+distributed = pytest.importorskip("distributed")
+
+from dynpipe import (  # noqa: E402 - after the skip: without distributed there is nothing to test
+    Client,
+    ConfigError,
+    DaskSettings,
+    ResourceSettings,
+    StepRetryConfig,
+    get_step_context,
+    pipeline,
+    step,
+    use_dask,
+)
+from dynpipe.engine.context import current_run  # noqa: E402
+from dynpipe.errors import SettingError, WorkerCrashedError  # noqa: E402
+from dynpipe.runtimes import dask_runtime, get_runtime  # noqa: E402
+from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
+from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
+from dynpipe.runtimes.dask_worker import can_read  # noqa: E402
+from dynpipe.runtimes.shipping import func_ref  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    client.wait_for_workers(2, timeout=DEADLINE * 2)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def on_dask(dask_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("DYNPIPE_ISOLATED_BACKEND", "dask")
+    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", "false")
+    use_dask(dask_client)
+    yield dask_client
+    use_dask(None)
+
+
+def _workers(client: Any) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+# -- steps (module level: they travel by import path) -------------------------------------
+
+
+@step(runtime="isolated", enable_cache=False)
+def meet_and_say_where(directory: str, parties: int) -> str:
+    file_barrier(directory, parties)  # returns only if `parties` steps run at the same time
+    return distributed.get_worker().address
+
+
+@step(runtime="isolated", enable_cache=False)
+def where() -> str:
+    return distributed.get_worker().address
+
+
+@step(runtime="isolated", enable_cache=False)
+def tick_then_wait(release: str) -> str:
+    print("tick", flush=True)
+    wait_until(Path(release).exists, what="the test to create the release file")
+    print("tock", flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    logging.getLogger("dask-step").warning("a warning record")
+    return "released"
+
+
+@step(runtime="isolated", enable_cache=False)
+def pid_then_wait(pid_file: str, release: str) -> int:
+    """Writes its worker's pid, then waits (in Python, so a cancel can interrupt it)."""
+    Path(pid_file).write_text(f"{os.getpid()} {distributed.get_worker().address}")
+    wait_until(Path(release).exists, timeout=DEADLINE * 4, what="a release that never comes")
+    return os.getpid()
+
+
+@step(runtime="isolated", enable_cache=False)
+def fail_soon() -> int:
+    raise ValueError("fail_soon broke")
+
+
+@step(runtime="isolated", enable_cache=False, retry=StepRetryConfig(max_retries=1))
+def dies_on_first_attempt(pid_file: str) -> str:
+    if get_step_context().attempt == 1:
+        Path(pid_file).write_text(f"{os.getpid()} {distributed.get_worker().address}")
+        wait_until(lambda: False, timeout=DEADLINE * 4, what="the test to kill this worker")
+    return "survived"
+
+
+@step(runtime="isolated", enable_cache=True)
+def cached_square(x: int, counter: str) -> int:
+    with open(counter, "a", encoding="ascii") as fh:
+        fh.write("ran\n")
+    return x * x
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_backend_selection_and_missing_scheduler(monkeypatch: pytest.MonkeyPatch, dask_client: Any) -> None:
+    assert isinstance(get_runtime("isolated"), DaskRuntime)
+    use_dask(None)
+    monkeypatch.delenv("DYNPIPE_DASK_SCHEDULER", raising=False)
+    with pytest.raises(SettingError, match="DYNPIPE_DASK_SCHEDULER"):
+        get_runtime("isolated")
+    monkeypatch.delenv("DYNPIPE_ISOLATED_BACKEND")
+    assert not isinstance(get_runtime("isolated"), DaskRuntime)  # the local pool again
+    use_dask(dask_client)  # a handed-over client picks Dask when the variable is unset
+    assert isinstance(get_runtime("isolated"), DaskRuntime)
+
+
+def test_fan_out_runs_on_both_workers(tmp_path: Path, dask_client: Any) -> None:
+    barrier = tmp_path / "barrier"
+
+    @pipeline(dynamic=True)
+    def fan_out() -> None:
+        futures = [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]
+        for fut in futures:
+            fut.wait()
+
+    run = fan_out()
+    addresses = {sr.output.load() for sr in run.steps.values()}
+    # One thread per worker: two steps inside the barrier at once must be on two workers.
+    assert addresses == _workers(dask_client)
+    assert len(addresses) == 2
+
+
+def test_notebook_style_step_travels_by_value() -> None:
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        textwrap.dedent(
+            """
+            from dynpipe import step, pipeline
+
+            OFFSET = 41
+
+            @step(runtime="isolated", enable_cache=False)
+            def add_offset(x: int) -> int:
+                import distributed
+                return x + OFFSET if distributed.get_worker() else -1
+
+            @pipeline(dynamic=True)
+            def by_value() -> None:
+                add_offset(1)
+            """
+        ),
+        namespace,
+    )
+    assert func_ref(namespace["add_offset"].entrypoint) is None  # no import path: by value
+    run = namespace["by_value"]()
+    assert run.steps["add_offset"].output.load() == 42
+
+
+def test_log_lines_stream_while_the_step_runs(tmp_path: Path) -> None:
+    seen_while_running: list[str] = []
+    release = tmp_path / "release"
+
+    def tail() -> list[str]:
+        ctx = current_run()
+        assert ctx is not None
+        node = ctx.graph.nodes.get("tick_then_wait")
+        return list(node.log_tail) if node is not None and "tick" in node.log_tail else []
+
+    @pipeline(dynamic=True)
+    def live() -> None:
+        fut = tick_then_wait.submit(str(release))
+        # The step cannot end before `release` exists, so this line arrived while it ran.
+        seen_while_running.extend(wait_until(tail, what="the step's first line in the live graph"))
+        assert not fut.done()
+        release.touch()
+        fut.wait()
+
+    run = live()
+    assert seen_while_running == ["tick"]
+    assert run.steps["tick_then_wait"].logs == (
+        "tick\ntock\nto stderr\nWARNING dask-step: a warning record\n"
+    )
+
+
+def test_resources_place_the_step_on_the_gpu_worker(dask_client: Any) -> None:
+    gpu_worker = sorted(_workers(dask_client))[0]
+
+    async def offer_gpu(dask_worker: Any) -> None:
+        await dask_worker.set_resources(GPU=1)
+
+    dask_client.run(offer_gpu, workers=[gpu_worker])
+    wait_until(
+        lambda: dask_client.scheduler_info(n_workers=-1)["workers"][gpu_worker]["resources"].get("GPU") == 1,
+        what="the scheduler to know the GPU worker",
+    )
+
+    @pipeline(dynamic=True)
+    def placed() -> None:
+        for i in range(3):
+            where.with_options(settings={"dask": DaskSettings(resources={"GPU": 1})}, name=f"by_dask_{i}")()
+            where.with_options(settings={"resources": ResourceSettings(gpu_count=1)}, name=f"by_gpu_count_{i}")()
+
+    run = placed()
+    assert {sr.output.load() for sr in run.steps.values()} == {gpu_worker}
+
+    @pipeline(dynamic=True)
+    def too_big() -> None:
+        where.with_options(settings={"dask": {"resources": {"GPU": 4}}})()
+
+    with pytest.raises(Exception, match=r"no Dask worker offers the resources \{'GPU': 4.0\}"):
+        too_big()
+
+
+def test_workers_restriction(dask_client: Any) -> None:
+    target = sorted(_workers(dask_client))[1]
+
+    @pipeline(dynamic=True, settings={"dask": {"workers": [target]}})
+    def pinned() -> None:
+        for i in range(3):
+            where.with_options(name=f"w{i}")()
+
+    run = pinned()
+    assert {sr.output.load() for sr in run.steps.values()} == {target}
+
+
+def test_yaml_dask_settings_place_the_step_and_bad_ones_name_the_key(tmp_path: Path, dask_client: Any) -> None:
+    target = sorted(_workers(dask_client))[0]
+
+    @pipeline(dynamic=True, depends_on=[where])
+    def from_yaml() -> None:
+        for _ in range(3):
+            where()
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"steps:\n  where:\n    settings:\n      dask:\n        workers: ['{target}']\n")
+    run = from_yaml.with_options(config_path=str(config))()
+    assert {sr.output.load() for sr in run.steps.values()} == {target}
+
+    config.write_text("steps:\n  where:\n    settings:\n      dask:\n        resources: {GPU: -1}\n")
+    with pytest.raises(ConfigError, match=r"(?s)dask.*resources.*GPU.*positive"):
+        from_yaml.with_options(config_path=str(config))()
+    with pytest.raises(ConfigError, match="settings.dask: priority"):
+        where.with_options(settings={"dask": {"priority": "high"}})
+
+
+def test_a_worker_that_cannot_see_the_store_fails_the_step_before_launch(
+    monkeypatch: pytest.MonkeyPatch, dask_client: Any, store_home: Path
+) -> None:
+    blind = sorted(_workers(dask_client))[1]
+
+    def other_host_for_one(path: str, token: str, dask_worker: Any = None) -> bool:
+        # The real probe on every worker, except that `blind` answers as a worker on another
+        # host would (the file is not on its disk).
+        return dask_worker.address != blind and can_read(path, token)
+
+    monkeypatch.setattr(dask_runtime, "can_read", other_host_for_one)
+    starts_before = len(dask_client.get_events(LOG_TOPIC))
+
+    @pipeline(dynamic=True)
+    def unshared() -> None:
+        where()
+
+    with pytest.raises(RuntimeError, match=f"Dask worker.*{blind} cannot read the artifact store at {store_home}"):
+        unshared()
+    assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # nothing was launched
+    assert not list(store_home.glob(".dask-probe-*"))  # the probe file is gone
+
+
+def test_fail_fast_cancels_the_dask_task_and_frees_its_worker(tmp_path: Path) -> None:
+    pid_file = tmp_path / "long.pid"
+    never = tmp_path / "never"
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def fast() -> None:
+        long = pid_then_wait.submit(str(pid_file), str(never))
+        wait_until(pid_file.exists, what="the Dask step to start")
+        fail_soon.submit()
+        long.wait()
+
+    with pytest.raises(ValueError, match="fail_soon broke"):
+        fast()
+    run = Client().get_pipeline("fast").last_run
+    assert run.steps["pid_then_wait"].status == "stopped"
+    assert run.steps["fail_soon"].status == "failed"
+    # The cancelled step's thread was interrupted: both single-thread workers take a step at once.
+    barrier = tmp_path / "barrier"
+
+    @pipeline(dynamic=True)
+    def both_free() -> None:
+        for fut in [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]:
+            fut.wait()
+
+    assert both_free().status == "completed"
+
+
+def test_cache_hits_skip_dask(tmp_path: Path, dask_client: Any) -> None:
+    counter = tmp_path / "counter"
+
+    @pipeline(dynamic=True)
+    def cached() -> None:
+        cached_square(7, str(counter))
+
+    first = cached()
+    starts_before = len(dask_client.get_events(LOG_TOPIC))
+    second = cached()
+    assert first.steps["cached_square"].status == "completed"
+    assert second.steps["cached_square"].status == "cached"
+    assert second.steps["cached_square"].output.load() == 49
+    assert counter.read_text() == "ran\n"
+    assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # nothing reached the cluster
+
+
+def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_path: Path, dask_client: Any) -> None:
+    pid_file = tmp_path / "victim"
+    killed: list[str] = []
+
+    @pipeline(dynamic=True)
+    def survive() -> None:
+        fut = dies_on_first_attempt.submit(str(pid_file))
+        text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the first attempt to start")
+        pid, address = text.split()
+        os.kill(int(pid), signal.SIGKILL)
+        killed.append(address)
+        fut.wait()
+
+    run = survive()
+    sr = run.steps["dies_on_first_attempt"]
+    assert sr.status == "completed"
+    assert sr.attempts == 2
+    assert sr.output.load() == "survived"
+    assert f"the Dask worker {killed[0]} running it died" in sr.logs
+    dask_client.wait_for_workers(2, timeout=DEADLINE * 2)  # the nanny restarts it for later tests
+
+
+def test_killed_worker_without_retries_fails_the_step_clearly(tmp_path: Path, dask_client: Any) -> None:
+    pid_file = tmp_path / "victim"
+    killed: list[str] = []
+    no_retry = dies_on_first_attempt.with_options(retry=StepRetryConfig(max_retries=0))
+
+    @pipeline(dynamic=True)
+    def dies() -> None:
+        fut = no_retry.submit(str(pid_file))
+        text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the attempt to start")
+        pid, address = text.split()
+        os.kill(int(pid), signal.SIGKILL)
+        killed.append(address)
+        fut.wait()
+
+    with pytest.raises(WorkerCrashedError, match=r"the Dask worker tcp://\S+ running it died") as info:
+        dies()
+    assert killed[0] in str(info.value)
+    sr = Client().get_pipeline("dies").last_run.steps["dies_on_first_attempt"]
+    assert sr.status == "failed"
+    assert f"the Dask worker {killed[0]} running it died" in sr.logs
+    dask_client.wait_for_workers(2, timeout=DEADLINE * 2)
