@@ -105,7 +105,7 @@ export class DagView extends Widget {
     const hgt = this._graphLayout.height + 2 * PAD;
     const k = Math.min(
       MAX_SCALE,
-      Math.max(MIN_SCALE, Math.min(box.width / w, box.height / hgt, 1.5))
+      Math.max(MIN_SCALE, Math.min(box.width / w, box.height / hgt, 1))
     );
     this._apply(
       k,

@@ -4,49 +4,39 @@
  */
 
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
-import { Widget } from '@lumino/widgets';
+import { Panel, Widget } from '@lumino/widgets';
 
 import { DagView } from './dagview';
 import { DAG_MIME_TYPE, parsePayload } from './payload';
 
-export class DagRenderer extends Widget implements IRenderMime.IRenderer {
+export class DagRenderer extends Panel implements IRenderMime.IRenderer {
   constructor(private _mimeType: string) {
     super();
     this.addClass('jp-dynpipe-mime');
+    this._error = new Widget({ node: document.createElement('pre') });
+    this._error.addClass('jp-dynpipe-error');
     this._view = new DagView();
-    this._error = document.createElement('pre');
-    this._error.className = 'jp-dynpipe-error';
-    this.node.append(this._error);
+    this.addWidget(this._error);
+    this.addWidget(this._view);
   }
 
   renderModel(model: IRenderMime.IMimeModel): Promise<void> {
     try {
       const payload = parsePayload(model.data[this._mimeType]);
-      this._error.textContent = '';
-      if (!this._view.isAttached) {
-        Widget.attach(this._view, this.node);
-      }
+      this._error.node.textContent = '';
+      this._error.hide();
+      this._view.show();
       this._view.setPayload(payload);
     } catch (err) {
-      this._error.textContent = String(err);
+      this._error.node.textContent = String(err);
+      this._error.show();
+      this._view.hide();
     }
     return Promise.resolve();
   }
 
-  protected onResize(msg: Widget.ResizeMessage): void {
-    this._view.processMessage(msg);
-  }
-
-  dispose(): void {
-    if (this._view.isAttached) {
-      Widget.detach(this._view);
-    }
-    this._view.dispose();
-    super.dispose();
-  }
-
   private _view: DagView;
-  private _error: HTMLPreElement;
+  private _error: Widget;
 }
 
 export const rendererFactory: IRenderMime.IRendererFactory = {

@@ -11,6 +11,14 @@ import { DagView } from './dagview';
 import { fill, h, statusBadge } from './dom';
 import { formatBytes, formatDuration, pollDelay, stepSummary } from './format';
 
+/** The repr while it fits a line; indented JSON for anything longer. */
+export function previewText(p: IArtifactPreview): string {
+  if (p.repr !== null && (p.json === null || p.repr.length <= 100)) {
+    return p.repr;
+  }
+  return p.json ?? p.repr ?? p.error ?? '';
+}
+
 export class RunDetail extends Panel {
   constructor(readonly runId: string) {
     super();
@@ -219,11 +227,7 @@ export class RunDetail extends Panel {
         )
       );
     } else {
-      body = h(
-        'pre',
-        { class: 'jp-dynpipe-preview' },
-        p.json ?? p.repr ?? p.error ?? ''
-      );
+      body = h('pre', { class: 'jp-dynpipe-preview' }, previewText(p));
     }
     return h(
       'section',
