@@ -109,7 +109,8 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path / "root"
     root.mkdir()
     store = tmp_path / "store"
-    env = dict(os.environ, DYNPIPE_HOME=str(store), PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, DYNPIPE_HOME=str(store), PYTHONPATH=path)
     script = tmp_path / "runs.py"
     script.write_text(RUNS)
     subprocess.run([sys.executable, str(script), "etl"], env=env, check=True, timeout=120, cwd=tmp_path)

@@ -18,12 +18,15 @@ import pytest
 
 pytest.importorskip("jupyter_server")
 pytest.importorskip("pytest_jupyter")
-from tornado.httpclient import HTTPClientError  # noqa: E402
+from tornado.httpclient import HTTPClientError
 
-from dynpipe import Client, pipeline, step  # noqa: E402
-from dynpipe.engine.dag import RunGraph  # noqa: E402
-from dynpipe.server import MIME_TYPE, dag_payload  # noqa: E402
-from dynpipe.server import previews  # noqa: E402
+from dynpipe import Client, pipeline, step
+from dynpipe.engine.dag import RunGraph
+from dynpipe.server import (
+    MIME_TYPE,
+    dag_payload,
+    previews,
+)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -195,7 +198,9 @@ async def test_unknown_runs_steps_and_bad_parameters_are_named(jp_fetch: Any) ->
 def _notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext dynpipe\nfrom dynpipe import step\n\n@step\ndef one() -> int:\n    return 1"),
+        nbformat.v4.new_code_cell(
+            "%load_ext dynpipe\nfrom dynpipe import step\n\n@step\ndef one() -> int:\n    return 1"
+        ),
         nbformat.v4.new_code_cell("%%pipeline nbpipe\nx = one()"),
     ]
     nbformat.write(nb, path)

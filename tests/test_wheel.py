@@ -29,7 +29,9 @@ pytestmark = [
 ]
 
 
-LABEXT_LIST = "import sys; sys.argv = ['jupyter-labextension', 'list']; from jupyterlab.labextensions import main; main()"
+LABEXT_LIST = (
+    "import sys; sys.argv = ['jupyter-labextension', 'list']; from jupyterlab.labextensions import main; main()"
+)
 SERVER_LIST = (
     "import sys; sys.argv = ['jupyter-server', 'extension', 'list']; from jupyter_server.serverapp import main; main()"
 )

@@ -77,10 +77,11 @@ def _from_run(run: PipelineRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def dag_payload(run_or_graph: PipelineRun | RunGraph) -> dict[str, Any]:
     """The DAG payload of a stored run (``PipelineRun``) or a live one (``RunGraph``)."""
-    if hasattr(run_or_graph, "snapshot"):
-        run, nodes = _from_graph(run_or_graph)  # type: ignore[arg-type]
-    elif hasattr(run_or_graph, "steps"):
-        run, nodes = _from_run(run_or_graph)  # type: ignore[arg-type]
+    subject: Any = run_or_graph  # duck-typed: importing the engine here would load it in kernels early
+    if hasattr(subject, "snapshot"):
+        run, nodes = _from_graph(subject)
+    elif hasattr(subject, "steps"):
+        run, nodes = _from_run(subject)
     else:
         raise TypeError(
             f"dag_payload: expected a PipelineRun or a RunGraph, got {type(run_or_graph).__name__}"

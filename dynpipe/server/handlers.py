@@ -56,9 +56,11 @@ class DynpipeHandler(APIHandler):
         try:
             value = int(raw)
         except ValueError:
-            raise tornado.web.HTTPError(400, reason=f"query parameter {name!r} must be an integer, got {raw!r}") from None
+            reason = f"query parameter {name!r} must be an integer, got {raw!r}"
+            raise tornado.web.HTTPError(400, reason=reason) from None
         if not low <= value <= high:
-            raise tornado.web.HTTPError(400, reason=f"query parameter {name!r} must be in {low}..{high}, got {value}")
+            reason = f"query parameter {name!r} must be in {low}..{high}, got {value}"
+            raise tornado.web.HTTPError(400, reason=reason)
         return value
 
 

@@ -106,7 +106,8 @@ def _table(value: Any) -> dict[str, Any] | None:
     }
 
 
-def client_snippet(art: ArtifactVersion) -> str:
+def client_snippet(artifact: ArtifactVersion) -> str:
+    art: Any = artifact  # fields are set from the row (slots), not declared for type checkers
     return f"from dynpipe import Client\n\nvalue = Client().get_artifact_version({art.id!r}).load()"
 
 
@@ -125,8 +126,9 @@ def inside(uri: str | None, root: Path) -> bool:
     return True
 
 
-def artifact_preview(art: ArtifactVersion, store_root: Path) -> dict[str, Any]:
+def artifact_preview(artifact: ArtifactVersion, store_root: Path) -> dict[str, Any]:
     """Metadata always; the value's repr / JSON / table when it is small and loadable."""
+    art: Any = artifact  # fields are set from the row (slots), not declared for type checkers
     out: dict[str, Any] = {
         "id": art.id, "name": art.name, "version": art.version, "type": art.data_type,
         "materializer": art.materializer, "size": art.size, "snippet": client_snippet(art),
