@@ -265,7 +265,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                 timeout=60_000,
             )
             assert slow_run.get_attribute("data-status") == "completed"
-            panel.screenshot(path=str(ARTIFACTS / "runs-panel.png"))
+            page.screenshot(path=str(ARTIFACTS / "runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
 
             # Open the older etl run (keyboard: focus it, press Enter).
             etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
