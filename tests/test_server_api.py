@@ -252,5 +252,6 @@ def test_dag_payload_of_a_live_graph_has_the_documented_shape() -> None:
     assert payload["nodes"][1]["upstream"] == ["load"]  # edges to nodes outside the payload are dropped
     assert payload["nodes"][1]["error"] == "ValueError: no"
     json.dumps(payload)
+    assert [n["duration"] for n in dag_payload(graph, timings=False)["nodes"]] == [None, None]
     with pytest.raises(TypeError, match="expected a PipelineRun or a RunGraph, got int"):
         dag_payload(3)  # type: ignore[arg-type]

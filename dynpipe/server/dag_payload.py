@@ -75,8 +75,12 @@ def _from_run(run: PipelineRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ]
 
 
-def dag_payload(run_or_graph: PipelineRun | RunGraph) -> dict[str, Any]:
-    """The DAG payload of a stored run (``PipelineRun``) or a live one (``RunGraph``)."""
+def dag_payload(run_or_graph: PipelineRun | RunGraph, *, timings: bool = True) -> dict[str, Any]:
+    """The DAG payload of a stored run (``PipelineRun``) or a live one (``RunGraph``).
+
+    ``timings=False`` leaves every duration ``null``, for outputs saved in notebooks that
+    should not change on every re-run (like the text snapshot).
+    """
     subject: Any = run_or_graph  # duck-typed: importing the engine here would load it in kernels early
     if hasattr(subject, "snapshot"):
         run, nodes = _from_graph(subject)
@@ -89,4 +93,6 @@ def dag_payload(run_or_graph: PipelineRun | RunGraph) -> dict[str, Any]:
     known = {n["id"] for n in nodes}
     for n in nodes:
         n["upstream"] = [u for u in n["upstream"] if u in known]
+        if not timings:
+            n["duration"] = None
     return {"version": PAYLOAD_VERSION, "run": run, "nodes": nodes}

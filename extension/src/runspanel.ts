@@ -16,6 +16,10 @@ import {
   STATUSES
 } from './format';
 
+/** Runs fetched at first, and per "Show more runs" click, up to the API's page cap. */
+const PAGE = 50;
+const MAX_LIMIT = 200;
+
 export class RunsPanel extends Widget {
   constructor(private _open: (runId: string) => void) {
     super();
@@ -55,6 +59,15 @@ export class RunsPanel extends Widget {
       'aria-label': 'dynpipe runs'
     });
     this._message = h('div', { class: 'jp-dynpipe-message', role: 'status' });
+    this._more = h(
+      'button',
+      { class: 'jp-dynpipe-button jp-dynpipe-more' },
+      'Show more runs'
+    );
+    this._more.addEventListener('click', () => {
+      this._limit = Math.min(MAX_LIMIT, this._limit + PAGE);
+      void this.refresh();
+    });
     this.node.append(
       h(
         'div',
@@ -65,7 +78,8 @@ export class RunsPanel extends Widget {
       h('div', { class: 'jp-dynpipe-filters' }, this._pipeline, this._status),
       this._store,
       this._message,
-      this._list
+      this._list,
+      this._more
     );
   }
 
@@ -78,7 +92,7 @@ export class RunsPanel extends Widget {
     window.clearTimeout(this._timer);
     let anyActive = false;
     try {
-      const page = await api.runs(runsQuery(this.filters));
+      const page = await api.runs(runsQuery(this.filters, 1, this._limit));
       this._render(page);
       anyActive = page.runs.some(r => r.active);
       this._message.textContent = page.runs.length ? '' : 'No runs match.';
@@ -123,6 +137,7 @@ export class RunsPanel extends Widget {
   private _render(page: IRunsPage): void {
     this._setPipelines(page.pipelines);
     this._store.textContent = `store: ${page.store}`;
+    this._more.hidden = !page.has_more || this._limit >= MAX_LIMIT;
     const focused = document.activeElement?.getAttribute('data-run-id');
     this._list.replaceChildren(...page.runs.map(r => this._item(r)));
     if (focused) {
@@ -168,6 +183,8 @@ export class RunsPanel extends Widget {
   private _store: HTMLDivElement;
   private _list: HTMLUListElement;
   private _message: HTMLDivElement;
+  private _more: HTMLButtonElement;
+  private _limit = PAGE;
   private _pipelinesKey = '';
   private _timer = 0;
 }
