@@ -188,6 +188,29 @@ def saved_notebook(root: Path, store: Path) -> None:
     nbformat.write(nb, root / "saved.ipynb")
 
 
+def run_command(page: Any, label: str, done: Any) -> None:
+    """Run a command from the palette by keyboard until ``done()``. Keys can be lost while
+    a loaded machine still settles the app, so it tries up to three times; the shortcut
+    toggles the palette, so it is pressed only while the palette is closed."""
+    palette = page.locator(".lm-CommandPalette-input")
+    for attempt in range(3):
+        try:
+            if not palette.is_visible():
+                page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})  # keys go to the app
+                page.keyboard.press("Control+Shift+c")
+            palette.wait_for(state="visible", timeout=20_000)
+            palette.fill(label)
+            page.locator(".lm-CommandPalette-item.lm-mod-active", has_text=label).wait_for(timeout=20_000)
+            page.keyboard.press("Enter")
+            wait_until(done, f"the command {label!r} to take effect", 30)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            if palette.is_visible():
+                page.keyboard.press("Escape")
+
+
 def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -210,28 +233,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             # The sidebar tab exists once the extension's plugin is activated.
             page.locator(".jp-SideBar li[data-id='dynpipe-runs']").wait_for(timeout=60_000)
             panel = page.locator("#dynpipe-runs")
-            for attempt in range(3):  # the palette may swallow keys while the app still settles
-                page.locator(".jp-Launcher-body, #jp-main-dock-panel").first.click()  # keys go to the app
-                page.keyboard.press("Control+Shift+c")
-                palette = page.locator(".lm-CommandPalette-input")
-                try:
-                    palette.wait_for(timeout=10_000)
-                except Exception:
-                    if attempt == 2:
-                        raise
-                    continue
-                palette.fill("Show dynpipe runs")
-                page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Show dynpipe runs").wait_for(
-                    timeout=10_000
-                )
-                page.keyboard.press("Enter")
-                try:
-                    panel.wait_for(state="visible", timeout=10_000)
-                    break
-                except Exception:
-                    if attempt == 2:
-                        raise
-                    page.keyboard.press("Escape")
+            run_command(page, "Show dynpipe runs", lambda: panel.is_visible())
             page.wait_for_function(
                 "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=60_000
             )
@@ -311,6 +313,12 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             mime.locator("button[aria-label='Zoom in (+)']").click()
             assert mime.locator("svg g").first.get_attribute("transform") != before
             mime.screenshot(path=str(ARTIFACTS / "saved-dag.png"))
+
+            # "Export notebook to pipeline module" writes the module beside the notebook.
+            module = lab["root"] / "saved_pipeline.py"
+            run_command(page, "Export notebook to pipeline module", module.exists)
+            source = module.read_text()
+            assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
             if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 for name in ("runs-panel.png", "run-detail.png"):
