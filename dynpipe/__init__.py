@@ -14,37 +14,51 @@ from .config import (
     StepConfig,
     StepRetryConfig,
 )
-from .engine.launcher import StepExecutionError, StepSkippedError, StepStoppedError
+from .errors import (
+    ArtifactIntegrityError,
+    ArtifactLoadError,
+    StepExecutionError,
+    StepRecordingError,
+    StepSkippedError,
+    StepStoppedError,
+    StoreAccessError,
+    StoreError,
+    StoreFullError,
+    UnsafeStoreError,
+)
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
 from .runtimes.task import StepContext, get_step_context
+from .status import ExecutionStatus
 from .steps import Step, step
 from .store.client import Client
 from .store.materializers import Materializer, register_materializer
-from .store.models import ArtifactLoadError, ArtifactVersion, ExecutionStatus, PipelineRun, StepAttempt, StepRun
+from .store.models import ArtifactVersion, PipelineRun, StepAttempt, StepRun
 
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+def load_ipython_extension(ipython):
     """``%load_ext dynpipe``: register the %%pipeline magics."""
-    from .notebook.magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load  # deferred: imports IPython
 
     _load(ipython)
 
 
-def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
-    from .notebook.magics import unload_ipython_extension as _unload
+def unload_ipython_extension(ipython):
+    from .notebook.magics import unload_ipython_extension as _unload  # deferred: imports IPython
 
     _unload(ipython)
 
 
 __all__ = [
-    "ArtifactConfig", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client", "ConfigError", "ExecutionMode",
+    "ArtifactConfig", "ArtifactIntegrityError", "ArtifactLoadError", "ArtifactVersion", "CachePolicy", "Client",
+    "ConfigError", "ExecutionMode",
     "ExecutionStatus", "Materializer", "MapResultsFuture", "Model", "OutputArtifact", "Pipeline",
     "PipelineConfig", "PipelineRun", "PipelineRunFuture", "ResourceSettings", "Step",
     "StepAttempt", "StepConfig", "StepContext", "StepExecutionError", "StepRetryConfig", "StepRun",
-    "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError", "as_completed",
+    "StepRecordingError", "StepRunFuture", "StepSkippedError", "StepStoppedError", "StepTypeError",
+    "StoreAccessError", "StoreError", "StoreFullError", "UnsafeStoreError", "as_completed",
     "get_step_context", "pipeline", "register_materializer", "step", "unmapped", "wait",
 ]

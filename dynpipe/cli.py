@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .cli_schedule import add_schedule_commands
 from .display import (
     abbreviate_names,
     count_statuses,
@@ -21,6 +22,7 @@ from .display import (
     truncate,
 )
 from .errors import ArtifactLoadError
+from .schedule.run_module import add_run_command
 from .store.client import Client
 from .store.models import ArtifactVersion, PipelineRun, StepRun
 
@@ -87,10 +89,17 @@ def resolve_run(client: Client, ref: str) -> PipelineRun:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = Client()
+    scheduled: set[str] | None = None
+    if args.schedule:
+        from .schedule.manage import list_schedule_runs
+
+        scheduled = {f.run_name for f in list_schedule_runs(args.schedule, client.store.root) if f.run_name}
     runs = client.list_pipeline_runs(
-        pipeline_name=args.pipeline, status=args.status, limit=args.limit or None,
-        include_unlisted=args.all,
+        pipeline_name=args.pipeline, status=args.status,
+        limit=None if scheduled is not None else args.limit or None, include_unlisted=args.all,
     )
+    if scheduled is not None:
+        runs = [r for r in runs if r.name in scheduled][: args.limit or None]
     if not runs:
         print(f"no runs in {escape_control(client.store.root)}")
         return 0
@@ -120,12 +129,7 @@ def _cache_origins(client: Client, step_run_ids: list[str]) -> dict[str, str]:
     """Step run id -> name of the run whose outputs a cache hit reused."""
     if not step_run_ids:
         return {}
-    marks = ",".join("?" * len(step_run_ids))
-    rows = client.store.metadata.query(
-        f"SELECT s.id, r.name FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE s.id IN ({marks})",
-        step_run_ids,
-    )
-    return {row["id"]: row["name"] for row in rows}
+    return client.store.metadata.run_names_of_step_runs(step_run_ids)
 
 
 def _cache_origin_step(client: Client, step: StepRun) -> StepRun:
@@ -286,42 +290,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workers=args.steps)
 
 
-def cmd_schedule_local(args: argparse.Namespace) -> int:
-    from .schedule.local import LocalScheduler
-    from .schedule.target import load_pipeline
-
-    load_pipeline(args.target)  # fail now, with a clear message, if the target is wrong
-    codes = LocalScheduler(args.target, args.cron, args.param, args.max_runs).run()
-    return 0 if all(c == 0 for c in codes) else 1
-
-
-def cmd_schedule_k8s(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .config import ResourceSettings
-    from .schedule.kubernetes import apply_cronjob, cronjob_manifest
-    from .schedule.target import load_pipeline
-
-    pipe = load_pipeline(args.target)
-    resources = None
-    if args.cpu or args.memory:
-        resources = ResourceSettings(cpu_count=args.cpu, memory=args.memory)
-    manifest = cronjob_manifest(
-        name=args.name or pipe.name, target=args.target, cron=args.cron, image=args.image,
-        namespace=args.namespace, params=args.param, resources=resources, store_claim=args.store_claim,
-    )
-    text = yaml.safe_dump(manifest, sort_keys=False)
-    if args.apply:
-        print(f"applied CronJob {apply_cronjob(manifest)} in namespace {args.namespace}")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from .notebook.export import export_notebook
 
-    source = export_notebook(args.notebook, args.name)
+    source = export_notebook(args.notebook, args.name, args.output)
     if args.output:
         Path(args.output).write_text(source)
         print(escape_control(f"wrote {args.output}: run it with python {args.output}"))
@@ -340,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", help="only runs with this status")
     p.add_argument("--limit", type=_limit, default=20, help="at most this many (0: all; default 20)")
     p.add_argument("--all", action="store_true", help="include single-step runs")
+    p.add_argument("--schedule", help="only runs started by this schedule (dynpipe schedule list)")
     p.set_defaults(func=cmd_runs_list)
     p = runs.add_parser("show", help="one run and its steps")
     p.add_argument("run", help=_RUN_HELP)
@@ -365,33 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_artifacts_show)
 
-    sched = sub.add_parser("schedule", help="run a pipeline module on a cron schedule").add_subparsers(
-        dest="s_command", required=True
-    )
-    p = sched.add_parser("local", help="run TARGET (file.py[:pipeline]) on a cron schedule on this machine")
-    p.add_argument("target")
-    p.add_argument("--cron", required=True, help="cron expression (5 fields, or 6 with seconds)")
-    p.add_argument("--param", action="append", default=[], help="KEY=VALUE pipeline parameter")
-    p.add_argument("--max-runs", type=int, help="stop after this many runs")
-    p.set_defaults(func=cmd_schedule_local)
-    p = sched.add_parser("k8s", help="a Kubernetes CronJob for TARGET (printed as YAML, or --apply)")
-    p.add_argument("target")
-    p.add_argument("--cron", required=True)
-    p.add_argument("--image", required=True, help="container image holding the module and dynpipe")
-    p.add_argument("--name")
-    p.add_argument("--namespace", default="default")
-    p.add_argument("--param", action="append", default=[])
-    p.add_argument("--cpu", type=float)
-    p.add_argument("--memory")
-    p.add_argument("--store-claim", help="PersistentVolumeClaim holding the dynpipe store")
-    p.add_argument("--apply", action="store_true", help="create/replace it in the current kube context")
-    p.set_defaults(func=cmd_schedule_k8s)
+    add_schedule_commands(sub)  # schedule …, scheduler: dynpipe/cli_schedule.py
 
     p = sub.add_parser("export", help="turn a notebook's %%%%pipeline NAME cells into a runnable pipeline module")
     p.add_argument("notebook", help="the .ipynb file")
     p.add_argument("-n", "--name", help="the %%%%pipeline run to export (default: the first)")
     p.add_argument("-o", "--output", help="module path (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+    add_run_command(sub)  # dynpipe run MODULE [-p NAME=VALUE]... [--config FILE]
 
     p = sub.add_parser("demo", help="run a demo pipeline (fan-out, fan-in, caching)")
     p.add_argument("--steps", type=int, default=8, help="width of the fan-out")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from .errors import ConfigError  # noqa: F401 - re-exported for existing imports
-
+import math
 import re
+import string
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from .errors import ConfigError
 
 
 class ExecutionMode(str, Enum):
@@ -31,17 +38,55 @@ class ExecutionMode(str, Enum):
         return None
 
 
-class StepRetryConfig(BaseModel):
-    """Retry a failing step ``max_retries`` times, waiting ``delay * backoff**n`` seconds."""
+class _CheckedModel(BaseModel):
+    """A config model users build by hand: bad values raise ``ConfigError`` naming the field.
+
+    Nested validation (a dict inside ``PipelineConfig``) bypasses this ``__init__`` so the
+    error keeps its full location (``retry.delay``), which YAML errors turn into a line.
+    """
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {self.what}: {_describe(exc)}") from None
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+    what: ClassVar[str] = "configuration"
+
+MAX_RETRIES = 100
+"""Most retries a step may be given."""
+MAX_RETRY_WAIT = 86_400.0
+"""Longest wait before a retry, in seconds (one day): the largest ``delay``, and the cap on
+``delay * backoff**n`` so a wait never overflows a timeout."""
+MAX_RETRY_BACKOFF = 100.0
+"""Largest growth factor between two retries."""
+
+
+class StepRetryConfig(_CheckedModel):
+    """Retry a failing step ``max_retries`` times, waiting ``delay * backoff**n`` seconds.
+
+    Limits (a ``ConfigError`` names the field): ``max_retries`` 0..100, ``delay`` 0..86400 s,
+    ``backoff`` 0..100, all finite; the wait before any retry is capped at 86400 s.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_retries: int = Field(default=1, ge=0)
-    delay: float = Field(default=0.0, ge=0)
-    backoff: float = Field(default=1.0, ge=0)
+    what: ClassVar[str] = "retry configuration"
+    max_retries: int = Field(default=1, ge=0, le=MAX_RETRIES)
+    delay: float = Field(default=0.0, ge=0, le=MAX_RETRY_WAIT, allow_inf_nan=False)
+    backoff: float = Field(default=1.0, ge=0, le=MAX_RETRY_BACKOFF, allow_inf_nan=False)
 
     def wait_before(self, retry_number: int) -> float:
-        """Seconds to wait before retry number ``retry_number`` (1-based); backoff < 1 means none."""
-        return self.delay * (max(self.backoff, 1.0) ** (retry_number - 1))
+        """Seconds to wait before retry number ``retry_number`` (1-based); backoff < 1 means none.
+
+        Never more than ``MAX_RETRY_WAIT``: the engine hands this to a timed wait.
+        """
+        exponent = min(max(retry_number - 1, 0), MAX_RETRIES)
+        try:
+            wait = self.delay * (max(self.backoff, 1.0) ** exponent)
+        except OverflowError:  # only a model built without validation (model_construct) gets here
+            return MAX_RETRY_WAIT
+        return wait if 0 <= wait <= MAX_RETRY_WAIT else MAX_RETRY_WAIT
 
 
 class CachePolicy(BaseModel):
@@ -75,19 +120,25 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
 
 
-class ResourceSettings(BaseModel):
+class ResourceSettings(_CheckedModel):
     """CPU, memory and GPUs for a step: enforced locally where the OS allows, passed to Kubernetes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    cpu_count: float | None = Field(default=None, gt=0)
+    what: ClassVar[str] = "resource settings"
+    cpu_count: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     memory: str | None = None
     gpu_count: int | None = Field(default=None, ge=0)
 
     @field_validator("memory")
     @classmethod
     def _check_memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY_RE.match(value):
-            raise ValueError(f"memory {value!r} is not a size like '512MB' or '4GiB'")
+        if value is None:
+            return None
+        match = _MEMORY_RE.match(value)
+        if not match:
+            raise ValueError(f"memory {value[:40]!r} is not a size like '512MB' or '4GiB'")
+        if not math.isfinite(_size(match)):
+            raise ValueError(f"memory {value[:40]!r} is too large")
         return value
 
     @property
@@ -96,8 +147,12 @@ class ResourceSettings(BaseModel):
             return None
         match = _MEMORY_RE.match(self.memory)
         assert match is not None
-        unit = (match.group(2) or "").upper().rstrip("B")
-        return int(float(match.group(1)) * _UNITS[unit])
+        return int(_size(match))
+
+
+def _size(match: re.Match[str]) -> float:
+    unit = (match.group(2) or "").upper().rstrip("B")
+    return float(match.group(1)) * _UNITS[unit]
 
 
 class ArtifactConfig(BaseModel):
@@ -109,6 +164,27 @@ class ArtifactConfig(BaseModel):
     run_metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+RUN_NAME_PLACEHOLDERS = ("date", "time", "run_id", "pipeline_name")
+"""The ``{placeholders}`` a ``run_name`` template may use; each is replaced by a string."""
+
+
+def check_run_name(template: str) -> str:
+    """A ``run_name`` template must format when the run starts; check it when it is configured."""
+    known = ", ".join("{" + name + "}" for name in RUN_NAME_PLACEHOLDERS)
+    shown = template if len(template) <= 60 else template[:57] + "..."
+    try:
+        for _, field, spec, _ in string.Formatter().parse(template):
+            if field is not None and field not in RUN_NAME_PLACEHOLDERS:
+                raise ValueError(f"unknown placeholder {field!r}")
+            if spec and ("{" in spec or "}" in spec):
+                raise ValueError("a placeholder inside a format spec")
+        template.format(**dict.fromkeys(RUN_NAME_PLACEHOLDERS, "x"))
+    except ValueError as exc:
+        raise ValueError(f"run name {shown!r} is not a valid template ({exc}); known placeholders: {known}") from None
+    return template
+
+
+RunNameTemplate = Annotated[str, AfterValidator(check_run_name)]
 Runtime = Literal["inline", "isolated"]
 Hook = Callable[..., Any]
 
@@ -131,19 +207,17 @@ class StepConfig(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     enable_step_logs: bool | None = None
 
+    yaml_keys: ClassVar[tuple[str, ...]] = (
+        "parameters", "enable_cache", "runtime", "retry", "settings", "enable_step_logs", "extra",
+    )
+    """Fields a YAML config template may set under ``steps.<name>:`` (the rest hold code)."""
+
     def merged(self, **changes: Any) -> StepConfig:
         """A copy with ``changes`` applied (None leaves a field as it is); validated."""
-        data = self.model_dump(exclude_defaults=True)
-        for key, value in changes.items():
-            if value is None:
-                continue
-            if key in ("parameters", "settings", "extra"):
-                data[key] = {**data.get(key, {}), **value}
-            else:
-                data[key] = value
-        if "settings" in data and "resources" in data["settings"] and "resources" not in changes:
-            res = data["settings"]["resources"]
-            data["resources"] = res if isinstance(res, ResourceSettings) else ResourceSettings(**res)
+        data = _apply(self.model_dump(exclude_defaults=True), changes)
+        settings = data.get("settings")
+        if isinstance(settings, dict) and "resources" in settings and "resources" not in changes:
+            data["resources"] = settings["resources"]  # validated (and named) as a field below
         return build_model(StepConfig, data, "step configuration")
 
 
@@ -170,7 +244,7 @@ class PipelineConfig(BaseModel):
     on_success: Hook | None = None
     on_init: Hook | None = None
     on_cleanup: Hook | None = None
-    run_name: str | None = None
+    run_name: RunNameTemplate | None = None
     tags: tuple[str, ...] = ()
     parameters: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, StepConfig] = Field(default_factory=dict)
@@ -183,6 +257,12 @@ class PipelineConfig(BaseModel):
     enable_step_logs: bool = True
     model: Model | None = None
 
+    yaml_keys: ClassVar[tuple[str, ...]] = (
+        "parameters", "steps", "run_name", "execution_mode", "enable_cache", "synchronous", "retry",
+        "tags", "settings", "extra", "enable_step_logs",
+    )
+    """Fields a YAML config template may set at the top level (the rest hold code or identity)."""
+
     @property
     def runs_synchronously(self) -> bool:
         """``synchronous=False``, or ZenML's ``settings={"orchestrator": {"synchronous": False}}``
@@ -190,9 +270,9 @@ class PipelineConfig(BaseModel):
         if not self.synchronous:
             return False
         for key, value in self.settings.items():
-            if (key == "orchestrator" or key.startswith("orchestrator.")) and isinstance(value, dict):
-                if value.get("synchronous") is False:
-                    return False
+            is_orchestrator = key == "orchestrator" or key.startswith("orchestrator.")
+            if is_orchestrator and isinstance(value, dict) and value.get("synchronous") is False:
+                return False
         return True
 
     @property
@@ -202,31 +282,45 @@ class PipelineConfig(BaseModel):
         return ExecutionMode.STOP_ON_FAILURE
 
     def merged(self, **changes: Any) -> PipelineConfig:
-        data = self.model_dump(exclude_defaults=True)
-        for key, value in changes.items():
-            if value is None:
-                continue
-            if key in ("parameters", "settings", "extra"):
-                data[key] = {**data.get(key, {}), **value}
-            elif key == "steps":
-                steps = dict(data.get("steps", {}))
-                for step_name, step_cfg in value.items():
-                    prior = self.steps.get(step_name, StepConfig())
-                    cfg = step_cfg if isinstance(step_cfg, StepConfig) else StepConfig(**step_cfg)
-                    steps[step_name] = prior.merged(**cfg.model_dump(exclude_defaults=True))
-                data["steps"] = steps
-            else:
-                data[key] = value
-        data["steps"] = {
-            k: (v if isinstance(v, StepConfig) else StepConfig(**v))
-            for k, v in data.get("steps", {}).items()
-        }
+        """A copy with ``changes`` applied (None leaves a field as it is); ``steps`` merge per step."""
+        data = _apply(self.model_dump(exclude_defaults=True), {k: v for k, v in changes.items() if k != "steps"})
+        new_steps = changes.get("steps")
+        if isinstance(new_steps, dict):
+            steps = dict(self.steps)
+            for step_name, step_cfg in new_steps.items():
+                what = f"configuration of step {step_name!r}"
+                cfg = step_cfg if isinstance(step_cfg, StepConfig) else build_model(StepConfig, step_cfg, what)
+                prior = self.steps.get(step_name, _NO_STEP_CONFIG) if isinstance(step_name, str) else _NO_STEP_CONFIG
+                steps[step_name] = prior.merged(**cfg.model_dump(exclude_defaults=True))
+            data["steps"] = steps
+        elif new_steps is not None:
+            data["steps"] = new_steps  # not a mapping: validation names it
+        else:
+            data["steps"] = dict(self.steps)
         return build_model(PipelineConfig, data, "pipeline configuration")
 
 
-def build_model(model: type[BaseModel], data: dict[str, Any], what: str) -> Any:
+_NO_STEP_CONFIG = StepConfig()
+_MERGED_DICTS = ("parameters", "settings", "extra")
+
+
+def _apply(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` over ``data``: None leaves a value, mappings in ``_MERGED_DICTS`` are merged."""
+    for key, value in changes.items():
+        if value is None:
+            continue
+        prior = data.get(key, {})
+        if key in _MERGED_DICTS and isinstance(value, dict) and isinstance(prior, dict):
+            data[key] = {**prior, **value}
+        else:
+            data[key] = value
+    return data
+
+
+def build_model(model: type[BaseModel], data: Any, what: str) -> Any:
+    """Validate ``data`` as ``model``; any problem is a ``ConfigError`` naming each field."""
     try:
-        return model(**data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid {what}: {_describe(exc)}") from None
 
@@ -235,113 +329,14 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = error_message(err)
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 
-# -- YAML config templates --------------------------------------------------------
-
-
-class _FileSettings(BaseModel):
-    """``settings:`` of a step in a YAML template: ``resources`` is checked where it is written."""
-
-    model_config = ConfigDict(extra="allow")
-    resources: ResourceSettings | None = None
-
-
-class _StepFileConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    enable_cache: bool | None = None
-    runtime: Runtime | None = None
-    retry: StepRetryConfig | None = None
-    settings: _FileSettings = Field(default_factory=_FileSettings)
-    enable_step_logs: bool | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
-class _PipelineFileConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, _StepFileConfig] = Field(default_factory=dict)
-    run_name: str | None = None
-    execution_mode: ExecutionMode | None = None
-    enable_cache: bool | None = None
-    synchronous: bool | None = None
-    retry: StepRetryConfig | None = None
-    tags: list[str] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
-    enable_step_logs: bool | None = None
-
-
-def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the key at ``loc`` in a composed YAML node tree."""
-    import yaml
-
-    line = None
-    for part in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for key_node, value_node in node.value:
-            if key_node.value == str(part):
-                line = key_node.start_mark.line + 1
-                node = value_node
-                break
-        else:
-            break
-    return line
-
-
-def load_config_file(path: str | Path, known_steps: set[str] | None) -> dict[str, Any]:
-    """Read a YAML config template; return changes for ``PipelineConfig.merged``.
-
-    ``known_steps`` are the step names the pipeline ``depends_on``; a ``steps:`` key naming
-    any other step is an error that names the key and the file.
-    """
-    import yaml
-
-    file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"malformed YAML in {file}{where}: {problem}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {file} must hold a mapping at the top level")
-    try:
-        parsed = _PipelineFileConfig(**raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = _line_of(node, loc)
-        key = ".".join(str(p) for p in loc)
-        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        where = f", line {line}" if line else ""
-        raise ConfigError(f"{file}{where}: {key}: {what}") from None
-    if known_steps is not None:
-        for step_name in parsed.steps:
-            if step_name not in known_steps:
-                line = _line_of(node, ("steps", step_name))
-                where = f", line {line}" if line else ""
-                known = ", ".join(sorted(known_steps)) or "none (add them with depends_on=[...])"
-                raise ConfigError(
-                    f"{file}{where}: steps.{step_name}: no such step in this pipeline"
-                    f" (configurable steps: {known})"
-                )
-    changes: dict[str, Any] = parsed.model_dump(exclude_defaults=True)
-    changes["steps"] = {
-        name: StepConfig(**cfg.model_dump(exclude_defaults=True))
-        for name, cfg in parsed.steps.items()
-    }
-    if "tags" in changes:
-        changes["tags"] = tuple(changes["tags"])
-    return changes
+def error_message(err: Any) -> str:
+    """One pydantic error as a user reads it: no "Value error, " prefix, extra keys are unknown keys."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg: str = err["msg"]
+    return msg.removeprefix("Value error, ")

@@ -53,3 +53,27 @@ class TargetError(DynpipeError, ValueError):
 
 class StoreError(DynpipeError, OSError):
     """The store cannot be opened or written (permissions, ownership, full disk); names the path."""
+
+
+class StepRecordingError(DynpipeError, RuntimeError):
+    """Recording a step's outcome failed (store write, hook, live DAG); the step is failed."""
+
+
+class InvalidTransition(DynpipeError, RuntimeError):
+    """The engine tried to move a step run between statuses that do not follow each other (a bug)."""
+
+
+class UnsafeStoreError(StoreError):
+    """The store folder or a file in it belongs to another user, so its pickles are not trusted."""
+
+
+class StoreAccessError(StoreError):
+    """The store cannot be opened or written: permission denied, read-only, owned by someone else."""
+
+
+class StoreFullError(StoreError):
+    """No space left on the device holding the store; nothing partial was left under a final name."""
+
+
+class ArtifactIntegrityError(ArtifactLoadError):
+    """An artifact's content does not match its address (truncated or changed outside dynpipe)."""

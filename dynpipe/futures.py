@@ -1,46 +1,102 @@
-"""Futures for submitted steps: StepRunFuture, MapResultsFuture, unmapped, wait, as_completed."""
+"""Futures for submitted steps: StepRunFuture, MapResultsFuture, unmapped, wait, as_completed.
+
+A ``StepRunFuture[R]`` wraps the ``concurrent.futures.Future`` of one step invocation and a
+handle that answers what the future alone cannot (its status, its outputs' names). It knows
+nothing of how the engine runs steps. Every wait here is interruptible: a KeyboardInterrupt
+while waiting stops the run the step belongs to, then propagates.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
+import html
 from collections.abc import Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-if TYPE_CHECKING:
-    from .engine.launcher import FutureOutput, Invocation
+from .status import ExecutionStatus
+from .tracebacks import without_engine_frames
+
+R = TypeVar("R")
+
+S = ExecutionStatus
+_COLOURS: dict[str, str] = {
+    S.COMPLETED: "#2e7d32", S.CACHED: "#1565c0", S.FAILED: "#c62828", S.RUNNING: "#ef6c00",
+    S.RETRYING: "#f9a825", S.SKIPPED: "#757575", S.STOPPED: "#6d4c41",
+}
 
 
-class StepRunFuture:
+class StepRunHandle(Protocol):
+    """What a future asks of the invocation behind it."""
+
+    @property
+    def invocation_id(self) -> str: ...
+
+    @property
+    def future(self) -> concurrent.futures.Future[dict[str, Any]]: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def preview(self) -> str | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def output_names(self) -> list[str]: ...
+
+    @property
+    def compiling(self) -> bool:
+        """True while a static pipeline builds its DAG (nothing has run yet)."""
+
+    def outputs_to_return(self, outputs: dict[str, Any], output_name: str | None) -> Any:
+        """What ``result()`` returns: the named output, the only one, a tuple, or None."""
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run this step belongs to (the caller was interrupted while waiting)."""
+
+
+def _interrupted(handles: Iterable[StepRunHandle]) -> None:
+    for handle in handles:
+        handle.interrupt("interrupted while waiting for a step")
+        return  # one handle per run is enough; stopping is per run
+
+
+class StepRunFuture(Generic[R]):
     """A submitted step invocation; pass it to another step or wait for it."""
 
-    __slots__ = ("_inv", "_output")
+    __slots__ = ("_handle", "_output")
 
-    def __init__(self, invocation: Invocation, output_name: str | None = None) -> None:
-        self._inv = invocation
+    def __init__(self, handle: StepRunHandle, output_name: str | None = None) -> None:
+        self._handle = handle
         self._output = output_name
 
     @property
+    def handle(self) -> StepRunHandle:
+        return self._handle
+
+    @property
+    def output_name(self) -> str | None:
+        return self._output
+
+    @property
     def invocation_id(self) -> str:
-        return self._inv.invocation_id
+        return self._handle.invocation_id
 
     @property
     def status(self) -> str:
-        return self._inv.node.status
+        return self._handle.status
 
     def _check_not_compiling(self, what: str) -> None:
-        if self._inv.ctx.compiling:
+        if self._handle.compiling:
             raise RuntimeError(
                 f"{what} on step {self.invocation_id!r} inside a static pipeline: its DAG is built"
                 " before any step runs; pass the output to the next step, or use @pipeline(dynamic=True)"
             )
 
-    def _output_ref(self, name: str | None) -> FutureOutput:
-        from .engine.launcher import FutureOutput
-
-        return FutureOutput(self._inv, name if name is not None else self._output)
-
-    def __getitem__(self, key: int | str) -> StepRunFuture:
-        names = [o.name for o in self._inv.step.outputs]
+    def __getitem__(self, key: int | str) -> StepRunFuture[Any]:
+        names = self._handle.output_names
         if isinstance(key, int):
             try:
                 key = names[key]
@@ -48,59 +104,62 @@ class StepRunFuture:
                 raise IndexError(f"step {self.invocation_id!r} has {len(names)} outputs") from None
         if key not in names:
             raise KeyError(f"step {self.invocation_id!r} has no output {key!r} (outputs: {names})")
-        return StepRunFuture(self._inv, key)
+        return StepRunFuture(self._handle, key)
 
-    def __iter__(self) -> Iterator[StepRunFuture]:
-        names = [o.name for o in self._inv.step.outputs]
+    def __iter__(self) -> Iterator[StepRunFuture[Any]]:
+        names = self._handle.output_names
         if len(names) < 2 and self._output is None:
             raise TypeError(f"step {self.invocation_id!r} has a single output; it cannot be unpacked")
-        return (StepRunFuture(self._inv, n) for n in names)
+        return (StepRunFuture(self._handle, n) for n in names)
 
     def wait(self, timeout: float | None = None) -> None:
         self._check_not_compiling("wait()")
-        concurrent.futures.wait([self._inv.future], timeout=timeout)
+        wait([self], timeout)
 
     def done(self) -> bool:
-        return self._inv.future.done()
+        return self._handle.future.done()
 
     def running(self) -> bool:
-        return self._inv.node.status in ("running", "retrying")
+        return self._handle.status in (S.RUNNING, S.RETRYING)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return self._handle.future.exception(timeout)
+        except KeyboardInterrupt:
+            _interrupted([self._handle])
+            raise
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait; return the output artifact (or a tuple of them); raise the step's error."""
-        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
+        __tracebackhide__ = True
         self._check_not_compiling("result()")
-        exc = self._inv.future.exception(timeout)
+        exc = self.exception(timeout)
         if exc is not None:
-            from .engine.launcher import without_engine_frames
-
             raise without_engine_frames(exc)
-        outputs = self._inv.future.result()
-        if self._output is not None:
-            return outputs[self._output]
-        from .engine.launcher import outputs_to_return
+        return self._handle.outputs_to_return(self._handle.future.result(), self._output)
 
-        return outputs_to_return(self._inv, outputs)
-
-    def load(self, timeout: float | None = None) -> Any:
-        """Wait and load the data of the output(s)."""
-        __tracebackhide__ = True  # noqa: F841
+    def load(self, timeout: float | None = None) -> R:
+        """Wait and load the data of the output(s): the step function's return value."""
+        __tracebackhide__ = True
         self._check_not_compiling("load()")
-        res = self.result(timeout)
+        res: Any = self.result(timeout)
         if isinstance(res, tuple):
-            return tuple(a.load() for a in res)
-        return res.load() if res is not None else None
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        return self._inv.future.exception(timeout)
+            return cast(R, tuple(a.load() for a in res))
+        return cast(R, res.load() if res is not None else None)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await().__await__()
 
     async def _await(self) -> Any:
-        import asyncio  # lazily: ~18 ms of `import dynpipe` otherwise
+        import asyncio  # deferred: ~18 ms of `import dynpipe` otherwise
 
-        await asyncio.wrap_future(self._inv.future)
+        try:
+            await asyncio.wrap_future(self._handle.future)
+        except asyncio.CancelledError:
+            _interrupted([self._handle])  # the awaiting cell was interrupted
+            raise
+        except Exception:  # noqa: BLE001 - result() raises the step's error below
+            pass
         return self.result()
 
     def __repr__(self) -> str:
@@ -108,23 +167,18 @@ class StepRunFuture:
         return f"<StepRunFuture {self.invocation_id}{out} status={self.status}>"
 
     def _repr_html_(self) -> str:
-        import html
-
-        node = self._inv.node
-        colour = {
-            "completed": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "running": "#ef6c00",
-            "retrying": "#f9a825", "skipped": "#757575", "stopped": "#6d4c41",
-        }.get(node.status, "#9e9e9e")
-        preview = f" → <code>{html.escape(node.preview)}</code>" if node.preview else ""
-        error = f" <span style='color:#c62828'>{html.escape(node.error)}</span>" if node.error else ""
+        h = self._handle
+        colour = _COLOURS.get(h.status, "#9e9e9e")
+        preview = f" → <code>{html.escape(h.preview)}</code>" if h.preview else ""
+        error = f" <span style='color:#c62828'>{html.escape(h.error)}</span>" if h.error else ""
         return (
             f"<span style='font-family:var(--jp-code-font-family,monospace)'>StepRunFuture "
             f"<b>{html.escape(self.invocation_id)}</b> "
-            f"<span style='color:{colour}'>● {node.status}</span>{preview}{error}</span>"
+            f"<span style='color:{colour}'>● {h.status}</span>{preview}{error}</span>"
         )
 
 
-class MapResultsFuture(list):  # type: ignore[type-arg]
+class MapResultsFuture(list):
     """The futures of a ``step.map``/``step.product`` fan-out, in input order."""
 
     def result(self, timeout: float | None = None) -> list[Any]:
@@ -139,11 +193,11 @@ class MapResultsFuture(list):  # type: ignore[type-arg]
     def done(self) -> bool:
         return all(f.done() for f in self)
 
-    def unpack(self) -> tuple[list[StepRunFuture], ...]:
+    def unpack(self) -> tuple[list[StepRunFuture[Any]], ...]:
         """For multi-output steps: one list of futures per output."""
         if not self:
             return ()
-        names = [o.name for o in self[0]._inv.step.outputs]
+        names = self[0].handle.output_names
         return tuple([f[name] for f in self] for name in names)
 
     def __repr__(self) -> str:
@@ -151,7 +205,7 @@ class MapResultsFuture(list):  # type: ignore[type-arg]
         return f"<MapResultsFuture {done}/{len(self)} done>"
 
 
-class unmapped:  # noqa: N801 - name follows the reference API
+class unmapped:
     """Wrap an argument of ``step.map`` so every mapped invocation receives it whole."""
 
     __slots__ = ("value",)
@@ -161,22 +215,30 @@ class unmapped:  # noqa: N801 - name follows the reference API
 
 
 def wait(
-    futures: Iterable[StepRunFuture], timeout: float | None = None
-) -> tuple[set[StepRunFuture], set[StepRunFuture]]:
+    futures: Iterable[StepRunFuture[Any]], timeout: float | None = None
+) -> tuple[set[StepRunFuture[Any]], set[StepRunFuture[Any]]]:
     """Wait for all futures; return (done, not_done) like ``concurrent.futures.wait``."""
     futs = list(futures)
-    by_inner = {f._inv.future: f for f in futs}
-    done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
+    by_inner = {f.handle.future: f for f in futs}
+    try:
+        done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
+    except KeyboardInterrupt:
+        _interrupted(f.handle for f in futs)
+        raise
     return {by_inner[d] for d in done}, {by_inner[n] for n in not_done}
 
 
 def as_completed(
-    futures: Iterable[StepRunFuture], timeout: float | None = None
-) -> Iterator[StepRunFuture]:
+    futures: Iterable[StepRunFuture[Any]], timeout: float | None = None
+) -> Iterator[StepRunFuture[Any]]:
     """Yield futures as their steps finish."""
     futs = list(futures)
-    by_inner: dict[concurrent.futures.Future[Any], list[StepRunFuture]] = {}
+    by_inner: dict[concurrent.futures.Future[Any], list[StepRunFuture[Any]]] = {}
     for f in futs:
-        by_inner.setdefault(f._inv.future, []).append(f)
-    for inner in concurrent.futures.as_completed(list(by_inner), timeout=timeout):
-        yield from by_inner[inner]
+        by_inner.setdefault(f.handle.future, []).append(f)
+    try:
+        for inner in concurrent.futures.as_completed(list(by_inner), timeout=timeout):
+            yield from by_inner[inner]
+    except KeyboardInterrupt:
+        _interrupted(f.handle for f in futs)
+        raise

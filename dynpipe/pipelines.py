@@ -11,11 +11,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .config import ConfigError, PipelineConfig, load_config_file
-from .engine import launcher
+from .config import ConfigError, ExecutionMode, PipelineConfig
 from .engine.context import RunContext, current_run
+from .engine.invocation import is_step_output
 from .engine.run import failure_to_raise, finish_run, load_run, start_run
-from .outputs import StepTypeError, type_matches, type_name
+from .engine.scheduling import release_held
+from .engine.single import run_single_step  # noqa: F401 - re-exported for existing imports
+from .errors import StepSkippedError, StepStoppedError, StepTypeError
+from .signatures import type_matches, type_name
 from .steps import Step, resolved_type_hints
 from .store.models import PipelineRun
 from .store.store import open_store
@@ -43,7 +46,7 @@ class Pipeline(Generic[P, R]):
         self.config = config
         self.depends_on = list(depends_on)
         self.signature = inspect.signature(func)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     @property
     def name(self) -> str:
@@ -69,12 +72,12 @@ class Pipeline(Generic[P, R]):
         opts = dict(options)
         depends_on = list(opts.pop("depends_on", None) or self.depends_on)
         if "execution_mode" in opts and isinstance(opts["execution_mode"], str):
-            from .config import ExecutionMode
-
             opts["execution_mode"] = ExecutionMode(opts["execution_mode"])
         path = opts.get("config_path")
         if path:
             known = {s.name for s in depends_on}
+            from .config_yaml import load_config_file  # YAML is read only when a file is given
+
             file_changes = load_config_file(path, known)
             config = self.config.merged(**file_changes)
             return config.merged(**opts), depends_on
@@ -89,7 +92,9 @@ class Pipeline(Generic[P, R]):
             raise TypeError(f"pipeline {self.name!r}: {exc}") from None
         for name, value in params.items():
             if name not in self.signature.parameters:
-                raise ConfigError(f"pipeline {self.name!r}: configured parameter {name!r} is not a parameter of the pipeline")
+                raise ConfigError(
+                    f"pipeline {self.name!r}: configured parameter {name!r} is not a parameter of the pipeline"
+                )
             bound.arguments.setdefault(name, value)
         missing = [
             n for n, p in self.signature.parameters.items()
@@ -109,7 +114,7 @@ class Pipeline(Generic[P, R]):
         resolved = resolved_type_hints(self.entrypoint)
         for name, value in arguments.items():
             ann = resolved.get(name)
-            if ann is None or launcher.is_step_output(value):
+            if ann is None or is_step_output(value):
                 continue  # composition: artifacts and futures are checked by the steps using them
             if not type_matches(value, ann):
                 raise StepTypeError(
@@ -129,9 +134,13 @@ class Pipeline(Generic[P, R]):
         ready = threading.Event()
         holder: dict[str, RunContext] = {}
 
+        def started(ctx: RunContext) -> None:
+            holder.setdefault("ctx", ctx)
+            ready.set()
+
         def target() -> None:
             try:
-                future.set_result(self._run(bound.args, bound.kwargs, on_start=lambda c: (holder.setdefault("ctx", c), ready.set())))
+                future.set_result(self._run(bound.args, bound.kwargs, on_start=started))
             except BaseException as exc:  # noqa: BLE001
                 ready.set()
                 future.set_exception(exc)
@@ -141,14 +150,16 @@ class Pipeline(Generic[P, R]):
         ready.wait()
         return PipelineRunFuture(future, holder.get("ctx"))
 
-    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any], on_start: Callable[[RunContext], Any] | None = None) -> Any:
+    def _run(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], on_start: Callable[[RunContext], Any] | None = None
+    ) -> Any:
         bound = self._bind(args, kwargs)
         parent = current_run()
         store = parent.store if parent is not None else open_store()
         if parent is not None and parent.compiling:
             # A static parent holds its steps until its DAG is complete; this child may need
             # their outputs now, so start what has been compiled so far.
-            launcher.release_held(parent)
+            release_held(parent)
         config = self.config
         if bound.arguments:
             config = config.merged(parameters={k: v for k, v in bound.arguments.items() if _json_safe(v)})
@@ -169,12 +180,12 @@ class Pipeline(Generic[P, R]):
                     returned = self.entrypoint(*bound.args, **bound.kwargs)
                 finally:
                     ctx.compiling = False
-                launcher.release_held(ctx)
-        except BaseException as exc:
+                release_held(ctx)
+        except BaseException as exc:  # noqa: BLE001 - finish_run records it; re-raised below
             body_error = exc
         finally:
             ctx.deactivate()
-        if isinstance(body_error, (launcher.StepSkippedError, launcher.StepStoppedError)) and ctx.first_failure:
+        if isinstance(body_error, (StepSkippedError, StepStoppedError)) and ctx.first_failure:
             # A call refused because an earlier step failed: report that step's error instead.
             body_error = None
         finish_run(ctx, body_error)
@@ -224,30 +235,6 @@ class PipelineRunFuture:
         return f"<PipelineRunFuture {self.run_name} {state}>"
 
 
-def run_single_step(step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """A step called outside any pipeline: an unlisted one-step run; returns the loaded output(s)."""
-    from .config import PipelineConfig as _PC
-
-    store = open_store()
-    ctx = start_run(step.name, _PC(dynamic=True), store, unlisted=True)
-    ctx.activate()
-    body_error: BaseException | None = None
-    result: Any = None
-    try:
-        inv = launcher.prepare(ctx, step, args, kwargs)
-        result = launcher.call_sync(inv)
-    except BaseException as exc:
-        body_error = exc
-    finally:
-        ctx.deactivate()
-    finish_run(ctx, body_error)
-    if body_error is not None:
-        raise body_error
-    if isinstance(result, tuple):
-        return tuple(a.load() for a in result)
-    return result.load() if result is not None else None
-
-
 @overload
 def pipeline(func: Callable[P, R], /) -> Pipeline[P, R]: ...
 
@@ -274,8 +261,6 @@ def pipeline(func: Callable[P, R] | None = None, /, **options: Any) -> Any:
         if unknown:
             raise TypeError(f"pipeline {fn.__name__!r}: unknown option(s) {', '.join(sorted(unknown))}")
         if "execution_mode" in opts and isinstance(opts["execution_mode"], str):
-            from .config import ExecutionMode
-
             opts["execution_mode"] = ExecutionMode(opts["execution_mode"])
         config = PipelineConfig().merged(**opts)
         return Pipeline(fn, config, depends_on)

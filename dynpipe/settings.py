@@ -91,6 +91,17 @@ def store_home() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def safe_store() -> str | None:
+    """``DYNPIPE_SAFE_STORE``: stores trusted although another user owns them (paths joined by
+    ``os.pathsep``, or ``*`` for any); see docs/trust-and-crash-safety.md."""
+    return _raw("DYNPIPE_SAFE_STORE")
+
+
+def verify_hash_max_bytes() -> int:
+    """``DYNPIPE_VERIFY_HASH_MAX_BYTES``: artifact files up to this size are re-hashed on every load."""
+    return whole_number("DYNPIPE_VERIFY_HASH_MAX_BYTES", 64 << 20, minimum=0)
+
+
 def inline_workers() -> int:
     """``DYNPIPE_INLINE_WORKERS``: threads running submitted inline steps of one run."""
     return whole_number("DYNPIPE_INLINE_WORKERS", max(8, (os.cpu_count() or 1) + 4), maximum=4096)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from . import settings
-
 import copy
 import functools
 import inspect
 import itertools
-import os
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from . import settings
 from .config import ResourceSettings, StepConfig, StepRetryConfig
-from .outputs import OutputSpec, parse_outputs
+from .engine.binding import prepare
+from .engine.cache import source_hash
+from .engine.context import current_run
+from .engine.execution import call_sync
+from .engine.scheduling import schedule
+from .engine.single import run_single_step
+from .futures import MapResultsFuture, StepRunFuture, unmapped
+from .runtimes.task import current_step_context
+from .signatures import OutputSpec, parse_outputs
+from .store.models import ArtifactVersion
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,7 +54,7 @@ class Step(Generic[P, R]):
         }
         self.outputs: list[OutputSpec] = parse_outputs(func, hints)
         self._code_hash: str | None = None
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         self.missing_annotations: list[str] = [n for n in self.signature.parameters if n not in hints]
         if "return" not in hints:
             self.missing_annotations.append("return")
@@ -68,8 +75,6 @@ class Step(Generic[P, R]):
     @property
     def code_hash(self) -> str:
         if self._code_hash is None:
-            from .engine.cache import source_hash
-
             self._code_hash = source_hash(self.entrypoint)
         return self._code_hash
 
@@ -86,44 +91,46 @@ class Step(Generic[P, R]):
         return clone
 
     # -- calls -------------------------------------------------------------------------
-    def __call__(self, *args: Any, id: str | None = None, after: Any = None, **kwargs: Any) -> Any:  # noqa: A002
-        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
-        from .engine import launcher
-        from .engine.context import current_run
-        from .runtimes.task import _step_context
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the step now (inside a pipeline: a recorded step run; returns its output artifact(s)).
 
+        ``id=`` names the invocation and ``after=`` adds ordering-only upstream steps.
+        Typed ``Any`` like ZenML's: inside a pipeline the call returns an artifact (with
+        ``.load() -> R``), its arguments may be futures or artifacts of other steps, and
+        outside one it may return the plain value; no single static type is true of all.
+        ``submit`` is where the types are exact: ``StepRunFuture[R]``.
+        """
+        __tracebackhide__ = True
+        custom_id: str | None = kwargs.pop("id", None)
+        after = kwargs.pop("after", None)
         ctx = current_run()
         if ctx is None:
-            if _step_context.get() is not None or settings.run_single_steps_without_store():
+            if current_step_context() is not None or settings.run_single_steps_without_store():
                 return self.entrypoint(*args, **kwargs)
-            from .pipelines import run_single_step
-
             return run_single_step(self, args, kwargs)
-        if _step_context.get() is not None and ctx is not None:
+        if current_step_context() is not None:
             return self.entrypoint(*args, **kwargs)
-        inv = launcher.prepare(ctx, self, args, kwargs, id, after)
+        inv = prepare(ctx, self, args, kwargs, custom_id, after)
         if ctx.compiling:
             ctx.held.append(inv)
             return _placeholders(inv)
-        return launcher.call_sync(inv)
+        return call_sync(inv)
 
-    def submit(self, *args: Any, id: str | None = None, after: Any = None, **kwargs: Any) -> Any:  # noqa: A002
-        """Start the step concurrently; returns a StepRunFuture at once."""
-        from .engine import launcher
-        from .engine.context import current_run
-        from .futures import StepRunFuture
-
+    def submit(self, *args: Any, **kwargs: Any) -> StepRunFuture[R]:
+        """Start the step concurrently; returns a StepRunFuture at once (``id=``, ``after=`` as for a call)."""
+        custom_id: str | None = kwargs.pop("id", None)
+        after = kwargs.pop("after", None)
         ctx = current_run()
         if ctx is None:
             raise RuntimeError(
                 f"{self.name}.submit() needs a running pipeline: call it inside a"
                 " @pipeline(dynamic=True) function or a %%pipeline cell"
             )
-        inv = launcher.prepare(ctx, self, args, kwargs, id, after)
+        inv = prepare(ctx, self, args, kwargs, custom_id, after)
         if ctx.compiling:
             ctx.held.append(inv)
         else:
-            launcher.schedule(inv)
+            schedule(inv)
         return StepRunFuture(inv)
 
     def map(self, *args: Any, after: Any = None, **kwargs: Any) -> Any:
@@ -135,10 +142,11 @@ class Step(Generic[P, R]):
         return self._fan_out(args, kwargs, after, product=True)
 
     def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], after: Any, product: bool) -> Any:
-        from .futures import MapResultsFuture, StepRunFuture, unmapped
-        from .store.models import ArtifactVersion
-
-        bound = self.signature.bind_partial(*args, **kwargs).arguments
+        try:
+            bound = self.signature.bind_partial(*args, **kwargs).arguments
+        except TypeError as exc:  # "too many positional arguments" names neither step nor input
+            kind = "product" if product else "map"
+            raise TypeError(f"step {self.name!r}: {self.name}.{kind}(): {exc}") from None
         mapped: dict[str, list[Any]] = {}
         fixed: dict[str, Any] = {}
         producers: list[Any] = []  # a mapped step output: keep the edge to its producer
@@ -154,12 +162,14 @@ class Step(Generic[P, R]):
         if not mapped:
             raise ValueError(f"{self.name}.map(): no mapped input; wrap broadcast inputs in unmapped()")
         if product:
-            combos = [dict(zip(mapped, vals)) for vals in itertools.product(*mapped.values())]
+            combos = [dict(zip(mapped, vals, strict=False)) for vals in itertools.product(*mapped.values())]
         else:
             lengths = {n: len(v) for n, v in mapped.items()}
             if len(set(lengths.values())) > 1:
-                raise ValueError(f"{self.name}.map(): mapped inputs have different lengths {lengths}; use product() for combinations")
-            combos = [dict(zip(mapped, vals)) for vals in zip(*mapped.values())]
+                raise ValueError(
+                    f"{self.name}.map(): mapped inputs have different lengths {lengths}; use product() for combinations"
+                )
+            combos = [dict(zip(mapped, vals, strict=False)) for vals in zip(*mapped.values(), strict=False)]
         return MapResultsFuture(self.submit(after=after, **fixed, **combo) for combo in combos)
 
     def __repr__(self) -> str:
@@ -167,9 +177,6 @@ class Step(Generic[P, R]):
 
 
 def _as_sequence(step_name: str, input_name: str, value: Any) -> list[Any]:
-    from .futures import StepRunFuture
-    from .store.models import ArtifactVersion
-
     if isinstance(value, (StepRunFuture, ArtifactVersion)):
         value = value.load()
     if isinstance(value, (list, tuple, range)):
@@ -184,13 +191,10 @@ def _as_sequence(step_name: str, input_name: str, value: Any) -> list[Any]:
 
 
 def _placeholders(inv: Any) -> Any:
-    from .futures import StepRunFuture
-
-    names = [o.name for o in inv.step.outputs]
-    fut = StepRunFuture(inv)
+    names = inv.output_names
     if len(names) > 1:
         return tuple(StepRunFuture(inv, n) for n in names)
-    return fut
+    return StepRunFuture(inv)
 
 
 def _normalise_options(step_name: str, options: dict[str, Any]) -> dict[str, Any]:

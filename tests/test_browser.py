@@ -1,10 +1,14 @@
 """The live DAG in a real browser: JupyterLab + Debian's chromium driven by Playwright.
 
-Runs a ``%%pipeline`` cell that submits steps held until the test creates their gate
-files, then watches the page: node statuses must go from running to completed while nobody
-re-runs the cell (updates come from the kernel's background threads). The test releases
-the steps itself, so what it sees does not depend on how fast the machine is. Saves a
-screenshot of the DAG mid-run to test-artifacts/live-dag.png.
+Runs a ``%%pipeline`` cell that submits slow steps, then watches the page: node statuses
+must go from running to completed while nobody re-runs the cell (updates come from the
+kernel's background threads). Saves a screenshot to test-artifacts/live-dag.png.
+
+A cell's widget stays live while any of its steps runs, then becomes a static picture;
+the cells here keep a ``hold`` step running (released through a flag file) while the
+test clicks, expands and watches timers. The second test saves the notebook, restarts
+the kernel, reloads the page and checks every cell still shows its DAG, with no widget
+error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -44,11 +49,7 @@ def make_batches() -> int:
 
 @step(enable_cache=False)
 def train(i: int) -> float:
-    gate = os.path.join({gates!r}, f"train-{{i}}")
-    end = time.monotonic() + 200
-    while not os.path.exists(gate):  # the test creates the gate file
-        assert time.monotonic() < end, f"the test never created {{gate}}"
-        time.sleep(0.05)
+    time.sleep(2.5 + 0.6 * i)
     return 1 - 1 / (i + 2)
 
 @step(enable_cache=False)
@@ -57,15 +58,40 @@ def pick_best(scores: list[float]) -> float:
 
 @step(enable_cache=False)
 def tick(i: int) -> int:
-    return i'''
+    return i
+
+@step(enable_cache=False)
+def hold(flag: str) -> str:
+    """Runs until the test creates ``flag`` (at most two minutes)."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return flag'''
 
 RUN = '''%%pipeline browser_demo
 n = make_batches().load()
 scores = [train.submit(i) for i in range(n)]
-best = pick_best.submit(scores)'''
+best = pick_best.submit(scores)
+held = hold.submit({flag!r})'''
 
 FAN = '''%%pipeline browser_fan
-ticks = [tick.submit(i) for i in range(20)]'''
+ticks = [tick.submit(i) for i in range(20)]
+held = hold.submit({flag!r})'''
+
+TIMERS = (
+    # The kernel stays busy for a while after submitting: timers must tick meanwhile too.
+    '''%%pipeline timers
+held = hold.submit({flag!r})
+first = tick(1)
+time.sleep(6)''',
+    '''%%pipeline timers
+held.wait()
+second = tick(2)''',
+)
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def free_port() -> int:
@@ -79,13 +105,17 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs."""
     root = tmp_path / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    (tmp_path / "gates").mkdir()
-    setup = SETUP.format(home=str(tmp_path / "store"), gates=str(tmp_path / "gates"))
-    nb.cells = [nbformat.v4.new_code_cell(setup),
-                nbformat.v4.new_code_cell(RUN), nbformat.v4.new_code_cell(FAN)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "live.ipynb")
+    setup = SETUP.format(home=str(tmp_path / "store"))
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    for name, cells in (
+        ("live.ipynb", [setup, RUN.format(flag=str(flags / "run")), FAN.format(flag=str(flags / "fan"))]),
+        ("timers.ipynb", [setup, *(c.format(flag=str(flags / "timers")) for c in TIMERS)]),
+    ):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / name)
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "runtime"),
@@ -111,9 +141,9 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                     json.load(r)
                 break
-            except OSError as exc:
+            except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from None
                 time.sleep(0.3)
         yield base, token
     finally:
@@ -133,8 +163,9 @@ def prompt(page: object, index: int) -> str:
     )
 
 
-def run_cell(page: object, index: int, done: str) -> None:
-    """Select cell ``index`` and press Shift+Enter until the kernel has started it."""
+def run_cell(page: object, index: int, done: str, wait: bool = True) -> None:
+    """Select cell ``index`` and press Shift+Enter until the kernel has started it; then
+    (``wait``) until its prompt shows ``done``."""
     for _ in range(4):
         page.locator(".jp-Notebook .jp-CodeCell").nth(index).locator(".jp-InputPrompt").click()  # type: ignore[attr-defined]
         page.keyboard.press("Shift+Enter")  # type: ignore[attr-defined]
@@ -142,7 +173,7 @@ def run_cell(page: object, index: int, done: str) -> None:
         while time.monotonic() < deadline:
             text = prompt(page, index)
             if "*" in text or done in text:
-                if "*" in text:
+                if "*" in text and wait:
                     page.wait_for_function(  # type: ignore[attr-defined]
                         "([i, d]) => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[i]"
                         ".querySelector('.jp-InputPrompt').textContent.includes(d)",
@@ -181,30 +212,28 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
 
             dag = page.locator(".dynpipe-dag")
             dag.first.wait_for(timeout=60_000)
-            # Running steps appear in the live widget: the five held train steps...
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.dynpipe-dag g.node')]
-                         .filter(n => n.dataset.dpStatus === 'running').length === 5""",
-                timeout=60_000,
+            # Running steps appear in the live widget...
+            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
+            running_seen = page.eval_on_selector_all(
+                ".dynpipe-dag g.node", "els => els.map(e => e.dataset.dpStatus)"
             )
-            # ...three of them released complete while the others still run...
-            for i in range(3):
-                (tmp_path / "gates" / f"train-{i}").touch()
-            page.wait_for_function(
-                """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
-                             .map(n => n.dataset.dpStatus);
-                           return s.filter(x => x === 'running').length === 2
-                                  && s.filter(x => x === 'completed').length === 4; }""",
-                timeout=60_000,
-            )
+            assert "running" in running_seen
             ARTIFACTS.mkdir(exist_ok=True)
-            dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))  # for the README
-            for i in range(3, 5):
-                (tmp_path / "gates" / f"train-{i}").touch()
+            try:  # a picture of the DAG mid-run (some steps done, some running) for the README
+                page.wait_for_function(
+                    """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                                 .map(n => n.dataset.dpStatus);
+                               return s.includes('running') && s.filter(x => x === 'completed').length >= 3; }""",
+                    timeout=20_000,
+                )
+                dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))
+            except Exception:
+                pass
             # ...and every node reaches 'completed' with no further cell execution.
             page.wait_for_function(
                 """() => {
-                  const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')];
+                  const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                    .filter(n => n.id !== 'dp-n-hold');
                   return nodes.length === 7 && nodes.every(n => n.dataset.dpStatus === 'completed');
                 }""",
                 timeout=90_000,
@@ -236,12 +265,21 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             fan.locator(".dp-info button", has_text="expand").click()
             page.wait_for_function(
                 """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
-                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 20; }""",
+                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 21; }  // + hold""",
                 timeout=30_000,
             )
             fan.locator(".dp-bar button", has_text="collapse tick").click()
             group.wait_for(timeout=30_000)
-            assert fan.locator("g.node").count() == 1
+            assert fan.locator("g.node").count() == 2  # the group and hold
+            # Released, the last steps finish and each cell's widget becomes its static picture.
+            for flag in ("run", "fan"):
+                (tmp_path / "flags" / flag).touch()
+            page.wait_for_function(
+                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                           return !document.querySelector('.dynpipe-dag')
+                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+                timeout=60_000,
+            )
             if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):  # refresh the README's picture
                 (ROOT / "docs").mkdir(exist_ok=True)
                 picture = ARTIFACTS / "live-dag.png"
@@ -253,4 +291,266 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
             raise
         finally:
+            context.close()
+
+
+def open_notebook(page: Any, url: str) -> None:
+    """Load ``url`` and wait until the notebook is shown and its kernel is idle."""
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')", timeout=60_000)
+
+
+def wait_for_tick(page: Any, before: str, selector_js: str) -> str:
+    """Wait (deadline 6 s) until the text ``selector_js`` returns differs from ``before``."""
+    page.wait_for_function(f"b => ({selector_js})() !== b", arg=before, timeout=6_000)
+    return page.evaluate(f"({selector_js})()")  # type: ignore[no-any-return]
+
+
+LABEL_JS = """() => { const g = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                        .find(n => n.id === 'dp-n-hold');
+                      const t = g && [...g.querySelectorAll('text')].map(x => x.textContent)
+                        .find(x => x.startsWith('running'));
+                      return t || ''; }"""
+HEAD_JS = "() => (document.querySelector('.dynpipe-dag .dp-head') || {}).textContent || ''"
+
+
+def kernel_id(base: str, token: str, path: str) -> str:
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as r:
+        sessions = json.load(r)
+    return next(s["kernel"]["id"] for s in sessions if s["path"].endswith(path))
+
+
+def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/timers.ipynb?reset&token={token}"
+    saved = tmp_path / "root" / "timers.ipynb"
+    shots = ROOT / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            open_notebook(page, url)
+            run_cell(page, 0, "[1]")
+            run_cell(page, 1, "[2]", wait=False)  # returns while the cell still sleeps
+            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
+            page.wait_for_function(f"() => ({LABEL_JS})() !== ''", timeout=30_000)
+
+            # 1. The kernel is busy (the cell sleeps): the running step's duration still ticks.
+            first = page.evaluate(f"({LABEL_JS})()")
+            second = wait_for_tick(page, first, LABEL_JS)
+            assert "*" in prompt(page, 1), "the cell returned before the busy-kernel check"
+            assert first.startswith("running · ") and second.startswith("running · ") and first != second
+
+            # 2. The cell returned (kernel idle), the step still runs: node and header tick.
+            page.wait_for_function(
+                "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1]"
+                ".querySelector('.jp-InputPrompt').textContent.includes('[2]')", timeout=60_000,
+            )
+            label, head = page.evaluate(f"({LABEL_JS})()"), page.evaluate(f"({HEAD_JS})()")
+            assert "timers" in head and "running" in head and "elapsed" in head, head
+            assert wait_for_tick(page, label, LABEL_JS) != label
+            assert wait_for_tick(page, head, HEAD_JS) != head
+            assert page.locator(".dynpipe-dag g.node[data-dp-status='running']").count() == 1
+            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "running-timers.png"))
+
+            # 3. Released, the cell's work is done: its widget becomes the static picture.
+            (tmp_path / "flags" / "timers").touch()
+            run_cell(page, 2, "[3]")
+            page.wait_for_function(
+                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                           return !document.querySelector('.dynpipe-dag')
+                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+                timeout=60_000,
+            )
+
+            # 4. Save; the saved file holds pictures and no widget view.
+            page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
+            page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 30
+            while True:
+                nb = nbformat.read(saved, as_version=4)
+                outs = [
+                    o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
+                ]
+                if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
+                    break
+                assert time.monotonic() < deadline, f"the saved notebook has no pictures: {outs}"
+                time.sleep(0.3)
+            assert not any(WIDGET_MIME in d for d in outs), outs
+
+            # 5. Restart the kernel, reload the page: each cell shows its DAG, no widget error.
+            req = urllib.request.Request(
+                f"{base}/api/kernels/{kernel_id(base, token, 'timers.ipynb')}/restart",
+                method="POST", headers={"Authorization": f"token {token}"},
+            )
+            urllib.request.urlopen(req, timeout=60).close()
+            open_notebook(page, url.replace("?reset&", "?"))
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3)
+                           .every(c => c.querySelector('.jp-OutputArea-output img'))""",
+                timeout=60_000,
+            )
+            page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=30_000)
+            text = page.locator(".jp-Notebook").inner_text()
+            assert "model not found" not in text and "Error displaying widget" not in text
+            sources = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output img", "els => els.map(e => e.src)")
+            assert len(sources) == 2 and all(s.startswith("data:image/svg+xml") for s in sources), sources
+            page.locator(".jp-Notebook .jp-CodeCell").nth(2).scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "reopened-after-restart.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-failure-timers.png"))
+            raise
+        finally:
+            context.close()
+
+
+VIEWS_SETUP = SETUP + '''
+
+@step(enable_cache=False)
+def crash(lines: int) -> int:
+    for i in range(lines):
+        print("log line", i)
+    raise ValueError("the data had no rows")
+
+@step(enable_cache=False)
+def train_lr(lr: float) -> float:
+    return lr * 2'''
+
+BIG = '''%%pipeline big_fan
+ticks = [tick.submit(i) for i in range(300)]
+held = hold.submit({flag!r})'''
+
+FAILING = '''%%pipeline failing --mode continue_on_failure
+model = train_lr(0.03)
+bad = crash.submit(60)
+held = hold.submit({flag!r})'''
+
+VIEW_JS = """() => { const d = document.querySelector('.dynpipe-dag');
+                     const s = d.querySelector('.dp-stage'), p = d.querySelector('.dp-pic');
+                     const svg = s.querySelector('svg');
+                     return {zoom: parseFloat(d.dataset.dpZoom), transform: s.style.transform,
+                             boxW: p.clientWidth, boxH: p.clientHeight,
+                             drawnW: svg.getBoundingClientRect().width}; }"""
+
+
+def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
+    lab: tuple[str, str], tmp_path: Path,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    root = tmp_path / "root"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        VIEWS_SETUP.format(home=str(tmp_path / "store")),
+        BIG.format(flag=str(tmp_path / "flags" / "big")),
+        FAILING.format(flag=str(tmp_path / "flags" / "failing")),
+    )]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "views.ipynb")
+    url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/views.ipynb?reset&token={token}"
+    shots = ROOT / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            open_notebook(page, url)
+            run_cell(page, 0, "[1]")
+            run_cell(page, 1, "[2]")
+            big = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".dynpipe-dag")
+            group = big.locator("g.node", has_text="tick ×300")
+            group.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.dynpipe-dag').textContent.includes('300/300')", timeout=120_000
+            )
+            group.click()
+            big.locator(".dp-info button.jp-Button", has_text="expand").click()
+            page.wait_for_function(
+                "() => document.querySelectorAll('.dynpipe-dag g.node').length === 301", timeout=60_000
+            )
+            # 1. Fit to width: the whole 300-member grid is drawn within the box, scaled down,
+            #    and the box is short (not a 21,000 px column behind a scrollbar).
+            fitted = page.evaluate(VIEW_JS)
+            assert fitted["zoom"] < 1 and fitted["drawnW"] <= fitted["boxW"] + 1, fitted
+            assert fitted["boxH"] <= 600, fitted
+            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "zoomed-out-300.png"))
+            # 2. Zoom in with the button and with the wheel (after focusing the picture).
+            big.locator(".dp-tools button", has_text="+").click()
+            zoomed = page.evaluate(VIEW_JS)
+            assert zoomed["zoom"] > fitted["zoom"] * 1.2, (fitted, zoomed)
+            box = big.locator(".dp-pic").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 5, box["y"] + 5)
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -300)
+            page.wait_for_function(f"z => ({VIEW_JS})().zoom > z", arg=zoomed["zoom"], timeout=5_000)
+            # 3. Drag pans the picture; a new frame keeps the reader's view.
+            before = page.evaluate(VIEW_JS)
+            page.mouse.move(box["x"] + 200, box["y"] + 100)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 120, box["y"] + 60, steps=5)
+            page.mouse.up()
+            panned = page.evaluate(VIEW_JS)
+            assert panned["transform"] != before["transform"] and panned["zoom"] == before["zoom"], panned
+            # 4. "fit" resets zoom and pan.
+            big.locator(".dp-tools button", has_text="fit").click()
+            reset = page.evaluate(VIEW_JS)
+            assert reset["zoom"] == fitted["zoom"] and reset["transform"] == fitted["transform"], (reset, fitted)
+
+            # 5. A failed step's details: themed panel, runtime, whole log, traceback;
+            #    a completed step's artifact id with a Client snippet; parameters in the label.
+            run_cell(page, 2, "[3]")
+            failing = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
+            failing.locator("g.node[data-dp-status='failed']").wait_for(timeout=60_000)
+            assert failing.locator("g.node", has_text="train_lr lr=0.03").count() == 1
+            failing.locator("g.node", has_text="train_lr").click()
+            info = failing.locator(".dp-info")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.dp-info code')]"
+                ".some(c => c.textContent.startsWith('Client().get_artifact_version(\"'))", timeout=10_000,
+            )
+            assert "inline (in the kernel's process)" in info.inner_text()
+            failing.locator("g.node[data-dp-status='failed']").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.dp-info pre.dp-log')]"
+                ".some(p => p.textContent.includes('log line 59'))",
+                timeout=10_000,
+            )
+            text = info.inner_text()
+            assert "log line 0\n" in text and "log line 59" in text  # the whole log, not a tail
+            assert "ValueError: the data had no rows" in text and "failed" in text
+            style = page.evaluate(
+                """() => { const i = [...document.querySelectorAll('.dp-info')].find(e => !e.hidden);
+                           const css = getComputedStyle(document.body);
+                           const probe = document.createElement('div');
+                           probe.style.background = css.getPropertyValue('--jp-layout-color1');
+                           document.body.append(probe);
+                           const want = getComputedStyle(probe).backgroundColor; probe.remove();
+                           return {bg: getComputedStyle(i).backgroundColor, want,
+                                   themed: css.getPropertyValue('--jp-layout-color1') !== ''}; }"""
+            )
+            assert style["themed"] and style["bg"] == style["want"], style
+            assert failing.locator(".dp-tools button.jp-Button.jp-mod-styled").count() == 3
+            failing.locator(".dp-info").scroll_into_view_if_needed()
+            failing.screenshot(path=str(shots / "failed-step-details.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-failure-views.png"))
+            raise
+        finally:
+            for flag in ("big", "failing"):
+                (tmp_path / "flags" / flag).touch()
             context.close()

@@ -381,10 +381,10 @@ class _ShiftedTime:
 
 
 def test_policy_expires_after_and_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynpipe.engine import launcher
+    from dynpipe.engine import execution
 
     clock = _ShiftedTime()
-    monkeypatch.setattr(launcher, "time", clock)
+    monkeypatch.setattr(execution, "time", clock)  # where the engine asks how old a hit may be
 
     @step(cache_policy=CachePolicy(expires_after=3600))
     def short_lived() -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dynpipe import Client, ConfigError, pipeline, step
+from dynpipe import Client, ConfigError, PipelineConfig, pipeline, step
+from dynpipe.config_yaml import load_config_file
 
 printed: list[str] = []
 
@@ -255,3 +258,79 @@ def test_pipeline_level_enable_cache_and_retry_from_yaml(tmp_path: Path) -> None
     assert first.steps["flaky"].attempts == 2
     assert second.steps["flaky"].status.value == "completed"  # caching off for the run
     assert tries[0] == 3
+
+
+BILLION_LAUGHS = "  a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"run_name: \xff\xfe nightly\n", r"line 1: not UTF-8"),  # was UnicodeDecodeError, file not named
+        (b"parameters: {}\n\n\x80\x81: 1\n", r"line 3: not UTF-8"),
+        (b"1: 2\n", r"line 1: 1\b.*"),  # was TypeError: keywords must be strings
+        (b"? [a, b]\n: 1\n", r"unhashable"),
+        (b"run_name: 'a{'\n", r"line 1: run_name"),  # was ValueError: Single '{' encountered (at run time)
+        (b"parameters:\n  when: 2001-13-45\n", r"line 2.*month"),  # was a raw ValueError from the timestamp
+        (b"parameters:\n  n: " + b"9" * 5000 + b"\n", r"line 2.*digits"),  # was a raw ValueError (int limit)
+        (b"parameters:\n  loop: &x [*x]\n", r"line 2.*recursive"),
+        (b"parameters:\n" + BILLION_LAUGHS.encode(), r"expands to more than"),
+        (b"parameters:\n  deep: " + b"[" * 5000 + b"]" * 5000 + b"\n", r"line 2.*nested"),
+        (b"parameters: {a: 1}\n---\nparameters: {b: 2}\n", r"line 2.*single document"),
+        (b"run_name: a\x00b\n", r"line 1.*special characters"),
+        (b"parameters: !!python/object:os.system {}\n", r"line 1.*python/object"),
+        (b"tags: [a, [b]]\n", r"line 1: tags.1"),
+    ],
+)
+def test_malformed_config_files_are_config_errors_naming_the_file(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+
+    @pipeline(dynamic=True, depends_on=[some_step])
+    def p() -> None:
+        some_step()
+
+    with pytest.raises(ConfigError) as info:
+        p.with_options(config_path=str(path))
+    msg = str(info.value)
+    assert msg.startswith(str(path)) or f" {path}" in msg
+    assert re.search(expected, msg), msg
+
+
+@pytest.mark.parametrize("key", PipelineConfig.yaml_keys)
+def test_a_yaml_key_is_checked_like_the_config_field_it_sets(tmp_path: Path, key: str) -> None:
+    """The file schema comes from PipelineConfig: a wrong value gets the model's own message."""
+    bad: object = {"x": [1]} if key in ("run_name", "enable_cache", "synchronous", "enable_step_logs") else 7
+    with pytest.raises(ConfigError) as expected:
+        PipelineConfig().merged(**{key: bad})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({key: bad}))
+    with pytest.raises(ConfigError) as info:
+        load_config_file(path, None)
+    model_message = str(expected.value).split(f"{key}: ", 1)[1]
+    assert str(info.value) == f"{path}, line 1: {key}: {model_message}"
+
+
+def test_null_leaves_a_value_and_code_only_fields_are_unknown_keys(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "enable_cache: null\nparameters: null\nsteps:\n  some_step:\n    retry: null\n    parameters: null\n",
+    )
+
+    @pipeline(dynamic=True, enable_cache=False, depends_on=[some_step.with_options(retry={"max_retries": 2})])
+    def p() -> None:
+        some_step()
+
+    config = p.with_options(config_path="config.yaml").config
+    assert config.enable_cache is False
+    for code_only in ("on_failure", "dynamic", "model", "name", "config_path"):
+        (tmp_path / "code.yaml").write_text(f"{code_only}: x\n")
+        with pytest.raises(ConfigError, match=rf"code.yaml, line 1: {code_only}: unknown key"):
+            p.with_options(config_path="code.yaml")
+    (tmp_path / "step.yaml").write_text("steps:\n  some_step:\n    on_success: x\n")
+    with pytest.raises(ConfigError, match=r"line 3: steps.some_step.on_success: unknown key"):
+        p.with_options(config_path="step.yaml")

@@ -427,7 +427,7 @@ def test_a_step_error_traceback_leads_to_the_users_code() -> None:
         finish_run(ctx)
     assert details["error"] == "ValueError: unlucky 7"
     assert 'raise ValueError(f"unlucky {n}")' in details["traceback"]
-    assert "launcher.py" not in details["traceback"] and "task.py" not in details["traceback"]
+    assert "dynpipe/engine/" not in details["traceback"] and "task.py" not in details["traceback"]
 
 
 def test_an_artifacts_notebook_preview_does_not_load_large_data() -> None:

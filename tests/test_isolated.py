@@ -32,7 +32,7 @@ from dynpipe import (
     step,
 )
 from dynpipe.engine.context import current_run
-from dynpipe.engine.launcher import StepExecutionError
+from dynpipe.errors import StepExecutionError
 from dynpipe.runtimes.local import WorkerCrashedError, shared_local_runtime
 from dynpipe.runtimes.shipping import func_ref
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, wait_until
+from helpers import DEADLINE, svg_structure, wait_until
 
 from dynpipe import pipeline, step
 from dynpipe.engine.dag import RunGraph
@@ -70,7 +70,68 @@ def test_node_labels_show_duration_and_marks() -> None:
     graph.update(graph.nodes["train_2"], status="cached", cached=True)
     labels = {i.dom_id: i.label for i in render.layout_items(graph.snapshot())[0]}
     assert labels[render.dom_id("train")] == "train\ncompleted · 300 ms · ⟳2"
-    assert labels[render.dom_id("train_2")] == "train_2\ncached · cached"
+    assert labels[render.dom_id("train_2")] == "train_2\ncached"  # said once, no duration
+
+
+def test_labels_show_short_parameters_and_mark_queued_and_isolated_nodes() -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    short = graph.add_node("train", "train", [], "isolated")
+    graph.update(short, parameters={"lr": 0.03}, status="queued")
+    long = graph.add_node("train_2", "train", [], "inline")
+    graph.update(long, parameters={"lr": 0.03, "layers": [64, 64, 64, 64], "name": "a long name"})
+    graph.update(long, status="running", start=1000.0)
+    labels = {i.dom_id: i.label for i in render.layout_items(graph.snapshot())[0]}
+    assert labels[render.dom_id("train")] == "train lr=0.03\nqueued"
+    assert labels[render.dom_id("train_2")].startswith("train_2\nrunning · ")  # too long: in details only
+    svg = html.unescape(render.render("demo", graph.snapshot(), "running").svg)
+    nodes = {n: (texts, status) for n, (texts, status) in svg_structure(svg)["nodes"].items()}
+    assert nodes[render.dom_id("train")][1] == "queued" and nodes[render.dom_id("train_2")][1] == "running"
+    # Queued is drawn dashed, isolated with a heavy border; a running inline node has neither.
+    queued = _node_markup(svg, render.dom_id("train"))
+    running = _node_markup(svg, render.dom_id("train_2"))
+    assert "stroke-dasharray" in queued and 'stroke-width="2.5"' in queued
+    assert "stroke-dasharray" not in running and 'stroke-width="2.5"' not in running
+
+
+def _node_markup(svg: str, node_id: str) -> str:
+    start = svg.index(f'id="{node_id}"')
+    return svg[start:svg.index("</g>", start)]
+
+
+def test_details_carry_artifact_ids_the_full_log_and_the_runtime() -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    node = graph.add_node("train", "train", [], "isolated")
+    for i in range(500):
+        graph.add_log_line(node, f"epoch {i}")
+    graph.update(node, status="completed", start=1.0, end=2.0, artifacts={"output": "ab" * 16})
+    details = render.render("demo", graph.snapshot(), "running").details[render.dom_id("train")]
+    assert details["artifacts"] == {"output": "ab" * 16} and details["runtime"] == "isolated"
+    assert details["logs"].splitlines()[0] == "epoch 0" and details["logs"].splitlines()[-1] == "epoch 499"
+
+
+def test_an_expanded_group_is_laid_out_as_a_grid_not_one_column() -> None:
+    import re
+
+    graph = fan_graph(render.MAX_EXPANDED)
+    view = render.render("demo", graph.snapshot(), "running", expanded={"train"})
+    assert len(view.items) == render.MAX_EXPANDED + 2
+    width, height = (float(v) for v in re.search(r'viewBox="0\.00 0\.00 ([\d.]+) ([\d.]+)"', view.svg).groups())
+    # One column of 300 nodes would be ~40 times taller than wide; a grid is about square.
+    assert height < 3 * width, (width, height)
+    assert len(svg_structure(view.svg)["nodes"]) == render.MAX_EXPANDED + 2
+
+
+def test_a_later_picture_leaves_out_earlier_unrelated_steps() -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    graph.add_node("a", "a", [], "inline")
+    graph.add_node("b", "b", ["a"], "inline")
+    graph.add_node("lonely", "lonely", [], "inline")
+    before = frozenset(graph.nodes)
+    graph.add_node("c", "c", ["b"], "inline")
+    shown = [n.invocation_id for n in render.related_part(graph.snapshot(), before)]
+    assert shown == ["a", "b", "c"]  # all of c's lineage, not the unrelated 'lonely'
+    # A cell that started nothing (a status cell) still shows the whole run.
+    assert len(render.related_part(graph.snapshot(), frozenset(graph.nodes))) == 4
 
 
 def test_without_dot_a_table_with_a_hint_replaces_the_picture(
@@ -87,21 +148,28 @@ def test_without_dot_a_table_with_a_hint_replaces_the_picture(
     assert bundle["text/plain"].startswith("dynpipe run 'demo' (completed): 5 steps")
 
 
-def test_snapshot_is_stable_across_runs_and_timings() -> None:
+def test_snapshot_keeps_header_and_durations_and_its_text_is_stable() -> None:
     a = fan_graph(20, t0=1000.0)
     b = fan_graph(20, t0=5555.5)
     b.run_id, b.run_name = "other-id", "demo-2030_12_31"
-    bundle_a = snapshot_bundle("demo", a.snapshot(), "completed")
-    bundle_b = snapshot_bundle("demo", b.snapshot(), "completed")
+    bundle_a = snapshot_bundle("demo", a.snapshot(), "completed", a.run_name)
+    bundle_b = snapshot_bundle("demo", b.snapshot(), "completed", b.run_name)
     assert bundle_a["text/plain"] == bundle_b["text/plain"] == (
         "dynpipe run 'demo' (completed): 22 steps — 21 completed, 1 running\n"
         "  load            completed\n"
         "  train ×20       20 completed\n"
         "  pick_best       running"
     )
-    assert bundle_a["image/svg+xml"] == bundle_b["image/svg+xml"]  # no durations in the picture
-    assert " ms" not in bundle_a["image/svg+xml"] and "<?xml" not in bundle_a["image/svg+xml"]
-    assert bundle_a["image/png"]
+    # The same graph, though each picture keeps its own durations, run name and header.
+    svg_a, svg_b = bundle_a["image/svg+xml"], bundle_b["image/svg+xml"]
+    assert svg_structure(svg_a) == svg_structure(svg_b)
+    assert "<?xml" not in svg_a and "image/png" not in bundle_a  # SVG is enough: no PNG weight
+    assert "demo-2026_01_01 · completed · 22 steps (21 completed, 1 running) · active" in html.unescape(svg_a)
+    assert "demo-2030_12_31 · completed" in html.unescape(svg_b)
+    load = svg_structure(svg_a)["nodes"][render.dom_id("load")][0]
+    assert load == ("load", "completed · <duration>") and "completed · 10 ms" in html.unescape(svg_a)
+    # The static picture cannot be clicked: a node's details are its hover text.
+    assert "load (load, inline): completed" in html.unescape(svg_a)
     assert text_summary("x", [], "open") == "dynpipe run 'x' (open): 0 steps"
 
 
@@ -180,5 +248,28 @@ def test_feed_follows_a_real_dynamic_run_to_the_end() -> None:
 
 
 def test_front_end_code_stays_small() -> None:
+    # Shipped in every widget's state: plain formatted ESM + CSS, no bundle (the limit grew
+    # from 8,000 when the code moved to Prettier-formatted files and gained the ticking clock,
+    # then to 20,000 with zoom/pan and the themed details panel).
     widget = DagWidget()
-    assert len(widget._esm) + len(widget._css) < 8_000
+    assert len(widget._esm) + len(widget._css) < 20_000
+
+
+def test_a_later_cells_live_widget_leaves_out_unrelated_earlier_steps() -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    graph.add_node("a", "a", [], "inline")
+    graph.add_node("lonely", "lonely", [], "inline")
+    first, later = DagWidget(), DagWidget(before=frozenset(graph.nodes))
+    graph.add_node("b", "b", ["a"], "inline")
+    feed = LiveFeed("demo", graph, interval=0.05)
+    feed.attach(first)
+    feed.attach(later)
+    try:
+        feed.refresh(force=True)
+        assert {d["id"] for d in first.details.values()} == {"a", "lonely", "b"}
+        assert {d["id"] for d in later.details.values()} == {"a", "b"}
+        assert 'id="dp-n-lonely"' not in html.unescape(later.svg)
+    finally:
+        feed.stop()
+        first.close()
+        later.close()

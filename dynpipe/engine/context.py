@@ -8,13 +8,7 @@ modes act on.
 
 from __future__ import annotations
 
-from .. import settings
-
-from ..errors import RunNameTaken  # noqa: F401 - re-exported for existing imports
-
 import contextvars
-import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -22,15 +16,18 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..config import ExecutionMode, PipelineConfig
-from ..store.models import ExecutionStatus
+from ..errors import RunNameTaken
+from ..runtimes import get_runtime
+from ..status import ExecutionStatus
 from ..store.store import Store
 from .dag import RunGraph
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
     from ..runtimes.base import StepRuntime
-    from .launcher import Invocation
+    from .invocation import Invocation
 
 _current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "dynpipe_run", default=None
@@ -89,6 +86,7 @@ class RunContext:
         self.graph = RunGraph(self.run_id, self.run_name, pipeline_name)
         self.compiling = False
         self.lock = threading.Lock()
+        self.status_lock = threading.Lock()  # step statuses (engine/transitions.py)
         self.invocations: list[Invocation] = []
         self.outstanding: set[Invocation] = set()
         self.held: list[Invocation] = []
@@ -116,7 +114,7 @@ class RunContext:
             self._make_name_unique()
         try:
             self._create_run()
-        except sqlite3.IntegrityError:
+        except RunNameTaken:
             # Another run took the name between the check and the insert (concurrent runs).
             if fixed or self.run_name.endswith(self.run_id[:8]):
                 raise self._name_taken() from None
@@ -199,8 +197,6 @@ class RunContext:
     def runtime(self, name: str) -> StepRuntime:
         rt = self._runtimes.get(name)
         if rt is None:
-            from ..runtimes import get_runtime
-
             rt = get_runtime(name)
             self._runtimes[name] = rt
         return rt
@@ -253,6 +249,11 @@ class RunContext:
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set()
+
+    @property
+    def fail_fast_stopping(self) -> bool:
+        """FAIL_FAST and something failed: no retries, nothing new starts."""
+        return self.mode is ExecutionMode.FAIL_FAST and self.stop_event.is_set()
 
     def shutdown_pools(self, wait: bool = True) -> None:
         for pool in (self._inline_pool, self._isolated_pool):

@@ -13,6 +13,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..status import ExecutionStatus
+
+#: Log lines a node keeps for the notebook's details panel (the store keeps the whole log).
+LOG_LINES = 1000
+
 Listener = Callable[["RunGraph", "NodeState | None"], None]
 
 
@@ -22,7 +27,7 @@ class NodeState:
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
         "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
-        "parameters", "order",
+        "parameters", "order", "artifacts",
     )
 
     def __init__(
@@ -30,7 +35,7 @@ class NodeState:
     ) -> None:
         self.invocation_id = invocation_id
         self.step_name = step_name
-        self.status = "initializing"
+        self.status = ExecutionStatus.INITIALIZING
         self.upstream = upstream
         self.runtime = runtime
         self.start: float | None = None
@@ -47,6 +52,8 @@ class NodeState:
         self.inputs: dict[str, Any] = {}
         self.parameters: dict[str, Any] = {}
         self.order = order
+        #: Output name -> artifact version id, once the step has produced (or reused) them.
+        self.artifacts: dict[str, str] = {}
 
     @property
     def duration(self) -> float | None:
@@ -76,7 +83,10 @@ class NodeState:
 
 def short_repr(value: Any, limit: int = 80) -> str:
     """``repr`` cut to ``limit`` characters (for details and error messages)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a raising __repr__ must not break a message or view
+        text = f"<{type(value).__name__}: repr() raised {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -87,7 +97,7 @@ class RunGraph:
         self.run_id = run_id
         self.run_name = run_name
         self.pipeline_name = pipeline_name
-        self.status = "running"
+        self.status = ExecutionStatus.RUNNING
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
@@ -108,11 +118,11 @@ class RunGraph:
     def add_log_line(self, node: NodeState, line: str) -> None:
         tail = node.log_tail
         if not isinstance(tail, deque):
-            tail = node.log_tail = deque(maxlen=20)
+            tail = node.log_tail = deque(maxlen=LOG_LINES)
         tail.append(line)
         self._notify(node)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: ExecutionStatus) -> None:
         self.status = status
         self._notify(None)
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from .. import settings
-
 import traceback as tb
 import warnings
 
+from .. import settings
 from ..config import ExecutionMode, PipelineConfig
 from ..runtimes.logs import attach_log_capture, detach_log_capture
 from ..runtimes.stop_signals import STOP_SIGNALS
-from ..store.models import ExecutionStatus, PipelineRun
+from ..status import ExecutionStatus
+from ..store.models import PipelineRun, load_pipeline_run
 from ..store.store import Store
 from .context import RunContext
-
+from .scheduling import abandon_held, abandon_outstanding
 
 #: Seconds an interrupted run waits for stopped steps before recording them as stopped.
 STOP_GRACE = 2.0
@@ -64,8 +64,6 @@ def finish_run(
     if isinstance(body_error, KeyboardInterrupt):
         stop_reason = str(body_error) or "interrupted"  # e.g. "stopped by SIGTERM"
     if ctx.held:
-        from .launcher import abandon_held
-
         abandon_held(ctx, "the pipeline function failed before the DAG was started")
     if stop_reason is not None:
         ctx.stop_running(stop_reason)
@@ -82,8 +80,6 @@ def finish_run(
     if not settled:
         # Isolated steps are killed by now; inline ones cannot be: record them as stopped
         # and discard whatever they return, rather than hold the interrupted caller.
-        from .launcher import abandon_outstanding
-
         abandon_outstanding(ctx, stop_reason or "stopped")
     if stop_reason is not None:
         status = ExecutionStatus.STOPPED
@@ -98,12 +94,12 @@ def finish_run(
         error = "".join(tb.format_exception_only(type(body_error), body_error)).strip()
     elif ctx.first_failure is not None:
         error = f"step {ctx.first_failure[0]!r} failed: {type(ctx.first_failure[1]).__name__}: {ctx.first_failure[1]}"
-    ctx.store.metadata.finish_run(ctx.run_id, status.value, error)
+    ctx.store.metadata.finish_run(ctx.run_id, status, error)
     ctx.status = status
     ctx.finished = True
     STOP_SIGNALS.release(ctx.run_id)
     detach_log_capture()
-    ctx.graph.set_status(status.value)
+    ctx.graph.set_status(status)
     ctx.shutdown_pools(wait=stop_reason is None)
     hook = ctx.config.on_cleanup
     if hook is not None:
@@ -120,9 +116,7 @@ def finish_run(
 
 
 def load_run(ctx: RunContext) -> PipelineRun:
-    from ..store.client import Client
-
-    return Client(ctx.store.root).get_pipeline_run(ctx.run_id)
+    return load_pipeline_run(ctx.store, ctx.run_id)
 
 
 def failure_to_raise(ctx: RunContext) -> BaseException | None:

@@ -5,6 +5,8 @@
         cell defines land in the notebook namespace; top-level ``await`` works.
     %pipeline end NAME      finish run NAME (wait for its steps) and print its summary
     %pipeline status        list open runs with their progress
+    %pipeline export [NAME] [-o module.py] [--notebook PATH]
+                            write the saved notebook's run NAME as a pipeline module
 
 Open runs are finished when the kernel shuts down (at interpreter exit, before the worker
 pool stops; running steps are stopped) or the extension is unloaded.
@@ -24,7 +26,8 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..config import ExecutionMode, PipelineConfig, load_config_file
+from ..config import ExecutionMode, PipelineConfig
+from ..config_yaml import load_config_file
 from ..runtimes.local import LOCAL
 from .session import NotebookSessions
 
@@ -162,7 +165,7 @@ class PipelineMagics(Magics):
 
     @line_magic("pipeline")
     def pipeline_line(self, line: str) -> None:
-        """``%pipeline end NAME`` | ``%pipeline status``."""
+        """``%pipeline end NAME`` | ``%pipeline status`` | ``%pipeline export ...``."""
         sessions = self.sessions
         words = line.split()
         if not words or words[0] == "status":
@@ -172,6 +175,11 @@ class PipelineMagics(Magics):
             for s in runs:
                 print(s.progress())
             return
+        if words[0] == "export":
+            from .export import export_magic
+
+            print(export_magic(self.shell, line.strip()[len("export"):]))
+            return
         if words[0] == "end" and len(words) == 2:
             try:
                 print(sessions.end(words[1]))
@@ -179,7 +187,9 @@ class PipelineMagics(Magics):
                 open_names = ", ".join(s.name for s in sessions.open_sessions()) or "none"
                 raise ValueError(f"%pipeline end: no open run named {words[1]!r} (open: {open_names})") from None
             return
-        raise ValueError(f"%pipeline {line!r}: use '%pipeline end NAME' or '%pipeline status'")
+        raise ValueError(
+            f"%pipeline {line!r}: use '%pipeline end NAME', '%pipeline status' or '%pipeline export [NAME]'"
+        )
 
 
 class DynpipeExtension:

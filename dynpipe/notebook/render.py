@@ -2,30 +2,37 @@
 
 The kernel does the layout so the widget front-end only shows an SVG string. Sibling
 invocations of one step collapse into a group node (with a progress count) once there
-are more than ``group_threshold`` of them, so a 10,000-way fan-out stays one node.
+are more than ``group_threshold`` of them, so a 10,000-way fan-out stays one node; an
+expanded group is laid out as a grid, not one column thousands of pixels tall.
 Without the ``dot`` executable the view degrades to an HTML table with a one-line hint.
 """
 
 from __future__ import annotations
 
-from ..status import FINISHED
-
 import html
+import math
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..display import escape_control, format_duration, format_status_counts, truncate
 from ..engine.dag import NodeState
+from ..status import FINISHED
 
 GROUP_THRESHOLD = int(os.environ.get("DYNPIPE_GROUP_THRESHOLD", "12"))
 #: An expanded group larger than this stays collapsed (dot on thousands of nodes is slow).
 MAX_EXPANDED = 300
 #: Members listed in a group's details (failed and unfinished first).
 MAX_GROUP_MEMBERS = 200
+#: Parameters are shown in a node's label only while they fit in this many characters.
+PARAM_LABEL_WIDTH = 28
+#: Characters of a node's log sent to the details panel (the newest ones when cut).
+LOG_CHARS = 100_000
 
 COLOURS: dict[str, str] = {
+    "queued": "#fafafa",
     "initializing": "#e0e0e0",
     "running": "#ffcc80",
     "retrying": "#fff59d",
@@ -51,6 +58,7 @@ class Item:
     status: str
     members: list[NodeState] = field(default_factory=list)
     group: str | None = None  # the step name, for group nodes
+    grid: str | None = None  # the step name, for members of an expanded group
 
 
 @dataclass
@@ -74,21 +82,9 @@ def group_id(step_name: str) -> str:
     return "dp-g-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: f".{ord(m.group()):x}.", step_name)
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def group_status(counts: Counter[str]) -> str:
     """The colour-giving status of a group: the most urgent one present."""
-    for status in ("failed", "running", "retrying", "initializing", "stopped", "skipped", "cached"):
+    for status in ("failed", "running", "retrying", "initializing", "queued", "stopped", "skipped", "cached"):
         if counts.get(status):
             return status
     return "completed"
@@ -96,22 +92,45 @@ def group_status(counts: Counter[str]) -> str:
 
 def progress_text(counts: Counter[str], total: int) -> str:
     done = sum(n for s, n in counts.items() if s in TERMINAL)
-    extra = [f"{counts[s]} {s}" for s in ("failed", "running", "retrying", "cached") if counts.get(s)]
+    extra = [f"{counts[s]} {s}" for s in ("failed", "running", "retrying", "queued", "cached") if counts.get(s)]
     return f"{done}/{total} done" + (f" · {', '.join(extra)}" if extra else "")
 
 
+def param_text(parameters: dict[str, Any], width: int = PARAM_LABEL_WIDTH) -> str:
+    """``lr=0.03 depth=4`` when it fits in ``width`` characters, else empty (details have them)."""
+    text = " ".join(f"{k}={v!r}" for k, v in parameters.items())
+    return escape_control(text) if len(text) <= width else ""
+
+
 def node_label(node: NodeState, timings: bool = True) -> str:
-    marks = []
-    if node.cached:
-        marks.append("cached")
-    if node.attempts > 1:
-        marks.append(f"⟳{node.attempts - 1}")
-    second = node.status
+    """``train lr=0.03`` over ``completed · 1.2 s``; a cached node reads just ``cached``."""
+    first = escape_control(node.invocation_id)
+    params = param_text(node.parameters)
+    if params:
+        first += " " + params
+    second = str(node.status)
     if timings and node.start is not None and node.status != "cached":
-        second += " · " + fmt_duration(node.duration)
-    if marks:
-        second += " · " + " ".join(marks)
-    return f"{node.invocation_id}\n{second}"
+        second += " · " + format_duration(node.duration)
+    if node.attempts > 1:
+        second += f" · ⟳{node.attempts - 1}"
+    return f"{first}\n{second}"
+
+
+def related_part(nodes: list[NodeState], before: set[str] | frozenset[str]) -> list[NodeState]:
+    """The steps started after ``before`` plus everything upstream of them (the whole run
+    when nothing new started): earlier, unrelated steps are not drawn as floating nodes."""
+    new = [n for n in nodes if n.invocation_id not in before]
+    if not before or not new:
+        return nodes
+    by_id = {n.invocation_id: n for n in nodes}
+    keep = {n.invocation_id for n in new}
+    stack = [u for n in new for u in n.upstream]
+    while stack:
+        up = stack.pop()
+        if up not in keep and up in by_id:
+            keep.add(up)
+            stack.extend(by_id[up].upstream)
+    return [n for n in nodes if n.invocation_id in keep]
 
 
 def layout_items(
@@ -124,10 +143,8 @@ def layout_items(
         by_step.setdefault(node.step_name, []).append(node)
     items: list[Item] = []
     owner: dict[str, str] = {}
-    grouped_steps = {
-        s for s, members in by_step.items()
-        if len(members) > threshold and (s not in expanded or len(members) > MAX_EXPANDED)
-    }
+    big = {s for s, members in by_step.items() if len(members) > threshold}
+    grouped_steps = {s for s in big if s not in expanded or len(by_step[s]) > MAX_EXPANDED}
     seen_groups: set[str] = set()
     for node in nodes:
         if node.step_name in grouped_steps:
@@ -137,12 +154,13 @@ def layout_items(
                 seen_groups.add(node.step_name)
                 members = by_step[node.step_name]
                 counts = Counter(m.status for m in members)
-                label = f"{node.step_name} ×{len(members)}\n{progress_text(counts, len(members))}"
+                label = f"{escape_control(node.step_name)} ×{len(members)}\n{progress_text(counts, len(members))}"
                 items.append(Item(gid, label, group_status(counts), members, node.step_name))
             continue
         did = dom_id(node.invocation_id)
         owner[node.invocation_id] = did
-        items.append(Item(did, node_label(node, timings), node.status, [node]))
+        grid = node.step_name if node.step_name in big else None
+        items.append(Item(did, node_label(node, timings), node.status, [node], grid=grid))
     edges: list[tuple[str, str]] = []
     seen_edges: set[tuple[str, str]] = set()
     for node in nodes:
@@ -156,39 +174,105 @@ def layout_items(
     return items, edges
 
 
-def to_dot(items: list[Item], edges: list[tuple[str, str]]) -> Any:
+def grid_rows(count: int) -> int:
+    """Rows of an expanded group's grid: about twice as many rows as columns, since a
+    node is about twice as wide as it is tall."""
+    return max(GROUP_THRESHOLD, math.ceil(math.sqrt(count * 2.5)))
+
+
+def to_dot(
+    items: list[Item], edges: list[tuple[str, str]], header: str = "", tooltips: dict[str, str] | None = None,
+) -> Any:
     import graphviz
 
+    graph_attr = {"rankdir": "LR", "bgcolor": "transparent", "nodesep": "0.25", "ranksep": "0.4", "compound": "true"}
+    if header:
+        graph_attr.update(
+            label=header, labelloc="t", labeljust="l", fontname="Helvetica", fontsize="12", fontcolor="#424242",
+        )
     dot = graphviz.Digraph(
-        graph_attr={"rankdir": "LR", "bgcolor": "transparent", "nodesep": "0.25", "ranksep": "0.4"},
+        graph_attr=graph_attr,
         node_attr={
             "shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "11",
             "color": "#616161", "penwidth": "1",
         },
         edge_attr={"color": "#9e9e9e", "arrowsize": "0.7"},
     )
+    grids: dict[str, list[Item]] = {}
     for item in items:
-        attrs = {"fillcolor": COLOURS.get(item.status, "#e0e0e0"), "id": item.dom_id, "tooltip": " "}
-        if item.group is not None:
-            attrs["shape"] = "box3d"
-            attrs["style"] = "filled"
-        dot.node(item.dom_id, label=item.label, **attrs)
+        if item.grid is not None:
+            grids.setdefault(item.grid, []).append(item)
+        else:
+            dot.node(item.dom_id, label=item.label, **_node_attrs(item, tooltips))
+    for step, members in grids.items():
+        _draw_grid(dot, step, members, tooltips)
+    grid_of = {m.dom_id: step for step, members in grids.items() for m in members}
+    drawn: set[tuple[str, str]] = set()
     for src, dst in edges:
-        dot.edge(src, dst)
+        # Edges into or out of an expanded group are drawn once, to the group's frame:
+        # 300 members fed by one step would otherwise be 300 crossing lines.
+        attrs = {}
+        src_grid, dst_grid = grid_of.get(src), grid_of.get(dst)
+        if dst_grid is not None and src_grid != dst_grid:
+            dst, attrs["lhead"] = grids[dst_grid][0].dom_id, "cluster_" + group_id(dst_grid)
+        if src_grid is not None and src_grid != dst_grid:
+            src, attrs["ltail"] = grids[src_grid][-1].dom_id, "cluster_" + group_id(src_grid)
+        if (src, dst) not in drawn:
+            drawn.add((src, dst))
+            dot.edge(src, dst, **attrs)
     return dot
 
 
+def _node_attrs(item: Item, tooltips: dict[str, str] | None) -> dict[str, str]:
+    # The live widget shows details on click, so no browser tooltip; a static picture
+    # has no clicks, and keeps the details as a hover text.
+    tip = (tooltips or {}).get(item.dom_id, " ")
+    attrs = {"fillcolor": COLOURS.get(item.status, "#e0e0e0"), "id": item.dom_id, "tooltip": tip}
+    if item.group is not None:
+        attrs["shape"] = "box3d"
+        attrs["style"] = "filled"
+    elif item.members and item.members[0].runtime != "inline":
+        attrs["penwidth"] = "2.5"  # isolated: its own worker process
+        attrs["color"] = "#37474f"
+    if item.status == "queued":
+        attrs["style"] = "rounded,filled,dashed"
+    return attrs
+
+
+def _draw_grid(dot: Any, step: str, members: list[Item], tooltips: dict[str, str] | None) -> None:
+    """An expanded group in a frame, its members in columns of ``grid_rows``: each member
+    is chained to the one a column further on by an invisible edge, so dot puts them in
+    consecutive ranks instead of one column tens of thousands of pixels tall."""
+    rows = grid_rows(len(members))
+    with dot.subgraph(name="cluster_" + group_id(step)) as frame:
+        frame.attr(label=f"{escape_control(step)} ×{len(members)}", style="rounded,dashed", color="#9e9e9e")
+        for item in members:
+            frame.node(item.dom_id, label=item.label, **_node_attrs(item, tooltips))
+        for i in range(len(members) - rows):
+            frame.edge(members[i].dom_id, members[i + rows].dom_id, style="invis")
+
+
 def node_details(node: NodeState) -> dict[str, Any]:
-    """The compact details the front-end shows on click (pushed with each frame)."""
+    """The details the front-end shows on click (pushed with each frame)."""
     data = node.as_dict()
-    data["duration"] = fmt_duration(data["duration"]) or None
-    data["error"] = _cut(data["error"], 2000)
+    data["duration"] = format_duration(data["duration"], missing="") or None
+    data["error"] = truncate(data["error"], 2000) if data["error"] else None
     data["traceback"] = _cut_head(data["traceback"], 3000)
-    data["preview"] = _cut(data["preview"], 500)
-    data["logs"] = [_cut(line, 300) for line in data["logs"][-20:]]
+    data["preview"] = truncate(data["preview"], 500) if data["preview"] else None
+    data["logs"] = _log_text(data["logs"])
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
+    data["artifacts"] = dict(getattr(node, "artifacts", {}) or {})
     data["kind"] = "node"
+    # Epoch seconds: the browser advances a running node's duration from its start.
+    data["start"] = node.start
+    data["end"] = node.end
     return data
+
+
+def _log_text(lines: list[str]) -> str:
+    """The node's log as one text (the newest ``LOG_CHARS`` characters if it is huge)."""
+    text = "\n".join(lines)
+    return _cut_head(text, LOG_CHARS) or ""
 
 
 _ARTIFACT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -200,11 +284,11 @@ def _input_text(value: Any) -> str:
         return "artifact"
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and _ARTIFACT_ID.match(v) for v in value):
         return f"[{len(value)} artifacts]"
-    return _cut(value if isinstance(value, str) else repr(value), 120) or ""
+    return truncate(value if isinstance(value, str) else repr(value), 120)
 
 
 def _cut_head(text: str | None, limit: int) -> str | None:
-    """Keep the end of a traceback (where the error is) when it is too long."""
+    """Keep the end of a traceback or log (where the error is) when it is too long."""
     if text is None or len(text) <= limit:
         return text
     return "…" + text[-(limit - 1):]
@@ -215,7 +299,12 @@ def group_details(item: Item) -> dict[str, Any]:
     counts = Counter(m.status for m in members)
     urgent = [m for m in members if m.status not in ("completed", "cached")]
     listed = (urgent + [m for m in members if m.status in ("completed", "cached")])[:MAX_GROUP_MEMBERS]
+    starts = [m.start for m in members if m.start is not None]
+    ends = [m.end for m in members if m.end is not None]
     return {
+        # The run header's elapsed time in the browser starts at the earliest start.
+        "start": min(starts) if starts else None,
+        "end": max(ends) if ends else None,
         "kind": "group",
         "step": item.group,
         "total": len(members),
@@ -224,25 +313,34 @@ def group_details(item: Item) -> dict[str, Any]:
         "expandable": len(members) <= MAX_EXPANDED,
         "hidden": len(members) - len(listed),
         "members": [
-            [m.invocation_id, m.status, fmt_duration(m.duration), _cut(m.error, 200) or ""] for m in listed
+            [m.invocation_id, m.status, format_duration(m.duration, missing=""), truncate(m.error or "", 200)]
+            for m in listed
         ],
     }
 
 
-def _cut(text: str | None, limit: int) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def summary_text(name: str, nodes: list[NodeState], run_status: str) -> str:
     counts = Counter(n.status for n in nodes)
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    parts = format_status_counts(counts, empty="")
     state = "open run" if run_status == "running" else f"run {run_status}"
     return f"{name}: {state} — {len(nodes)} steps" + (f" ({parts})" if parts else "")
 
 
-def html_table(items: list[Item], hint: bool = True) -> str:
+def header_text(run_name: str, nodes: list[NodeState], run_state: str) -> str:
+    """``demo-2026_01_01 · completed · 3 steps (3 completed) · active 4.2 s``: the live
+    widget's header, kept in the static picture."""
+    counts = Counter(n.status for n in nodes)
+    steps = f"{len(nodes)} step" + ("" if len(nodes) == 1 else "s")
+    parts = format_status_counts(counts, empty="")
+    text = f"{escape_control(run_name)} · {run_state} · {steps}" + (f" ({parts})" if parts else "")
+    starts = [n.start for n in nodes if n.start is not None]
+    ends = [n.end for n in nodes if n.end is not None]
+    if starts and ends:
+        text += " · active " + format_duration(max(ends) - min(starts))
+    return text
+
+
+def html_table(items: list[Item], hint: bool = True, header: str = "") -> str:
     """The dot-less fallback: a readable table of invocations (groups as one row)."""
     rows = []
     for item in items:
@@ -254,8 +352,9 @@ def html_table(items: list[Item], hint: bool = True) -> str:
             f"<td style='padding:2px 8px'>{label}</td></tr>"
         )
     note = f"<div style='font-size:90%;opacity:.75'>{html.escape(DOT_HINT)}</div>" if hint else ""
+    head = f"<div class='dp-head'>{html.escape(header)}</div>" if header else ""
     return (
-        f"{note}<table class='dynpipe-table' style='border-collapse:collapse'>"
+        f"{head}{note}<table class='dynpipe-table' style='border-collapse:collapse'>"
         f"<tr><th>status</th><th>invocation</th></tr>{''.join(rows)}</table>"
     )
 
@@ -286,25 +385,16 @@ def render(
     return view
 
 
-def render_svg(items: list[Item], edges: list[tuple[str, str]]) -> str | None:
+def render_svg(
+    items: list[Item], edges: list[tuple[str, str]], header: str = "", tooltips: dict[str, str] | None = None,
+) -> str | None:
     import graphviz
 
     try:
-        raw = to_dot(items, edges).pipe(format="svg", encoding="utf-8")
+        raw = to_dot(items, edges, header, tooltips).pipe(format="svg", encoding="utf-8")
     except (graphviz.ExecutableNotFound, OSError):
         return None
     return _strip_svg_prolog(raw)
-
-
-def render_png(items: list[Item], edges: list[tuple[str, str]]) -> bytes | None:
-    import graphviz
-
-    if not items:
-        return None
-    try:
-        return to_dot(items, edges).pipe(format="png", engine="dot")  # type: ignore[no-any-return]
-    except (graphviz.ExecutableNotFound, OSError):
-        return None
 
 
 def _strip_svg_prolog(svg: str) -> str:

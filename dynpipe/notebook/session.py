@@ -2,8 +2,20 @@
 
 A session keeps its ``RunContext`` open across cells so later cells add to the same DAG.
 Each cell shows a live widget under a display id; once the cell has returned and every
-step it started has finished, the widget is swapped for a static snapshot — except in
-the newest cell of a run that is still open, which stays live.
+step it started has finished, the widget is swapped for a static snapshot — the newest
+cell of an open run too.
+
+Why the newest cell does not stay live: a notebook keeps whatever its outputs hold when
+it is saved, and JupyterLab's widget renderer wins over every other MIME type in a bundle.
+Reopened without its kernel (or after a restart), an output holding
+``application/vnd.jupyter.widget-view+json`` finds no model and the renderer prints
+"Error displaying widget: model not found" instead of falling back to the SVG/PNG beside
+it; clearing the saved ``widget-state`` changes nothing (the model is missing either
+way), and only a view whose ``model_id`` is empty is hidden — with nothing shown. So the
+widget view must be out of the output before the notebook is saved: each cell's display
+is replaced (``update_display_data``, sent as a reply to the cell's own request, so
+JupyterLab applies it) by the static bundle, which nbconvert and GitHub read too. When
+the run ends, its last cell's picture is stamped again with how the run ended.
 """
 
 from __future__ import annotations
@@ -12,14 +24,14 @@ import threading
 from typing import Any
 
 from ..config import PipelineConfig
+from ..display import format_status_counts
 from ..engine.context import RunContext
 from ..engine.dag import NodeState
 from ..engine.run import finish_run, start_run, summary_line
 from ..store.store import open_store
-from .render import TERMINAL
-from .snapshot import snapshot_bundle
+from .render import TERMINAL, related_part
+from .snapshot import current_parent, replace_output, snapshot_bundle
 from .widget import DagWidget, LiveFeed
-
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -33,14 +45,19 @@ def _own_part(cell: CellView, nodes: list[NodeState]) -> list[NodeState]:
 class CellView:
     """The output of one ``%%pipeline`` cell: a live widget until its work is done."""
 
-    def __init__(self, display_id: str, widget: DagWidget, before: set[str]) -> None:
+    def __init__(
+        self, display_id: str, widget: DagWidget, before: set[str], parent: dict[str, Any] | None = None,
+    ) -> None:
         self.display_id = display_id
         self.widget = widget
         self.before = before
+        self.parent = parent  # the cell's request: display updates must answer it
         self.node_ids: set[str] = set()
         self.returned = False
         self.static = False
-        self.fallback = False
+        self.shown_state: str | None = None  # the run state its static picture names
+        self.shown_nodes: list[NodeState] = []
+        self.whole_run = False  # frozen as the newest cell: its picture shows all it depends on
 
 
 class Session:
@@ -68,7 +85,8 @@ class Session:
 
         if self.feed is None:
             self.feed = LiveFeed(self.name, self.graph, after_frame=self.sweep, lock=self._lock)
-        view = DagWidget()
+        before = set(self.graph.nodes)
+        view = DagWidget(before=frozenset(before))
         handle = display(
             {
                 WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": view.model_id},
@@ -77,7 +95,7 @@ class Session:
             raw=True,
             display_id=True,
         )
-        cell = CellView(handle.display_id, view, set(self.graph.nodes))
+        cell = CellView(handle.display_id, view, before, current_parent())
         with self._lock:
             self.cells.append(cell)
         self.feed.attach(view)
@@ -85,74 +103,82 @@ class Session:
         return cell
 
     def close_cell(self, cell: CellView | None) -> None:
-        """The cell body returned: remember which steps it started; freeze what is done."""
-        if cell is not None:
-            cell.node_ids = set(self.graph.nodes) - cell.before
-            cell.returned = True
+        """The cell body returned: remember which steps it started; freeze what is done.
+
+        A cell without a widget (``--no-widget``) prints the run's progress in one line.
+        """
+        if cell is None:
+            print(self.progress())
+        else:
+            with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
+                cell.node_ids = set(self.graph.nodes) - cell.before
+                cell.returned = True
         if self.feed is not None:
             self.feed.refresh(force=True)
         else:
             self.sweep()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
-        """Freeze every finished older cell; give the newest cell a static fallback picture."""
+        """Freeze every returned cell whose steps (and the steps feeding them) are done."""
         with self._lock:
             if nodes is None:
                 nodes = self.graph.snapshot()
+            newest = self.cells[-1] if self.cells else None
+            for cell in self.cells:
+                if cell.whole_run and cell is not newest:
+                    # A newer cell took over the run's picture: keep only this cell's own part.
+                    cell.whole_run = False
+                    cell.shown_nodes = _own_part(cell, nodes)
+                    self._stamp(cell, force=True)
             live = [c for c in self.cells if not c.static]
             if not live:
                 return
-            newest = self.cells[-1]
+            present = {n.invocation_id for n in nodes}
             for cell in live:
-                if not cell.returned:
-                    continue
+                if not cell.returned or not cell.node_ids <= present:
+                    continue  # still running, or ``nodes`` predates steps the cell started
                 if cell is newest:
-                    shown = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                    known = [n for n in nodes if n.invocation_id in cell.before or n.invocation_id in cell.node_ids]
+                    shown = related_part(known, cell.before)
                 else:
                     shown = _own_part(cell, nodes)
                 if any(n.status not in TERMINAL for n in shown):
                     continue
-                if cell is newest and not self.ctx.finished:
-                    if not cell.fallback:
-                        self._add_fallback(cell, shown)
-                    continue
+                cell.whole_run = cell is newest
                 self._freeze(cell, shown)
 
     def _freeze(self, cell: CellView, nodes: list[NodeState]) -> None:
         """Replace the cell's widget with a static picture, every step in it finished.
 
-        The newest cell shows the whole run; an older cell shows the steps it started and
-        the steps feeding them, so saved notebooks stay small (no picture repeats the whole
-        run) and each picture is the same on every run.
+        The newest cell shows its steps and everything upstream of them (the whole run
+        when it started none; unrelated earlier steps are left out); an older cell shows
+        the steps it started and the steps feeding them, so saved notebooks stay small (no
+        picture repeats the whole run) and each picture shows the same graph on every run.
         """
-        from IPython.display import update_display
-
         cell.static = True
-        # Only the run's last cell shows how the run ended; earlier ones show it still open.
-        last = cell is self.cells[-1]
-        state = self.ctx.status.value if self.ctx.finished and last else "open"
-        update_display(snapshot_bundle(self.name, nodes, state), display_id=cell.display_id, raw=True)
+        cell.shown_nodes = nodes
+        self._stamp(cell)
         if self.feed is not None:
             self.feed.detach(cell.widget)
         cell.widget.clear()  # a saved notebook keeps closed widgets' state: leave none behind
         cell.widget.close()
 
-    def _add_fallback(self, cell: CellView, nodes: list[NodeState]) -> None:
-        """The newest cell stays live, but its output also carries the static picture for
-        viewers without the widget (nbconvert, GitHub, an untrusted notebook)."""
-        from IPython.display import update_display
-
-        cell.fallback = True
-        bundle = snapshot_bundle(self.name, nodes, "open")
-        bundle[WIDGET_MIME] = {"version_major": 2, "version_minor": 1, "model_id": cell.widget.model_id}
-        update_display(bundle, display_id=cell.display_id, raw=True)
+    def _stamp(self, cell: CellView, force: bool = False) -> None:
+        """Show the cell's static picture; only the run's last cell names how it ended."""
+        last = cell is self.cells[-1]
+        state = self.ctx.status.value if self.ctx.finished and last else "open"
+        if state == cell.shown_state and not force:
+            return
+        cell.shown_state = state
+        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name)
+        replace_output(bundle, cell.display_id, cell.parent)
 
     # -- the run -----------------------------------------------------------------------
     def progress(self) -> str:
         counts = self.graph.counts()
         total = sum(counts.values())
         done = sum(n for s, n in counts.items() if s in TERMINAL)
-        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        parts = format_status_counts(counts, empty="")
         line = f"{self.name}: run {self.ctx.run_name!r}, {done}/{total} steps done" + (f" ({parts})" if parts else "")
         if self.ctx.stopping:
             line += f" — {self.stopping_reason()}; the next %%pipeline {self.name} cell starts a new run"
@@ -171,6 +197,9 @@ class Session:
             self.feed.stop()
             self.feed.refresh(force=True)
         self.sweep()
+        with self._lock:
+            if self.cells and self.cells[-1].static:
+                self._stamp(self.cells[-1])  # frozen while the run was open: now it ended
         return summary_line(self.ctx)
 
 

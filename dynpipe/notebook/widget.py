@@ -1,8 +1,10 @@
 """The live DAG widget and the throttled feed that keeps it current.
 
 The kernel lays the graph out (``render``) and pushes an SVG string plus a compact
-per-node details dict into widget traitlets; the front-end (a few dozen lines of ESM,
-shipped in the widget state, no bundle) only swaps the SVG in and shows details on click.
+per-node details dict into widget traitlets; the front-end (``static/dag_widget.js``, plain
+ESM shipped in the widget state, no bundle) swaps the SVG in, shows details on click and
+ticks running durations and the run's elapsed time itself, once a second, from the start
+stamps in the details (no kernel traffic, no new layout).
 Browser-to-kernel messages wait while a cell is busy, so clicks never need the kernel;
 the only message the browser sends is the set of expanded groups.
 
@@ -17,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -30,122 +33,53 @@ if TYPE_CHECKING:
 #: Seconds between frames at most: 0.25 s = at most 4 updates a second per run.
 UPDATE_INTERVAL = float(os.environ.get("DYNPIPE_WIDGET_INTERVAL", "0.25"))
 
-_ESM = r"""
-function render({ model, el }) {
-  el.classList.add("dynpipe-dag");
-  const head = document.createElement("div"); head.className = "dp-head";
-  const pic = document.createElement("div"); pic.className = "dp-pic";
-  const info = document.createElement("div"); info.className = "dp-info";
-  el.append(head, pic, info);
-  let selected = null;
-  let pending = null;  // a group whose expand/collapse the kernel has not drawn yet
-  const bar = document.createElement("div"); bar.className = "dp-bar"; head.after(bar);
-  const line = (k, v) => { const d = document.createElement("div");
-    const b = document.createElement("b"); b.textContent = k + ": "; d.append(b, String(v)); return d; };
-  const pre = (t) => { const p = document.createElement("pre"); p.textContent = t; return p; };
-  function show() {
-    info.replaceChildren();
-    const d = selected && model.get("details")[selected];
-    if (!d) return;
-    if (d.kind === "group") {
-      info.append(line("step", d.step + " ×" + d.total), line("progress", d.progress));
-      if (d.expandable) { const a = document.createElement("button");
-        a.textContent = "expand"; a.onclick = () => toggle(d.step); info.append(a); }
-      if (pending === d.step) info.append(line("expanding", "drawn as soon as the kernel is free (a busy cell delays it)"));
-      const ul = document.createElement("ul"); ul.className = "dp-members";
-      for (const [id, st, dur, err] of d.members) { const li = document.createElement("li");
-        li.dataset.dpStatus = st; li.textContent = id + " — " + st + (dur ? " · " + dur : "") + (err ? " — " + err : "");
-        ul.append(li); }
-      if (d.hidden) { const li = document.createElement("li"); li.textContent = "… and " + d.hidden + " more"; ul.append(li); }
-      info.append(ul); return;
-    }
-    info.append(line("step", d.id + " (" + d.step + ", " + d.runtime + ")"), line("status", d.status));
-    if (d.duration) info.append(line("duration", d.duration));
-    if (d.attempts > 1) info.append(line("attempts", d.attempts));
-    if (d.cached) info.append(line("cached", "yes"));
-    if (d.upstream.length) info.append(line("upstream", d.upstream.join(", ")));
-    const ins = Object.entries(d.inputs).concat(Object.entries(d.parameters));
-    if (ins.length) info.append(line("inputs", ins.map(([k, v]) => k + "=" + v).join(", ")));
-    if (d.outputs.length) info.append(line("outputs", d.outputs.join(", ")));
-    if (d.preview) info.append(line("preview", d.preview));
-    if (d.error) info.append(pre(d.traceback || d.error));
-    if (d.logs.length) info.append(pre(d.logs.join("\n")));
-  }
-  function toggle(step) {
-    pending = step;
-    const cur = model.get("expanded"); const i = cur.indexOf(step);
-    model.set("expanded", i < 0 ? cur.concat([step]) : cur.filter((s) => s !== step));
-    model.save_changes();
-  }
-  function draw() {
-    head.textContent = model.get("summary");
-    bar.replaceChildren();
-    for (const step of model.get("expanded")) { const b = document.createElement("button");
-      b.textContent = "collapse " + step; b.onclick = () => toggle(step); bar.append(b); }
-    el.dataset.dpRun = model.get("run_status");
-    const svg = model.get("svg");
-    pic.innerHTML = svg || model.get("html");
-    const details = model.get("details");
-    if (pending !== null) {  // done once the picture matches the request
-      const grouped = Object.values(details).some((d) => d.kind === "group" && d.step === pending);
-      if (model.get("expanded").includes(pending) !== grouped) pending = null;
-    }
-    for (const g of pic.querySelectorAll("g.node")) {
-      const d = details[g.id]; if (!d) continue;
-      g.dataset.dpStatus = d.kind === "group" ? d.progress : d.status;
-      g.style.cursor = "pointer";
-      if (g.id === selected) g.classList.add("dp-selected");
-    }
-    show();
-  }
-  pic.addEventListener("click", (e) => {
-    const g = e.target.closest("g.node, tr[id]"); if (!g) return;
-    selected = g.id; draw();
-  });
-  pic.addEventListener("dblclick", (e) => {
-    const g = e.target.closest("g.node"); const d = g && model.get("details")[g.id];
-    if (d && d.kind === "group" && d.expandable) toggle(d.step);
-  });
-  for (const k of ["svg", "html", "details", "summary", "run_status", "expanded"]) model.on("change:" + k, draw);
-  draw();
-}
-export default { render };
-"""
-
-_CSS = r"""
-.dynpipe-dag { font-family: var(--jp-ui-font-family, sans-serif); font-size: 12px; }
-.dynpipe-dag .dp-head { margin: 2px 0 4px; color: var(--jp-ui-font-color1, #333); }
-.dynpipe-dag .dp-pic { overflow: auto; max-height: 480px; }
-.dynpipe-dag .dp-pic svg { max-width: 100%; height: auto; }
-.dynpipe-dag .dp-selected polygon, .dynpipe-dag .dp-selected path { stroke-width: 3; stroke: #1e88e5; }
-.dynpipe-dag .dp-info { border-left: 3px solid #90caf9; padding: 0 6px; margin-top: 4px; }
-.dynpipe-dag .dp-info pre { max-height: 200px; overflow: auto; margin: 2px 0; font-size: 11px; }
-.dynpipe-dag .dp-members { max-height: 200px; overflow: auto; margin: 2px 0; }
-.dynpipe-dag .dp-bar button { margin: 0 4px 4px 0; font-size: 11px; }
-"""
+#: The front end, real files shipped as package data (linted by ESLint, formatted by Prettier).
+STATIC = Path(__file__).with_name("static")
+#: The module a closed widget keeps: draws nothing (its output shows the static picture).
+CLOSED_ESM = "export default { render() {} };"
 
 
 class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
     """The view: state only; layout happens in the kernel, clicks in the browser."""
 
-    _esm = traitlets.Unicode(_ESM).tag(sync=True)
-    _css = traitlets.Unicode(_CSS).tag(sync=True)
+    # anywidget reads a Path once when the class is defined (it only watches the file
+    # for changes with ANYWIDGET_HMR=1), so the browser gets the text as before.
+    _esm = STATIC / "dag_widget.js"
+    _css = STATIC / "dag_widget.css"
     svg = traitlets.Unicode("").tag(sync=True)
     html = traitlets.Unicode("").tag(sync=True)
     details = traitlets.Dict({}).tag(sync=True)
     summary = traitlets.Unicode("").tag(sync=True)
     run_status = traitlets.Unicode("running").tag(sync=True)
+    run_name = traitlets.Unicode("").tag(sync=True)
+    #: The kernel's ``time.time()`` when the frame was drawn: the browser ticks running
+    #: durations from the details' start stamps and corrects its own clock by this.
+    clock = traitlets.Float(0.0).tag(sync=True)
     expanded = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
 
+    def __init__(self, before: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: The run's steps when the cell started: those not feeding this cell's steps are
+        #: left out of its picture (kernel side only, never synced).
+        self.before = before
+
     def clear(self) -> None:
-        """Drop the picture and details (before closing: saved state stays small)."""
+        """Drop the picture, details and code (before closing: saved state stays small).
+
+        nbclient saves every widget model's last state, closed ones too, so each cell would
+        carry the whole front-end module; a closed view needs none. (``_css`` stays: it is
+        one style sheet shared by every widget of the class.)
+        """
         with self.hold_sync():
             self.svg = ""
             self.html = ""
             self.details = {}
+            self.set_trait("_esm", CLOSED_ESM)  # an instance trait (the class holds a Path)
 
-    def show_frame(self, frame: render.View, run_status: str) -> None:
+    def show_frame(self, frame: render.View, run_status: str, run_name: str = "") -> None:
         with self.hold_sync():
+            self.clock = time.time()
+            self.run_name = run_name
             self.svg = frame.svg
             self.html = frame.html
             self.details = frame.details
@@ -221,12 +155,13 @@ class LiveFeed:
             if self._dirty or force:
                 self._dirty = False
                 status = self.graph.status
-                frames: dict[tuple[str, ...], render.View] = {}
+                frames: dict[tuple[tuple[str, ...], frozenset[str]], render.View] = {}
                 for widget in list(self.widgets):
-                    key = tuple(sorted(widget.expanded))
+                    key = (tuple(sorted(widget.expanded)), widget.before)
                     if key not in frames:
-                        frames[key] = render.render(self.name, nodes, status, set(key))
-                    widget.show_frame(frames[key], status)
+                        shown = render.related_part(nodes, widget.before)
+                        frames[key] = render.render(self.name, shown, status, set(key[0]))
+                    widget.show_frame(frames[key], status, self.graph.run_name)
                 self.frames += 1
             if self.after_frame is not None:
                 self.after_frame(nodes)

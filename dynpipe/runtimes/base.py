@@ -39,7 +39,7 @@ class StepRuntime(ABC):
     @abstractmethod
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch: ...
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - optional: runtimes without workers keep nothing to release
         """Release workers; called when the runtime is no longer needed."""
 
 

@@ -9,17 +9,16 @@ step's invocation id, so the console (or notebook) still streams them live.
 
 from __future__ import annotations
 
-from .. import settings
-
 import contextvars
 import io
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
+
+from .. import settings
 
 _current_sink: contextvars.ContextVar[StepLogSink | None] = contextvars.ContextVar(
     "dynpipe_step_log_sink", default=None
@@ -80,7 +79,7 @@ class _RoutingStream(io.TextIOBase):
         self._real = real
         self._name = name
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         sink = _current_sink.get()
         if sink is None:
             return self._real.write(text)
@@ -141,9 +140,9 @@ class _RoutingLogHandler(logging.Handler):
 def _install() -> None:
     with _install_lock:
         if not isinstance(sys.stdout, _RoutingStream):
-            sys.stdout = _RoutingStream(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stdout = _RoutingStream(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _RoutingStream):
-            sys.stderr = _RoutingStream(sys.stderr, "stderr")  # type: ignore[assignment]
+            sys.stderr = _RoutingStream(sys.stderr, "stderr")
 
 
 class _LogCapture:

@@ -59,7 +59,7 @@ class MaterializerShipment:
             return None
         with self._lock:
             if len(items) == len(self._items) and all(
-                a[0] is b[0] and a[1] is b[1] for a, b in zip(items, self._items)
+                a[0] is b[0] and a[1] is b[1] for a, b in zip(items, self._items, strict=False)
             ):
                 return self._blobs
         blobs: list[bytes] = []

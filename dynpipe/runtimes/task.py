@@ -13,7 +13,9 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..outputs import OutputSpec, StepTypeError, type_matches, type_name
+from ..errors import StepTypeError, StoreError
+from ..signatures import OutputSpec, type_matches, type_name
+from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import SavedArtifact, Store, open_store
 from .logs import capture_step_logs, record_step_error
@@ -27,6 +29,7 @@ class InputRef:
     uri: str
     materializer: str
     data_type: str
+    size: int | None = None  # checked on load when the file is too big to re-hash
 
 
 @dataclass
@@ -88,15 +91,11 @@ class StepContext:
 
     @property
     def pipeline_run(self) -> Any:
-        from ..store.client import Client
-
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
     def pipeline(self) -> Any:
         """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
-        from ..store.client import Client, PipelineInfo
-
         return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
 
     @property
@@ -159,6 +158,11 @@ _step_context: contextvars.ContextVar[StepContext | None] = contextvars.ContextV
 )
 
 
+def current_step_context() -> StepContext | None:
+    """The context of the step (or hook) running in this thread, or None outside one."""
+    return _step_context.get()
+
+
 def get_step_context() -> StepContext:
     """The context of the step (or hook) running in this thread."""
     ctx = _step_context.get()
@@ -180,9 +184,9 @@ def _load_inputs(task: StepTask, store: Store) -> dict[str, Any]:
     for name, ref in task.inputs.items():
         try:
             if isinstance(ref, list):
-                values[name] = [store.load_value(r.uri, r.materializer, r.data_type) for r in ref]
+                values[name] = [store.load_value(r.uri, r.materializer, r.data_type, r.size) for r in ref]
             else:
-                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type)
+                values[name] = store.load_value(ref.uri, ref.materializer, ref.data_type, ref.size)
         except Exception as exc:
             raise RuntimeError(
                 f"step {task.invocation_id!r}: cannot load input {name!r}: {exc}"
@@ -209,7 +213,7 @@ def _split_outputs(task: StepTask, result: Any) -> dict[str, Any]:
             f"step {task.invocation_id!r} declares {len(specs)} outputs"
             f" ({', '.join(s.name for s in specs)}) but returned {got}"
         )
-    return dict(zip((s.name for s in specs), result))
+    return dict(zip((s.name for s in specs), result, strict=False))
 
 
 def _preview(value: Any) -> str:
@@ -258,6 +262,8 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             value = outputs[spec.name]
             try:
                 result.outputs[spec.name] = store.save_value(value, task.materializers.get(spec.name))
+            except StoreError:
+                raise  # disk full, permissions: the store's own message says what to do
             except Exception as exc:
                 raise TypeError(
                     f"step {task.invocation_id!r}: output {spec.name!r} of type"
@@ -267,7 +273,7 @@ def _run_body(task: StepTask, store: Store, step_ctx: StepContext, result: TaskR
             result.preview = _preview(outputs[task.outputs[0].name])
         elif task.outputs:
             result.preview = ", ".join(f"{k}={_preview(v)}" for k, v in outputs.items())
-    except BaseException as exc:  # noqa: BLE001 - the orchestrator decides what an error means
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
         result.error = exc

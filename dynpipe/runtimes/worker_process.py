@@ -41,7 +41,9 @@ def describe_exit(returncode: int | None, memory_limit: str | None = None, ready
     if not ready:
         return what + " before it was ready"
     if memory_limit:
-        return what + f" (the step ran under a memory limit of {memory_limit}: running out of it can end a process this way)"
+        return what + (
+            f" (the step ran under a memory limit of {memory_limit}: running out of it can end a process this way)"
+        )
     if returncode == -signal.SIGKILL:
         return what + " (out of memory? the kernel's OOM killer sends SIGKILL)"
     return what

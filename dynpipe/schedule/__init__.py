@@ -1,1 +1,5 @@
-"""Scheduled runs of a pipeline module: a local cron loop, or a Kubernetes CronJob."""
+"""Scheduled runs of a pipeline module: managed schedules fired by ``dynpipe scheduler``, or Kubernetes CronJobs."""
+
+from .manage import ScheduleSpec, create_schedule, list_schedule_runs
+
+__all__ = ["ScheduleSpec", "create_schedule", "list_schedule_runs"]

@@ -1,40 +1,68 @@
-"""``python -m dynpipe.schedule.runner TARGET [k=v ...]``: one scheduled run (locally or in a pod)."""
+"""``python -m dynpipe.schedule.runner MODULE[:PIPELINE] [--run-name NAME] [KEY=VALUE ...]``: one scheduled run.
+
+It runs locally (a child of ``dynpipe scheduler``) or in a Kubernetes pod. SIGTERM (the
+engine's own handling while a run is active) and SIGINT both stop the run like Ctrl-C does:
+the run ends ``stopped`` and its isolated steps are killed, so a scheduler or the kubelet
+stopping the process leaves no run behind that later finishes unsupervised.
+Exit codes: 0 completed, 1 failed, 2 bad input, 3 stopped.
+"""
 
 from __future__ import annotations
 
-import json
+import signal
 import sys
 
-from .target import TargetError, load_pipeline
+EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+USAGE = "usage: python -m dynpipe.schedule.runner MODULE[:PIPELINE] [--run-name NAME] [KEY=VALUE ...]"
 
 
-def parse_params(pairs: list[str]) -> dict[str, object]:
-    params: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"parameter {pair!r} is not KEY=VALUE")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
+def run_command(module: str, params: list[str], run_name: str | None, python: str | None = None) -> list[str]:
+    """The command that runs ``module`` once: the one place to switch to ``dynpipe run`` later."""
+    cmd = [python or sys.executable, "-m", "dynpipe.schedule.runner", module]
+    if run_name:
+        cmd += ["--run-name", run_name]
+    return cmd + list(params)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    run_name = None
+    if "--run-name" in args:
+        at = args.index("--run-name")
+        if at + 1 >= len(args):
+            print(f"dynpipe: --run-name needs a value\n{USAGE}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        run_name = args[at + 1]
+        del args[at : at + 2]
     if not args:
-        print("usage: python -m dynpipe.schedule.runner TARGET [KEY=VALUE ...]", file=sys.stderr)
-        return 2
+        print(USAGE, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # A child started in the background may inherit SIGINT ignored; SIGTERM stays at its
+    # default so that the engine turns it into a stop while the run is active.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .run_module import parse_parameters
+    from .target import TargetError, load_pipeline
+
     try:
         pipe = load_pipeline(args[0])
-        params = parse_params(args[1:])
+        params = parse_parameters(pipe, args[1:])  # as `dynpipe run -p` does: checked against the signature
+        if run_name:
+            pipe = pipe.with_options(run_name=run_name)
     except (TargetError, ValueError) as exc:
         print(f"dynpipe: {exc}", file=sys.stderr)
-        return 2
-    run = pipe(**params)
-    print(f"dynpipe: scheduled run {run.name} {run.status.value}")
-    return 0 if run.status.value == "completed" else 1
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_STOPPED
+    try:
+        run = pipe(**params)
+    except KeyboardInterrupt:
+        print(f"dynpipe: scheduled run {run_name or ''} stopped".replace("  ", " "), file=sys.stderr)
+        return EXIT_STOPPED
+    status = run.status.value
+    print(f"dynpipe: scheduled run {run.name} {status}", flush=True)
+    if status == "stopped":
+        return EXIT_STOPPED
+    return EXIT_COMPLETED if status == "completed" else EXIT_FAILED
 
 
 if __name__ == "__main__":

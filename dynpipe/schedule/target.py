@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import TargetError  # noqa: F401 - re-exported for existing imports
-
 import importlib
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import TargetError
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -39,6 +38,10 @@ def load_pipeline(target: str) -> Any:
             spec.loader.exec_module(module)
         except Exception as exc:
             raise TargetError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            # Like a script's __main__, the module is not importable by this name in a worker
+            # process: out of sys.modules, its isolated steps travel by value, not by import path.
+            sys.modules.pop(name, None)
     else:
         try:
             module = importlib.import_module(where)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, run_from_row, to_datetime
+from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, run_from_record, to_datetime
+from .records import RunFilter
 from .store import Store, open_store
 
 
@@ -38,37 +38,25 @@ class Client:
     # -- pipelines --------------------------------------------------------------
     def get_pipeline(self, name: str) -> PipelineInfo:
         """A named pipeline; one-step runs of a step called outside any pipeline are not one."""
-        if not self.store.metadata.query(
-            "SELECT 1 FROM runs WHERE pipeline_name = ? AND unlisted = 0 LIMIT 1", (name,)
-        ):
+        if not self.store.metadata.pipeline_has_listed_runs(name):
             known = ", ".join(p.name for p in self.list_pipelines()) or "none"
             raise KeyError(f"no pipeline named {name!r} in store {self.store.root} (known: {known})")
         return PipelineInfo(name, self)
 
     def list_pipelines(self) -> list[PipelineInfo]:
-        rows = self.store.metadata.query(
-            "SELECT p.name FROM pipelines p WHERE EXISTS"
-            " (SELECT 1 FROM runs r WHERE r.pipeline_name = p.name AND r.unlisted = 0) ORDER BY p.name"
-        )
-        return [PipelineInfo(row["name"], self) for row in rows]
+        return [PipelineInfo(name, self) for name in self.store.metadata.list_pipeline_names()]
 
     # -- runs -------------------------------------------------------------------
-    def _runs(
-        self, where: str, params: list[Any], limit: int | None, ascending: bool = False
-    ) -> list[PipelineRun]:
-        order = "ASC" if ascending else "DESC"
-        sql = f"SELECT * FROM runs {where} ORDER BY start {order}, rowid {order}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = self.store.metadata.query(sql, params)
-        if self.store.metadata.reap_dead_runs(rows):
-            rows = self.store.metadata.query(sql, params)
-        return [run_from_row(self.store, row) for row in rows]
+    def _runs(self, where: RunFilter) -> list[PipelineRun]:
+        records = self.store.metadata.list_runs(where)
+        if self.store.metadata.reap_dead_runs(records):
+            records = self.store.metadata.list_runs(where)
+        return [run_from_record(self.store, r) for r in records]
 
     def get_pipeline_run(self, name_or_id: str) -> PipelineRun:
-        runs = self._runs("WHERE id = ? OR name = ?", [name_or_id, name_or_id], 1)
+        runs = self._runs(RunFilter(id_or_name=name_or_id, limit=1))
         if not runs:
-            prefix = self._runs("WHERE id LIKE ?", [f"{name_or_id}%"], 2)
+            prefix = self._runs(RunFilter(id_prefix=name_or_id, limit=2))
             if len(prefix) == 1:
                 return prefix[0]
             raise KeyError(f"no pipeline run with name or id {name_or_id!r} in {self.store.root}")
@@ -92,27 +80,15 @@ class Client:
         One-step runs (a step called outside any pipeline) are left out unless
         ``include_unlisted``; ``sort_by`` is ``desc:created`` or ``asc:created``.
         """
-        clauses: list[str] = []
-        params: list[Any] = []
-        if pipeline_name is not None:
-            clauses.append("pipeline_name = ?")
-            params.append(pipeline_name)
-        if name is not None:
-            clauses.append("name = ?")
-            params.append(name)
-        if name_contains is not None:
-            clauses.append("name LIKE ?")
-            params.append(f"%{name_contains}%")
-        if parent_run_id is not None:
-            clauses.append("parent_run_id = ?")
-            params.append(parent_run_id)
-        if not include_unlisted:
-            clauses.append("unlisted = 0")
         if sort_by not in ("desc:created", "asc:created", "created"):
             raise ValueError(f"list_pipeline_runs: sort_by {sort_by!r} is not one of desc:created, asc:created")
         limit = size if limit is None else limit
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        runs = self._runs(where, params, None if status else limit, ascending=sort_by == "asc:created")
+        where = RunFilter(
+            pipeline_name=pipeline_name, name=name, name_contains=name_contains,
+            parent_run_id=parent_run_id, include_unlisted=include_unlisted,
+            ascending=sort_by == "asc:created", limit=None if status else limit,
+        )
+        runs = self._runs(where)
         if status is not None:
             runs = [r for r in runs if r.status.value == str(status)]
             if limit is not None:
@@ -133,15 +109,11 @@ class Client:
         """Every attempt of one step run, oldest first: the failed ones that were retried,
         then the final attempt (the step run's own outcome)."""
         step = self.get_step_run(run, invocation_id)
-        rows = self.store.metadata.query(
-            "SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step.id,)
-        )
         attempts = [
             StepAttempt(
-                r["attempt"], r["status"], to_datetime(r["start"]), to_datetime(r["end"]),
-                r["error_type"], r["error_message"],
+                r.attempt, str(r.status), to_datetime(r.start), to_datetime(r.end), r.error_type, r.error_message
             )
-            for r in rows
+            for r in self.store.metadata.step_attempts(step.id)
         ]
         if step.attempts > len(attempts):
             attempts.append(
@@ -152,29 +124,11 @@ class Client:
     # -- artifacts ----------------------------------------------------------------
     def get_artifact_version(self, name_or_id: str, version: int | None = None) -> ArtifactVersion:
         """By id, or by name (newest version unless ``version`` is given)."""
-        md = self.store.metadata
-        if version is None:
-            rows = md.query("SELECT * FROM artifact_versions WHERE id = ?", (name_or_id,))
-            if not rows:
-                rows = md.query(
-                    "SELECT * FROM artifact_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
-                    (name_or_id,),
-                )
-        else:
-            rows = md.query(
-                "SELECT * FROM artifact_versions WHERE name = ? AND version = ?",
-                (name_or_id, int(version)),
-            )
-        if not rows:
+        record = self.store.metadata.find_artifact(name_or_id, version)
+        if record is None:
             detail = f" version {version}" if version is not None else ""
             raise KeyError(f"no artifact {name_or_id!r}{detail} in {self.store.root}")
-        return ArtifactVersion.from_row(self.store, rows[0])
+        return ArtifactVersion.from_record(self.store, record)
 
     def list_artifact_versions(self, name: str | None = None) -> list[ArtifactVersion]:
-        if name is None:
-            rows = self.store.metadata.query("SELECT * FROM artifact_versions ORDER BY created")
-        else:
-            rows = self.store.metadata.query(
-                "SELECT * FROM artifact_versions WHERE name = ? ORDER BY version", (name,)
-            )
-        return [ArtifactVersion.from_row(self.store, r) for r in rows]
+        return [ArtifactVersion.from_record(self.store, r) for r in self.store.metadata.list_artifacts(name)]

@@ -1,128 +1,63 @@
-"""SQLite metadata store: pipelines, runs, step runs, artifact versions.
+"""SQLite metadata store: the ``MetadataBackend`` of an embedded store root.
 
-One connection per process guarded by a lock (cheaper than a connection per
-thread on the hot path); WAL mode plus ``BEGIN IMMEDIATE`` for every write so
-that several processes can write at once without "database is locked".
+One connection per process guarded by a lock (cheaper than a connection per thread on the
+hot path); WAL mode plus ``BEGIN IMMEDIATE`` for every write so that several processes
+can write at once without "database is locked". Every statement dynpipe runs is here,
+behind a method named for the unit of work it does.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from ..errors import RunNameTaken
+from ..status import ExecutionStatus
+from .owners import owner_of_this_process, process_is_alive
+from .records import (
+    ArtifactRecord,
+    AttemptRecord,
+    CachedStepRun,
+    NewArtifact,
+    NewStepRun,
+    RunFilter,
+    RunRecord,
+    StepOutcome,
+    StepRunRecord,
+)
+from .sqlite_schema import _SCHEMA, SCHEMA_VERSION  # noqa: F401 - SCHEMA_VERSION re-exported
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS pipelines (
-    name TEXT PRIMARY KEY,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    pipeline_name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    start REAL NOT NULL,
-    end REAL,
-    owner_host TEXT,
-    owner_pid INTEGER,
-    owner_started TEXT,
-    parent_run_id TEXT,
-    unlisted INTEGER NOT NULL DEFAULT 0,
-    config TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, start);
-CREATE TABLE IF NOT EXISTS step_runs (
-    id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    invocation_id TEXT NOT NULL,
-    step_name TEXT NOT NULL,
-    seq INTEGER,
-    status TEXT NOT NULL,
-    start REAL,
-    end REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    runtime TEXT,
-    cache_key TEXT,
-    cached_from TEXT,
-    upstream TEXT,
-    parameters TEXT,
-    inputs TEXT,
-    outputs TEXT,
-    logs TEXT,
-    error_type TEXT,
-    error_message TEXT,
-    traceback TEXT,
-    UNIQUE (run_id, invocation_id)
-);
-CREATE INDEX IF NOT EXISTS step_runs_by_cache_key ON step_runs (cache_key, status);
-CREATE TABLE IF NOT EXISTS step_attempts (
-    step_run_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    start REAL,
-    end REAL,
-    error_type TEXT,
-    error_message TEXT,
-    PRIMARY KEY (step_run_id, attempt)
-);
-CREATE TABLE IF NOT EXISTS artifact_versions (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    uri TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    data_type TEXT,
-    materializer TEXT NOT NULL,
-    producer_step_run_id TEXT,
-    run_id TEXT,
-    output_name TEXT,
-    size INTEGER,
-    created REAL NOT NULL,
-    metadata TEXT,
-    tags TEXT
-);
-CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifact_versions (name, version);
-CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
-"""
+Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+
+_OPEN = ("initializing", "queued", "running", "retrying")
+_OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
+
+_INSERT_STEP_RUN = (
+    "INSERT {verb} INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
+    " upstream, parameters, inputs) VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status,"
+    " :start, :runtime, :upstream, :parameters, :inputs)"
+)
+_INSERT_ARTIFACT = (
+    "INSERT INTO artifact_versions (id, name, version, uri, content_hash, data_type, materializer,"
+    " producer_step_run_id, run_id, output_name, size, created, metadata, tags)"
+    " SELECT :id, :name, COALESCE(MAX(version), 0) + 1, :uri, :content_hash, :data_type, :materializer,"
+    " :producer_step_run_id, :run_id, :output_name, :size, :created, :metadata, :tags"
+    " FROM artifact_versions WHERE name = :name"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO step_attempts (step_run_id, attempt, status, start, end, error_type, error_message)"
+    " VALUES (:step_run_id, :attempt, :status, :start, :end, :error_type, :error_message)"
+)
 
 
-def _process_start_marker(pid: int) -> str | None:
-    """Start time of a process (Linux /proc), so a reused pid is not mistaken for the owner."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-        # Field 22 counted after the parenthesised command name.
-        fields = data[data.rindex(b")") + 2 :].split()
-        return fields[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_is_alive(host: str | None, pid: int | None, started: str | None) -> bool:
-    """True unless we can prove the process that owns a run is gone."""
-    if host != socket.gethostname() or pid is None:
-        return True  # cannot check another machine; trust the record
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if started is not None:
-        current = _process_start_marker(pid)
-        if current is not None and current != started:
-            return False
-    return True
+def _json(value: Any) -> Any:
+    return json.loads(value) if value else None
 
 
 class MetadataStore:
@@ -165,8 +100,8 @@ class MetadataStore:
             self._conn = self._connect()
         return self._conn
 
-    # -- writes -----------------------------------------------------------------
-    def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    # -- the two primitives (SQLite only; not part of MetadataBackend) ----------------------
+    def write(self, statements: Sequence[Statement]) -> None:
         """Run statements in one immediate transaction (atomic, never a lost update)."""
         with self._lock:
             conn = self._conn_for_process()
@@ -183,14 +118,15 @@ class MetadataStore:
 
             self._retry(_tx)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read (tests and this module; callers elsewhere use the named methods)."""
         with self._lock:
             conn = self._conn_for_process()
             cur = conn.execute(sql, params)
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
-    # -- runs -------------------------------------------------------------------
+    # -- runs ---------------------------------------------------------------------------
     def create_run(
         self,
         run_id: str,
@@ -200,61 +136,79 @@ class MetadataStore:
         parent_run_id: str | None = None,
         unlisted: bool = False,
     ) -> None:
-        pid = os.getpid()
+        host, pid, started = owner_of_this_process()
         now = time.time()
-        self.write(
-            [
-                (
-                    "INSERT OR IGNORE INTO pipelines (name, created) VALUES (?, ?)",
-                    (pipeline_name, now),
-                ),
-                (
-                    "INSERT INTO runs (id, name, pipeline_name, status, start, owner_host, owner_pid,"
-                    " owner_started, parent_run_id, unlisted, config) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        run = {
+            "id": run_id, "name": name, "pipeline_name": pipeline_name, "status": "running",
+            "start": now, "owner_host": host, "owner_pid": pid, "owner_started": started,
+            "parent_run_id": parent_run_id, "unlisted": int(unlisted),
+            "config": json.dumps(config, default=str),
+        }
+        try:
+            self.write(
+                [
+                    ("INSERT OR IGNORE INTO pipelines (name, created) VALUES (?, ?)", (pipeline_name, now)),
                     (
-                        run_id,
-                        name,
-                        pipeline_name,
-                        "running",
-                        now,
-                        socket.gethostname(),
-                        pid,
-                        _process_start_marker(pid),
-                        parent_run_id,
-                        int(unlisted),
-                        json.dumps(config, default=str),
+                        "INSERT INTO runs (id, name, pipeline_name, status, start, owner_host, owner_pid,"
+                        " owner_started, parent_run_id, unlisted, config) VALUES (:id, :name,"
+                        " :pipeline_name, :status, :start, :owner_host, :owner_pid, :owner_started,"
+                        " :parent_run_id, :unlisted, :config)",
+                        run,
                     ),
-                ),
-            ]
-        )
+                ]
+            )
+        except sqlite3.IntegrityError:
+            raise RunNameTaken(f"a run named {name!r} already exists in {self.path.parent}") from None
 
     def run_name_exists(self, name: str) -> bool:
         return bool(self.query("SELECT 1 FROM runs WHERE name = ?", (name,)))
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: ExecutionStatus, error: str | None = None) -> None:
+        now = time.time()
         self.write(
             [
-                (
-                    "UPDATE runs SET status = ?, end = ?, error = ? WHERE id = ?",
-                    (status, time.time(), error, run_id),
-                ),
+                ("UPDATE runs SET status = ?, end = ?, error = ? WHERE id = ?", (str(status), now, error, run_id)),
                 # Anything still open in this run can no longer finish.
                 (
                     "UPDATE step_runs SET status = 'stopped', end = ? WHERE run_id = ?"
-                    " AND status IN ('initializing', 'running', 'retrying')",
-                    (time.time(), run_id),
+                    f" AND status IN {_OPEN_SQL}",
+                    (now, run_id),
                 ),
             ]
         )
 
-    def reap_dead_runs(self, rows: Iterable[sqlite3.Row]) -> set[str]:
+    def list_runs(self, where: RunFilter) -> list[RunRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (
+            ("pipeline_name", "=", where.pipeline_name),
+            ("name", "=", where.name),
+            ("name", "LIKE", None if where.name_contains is None else f"%{where.name_contains}%"),
+            ("id", "LIKE", None if where.id_prefix is None else f"{where.id_prefix}%"),
+            ("parent_run_id", "=", where.parent_run_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        if where.id_or_name is not None:
+            clauses.append("(id = ? OR name = ?)")
+            params += [where.id_or_name, where.id_or_name]
+        if not where.include_unlisted:
+            clauses.append("unlisted = 0")
+        order = "ASC" if where.ascending else "DESC"
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += f" ORDER BY start {order}, rowid {order}"
+        if where.limit is not None:
+            sql += f" LIMIT {int(where.limit)}"
+        return [_run_record(row) for row in self.query(sql, params)]
+
+    def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
         """Mark runs whose owner process is gone as failed; return their ids."""
-        dead: set[str] = set()
-        for row in rows:
-            if row["status"] in ("running", "initializing") and not process_is_alive(
-                row["owner_host"], row["owner_pid"], row["owner_started"]
-            ):
-                dead.add(row["id"])
+        dead = {
+            r.id for r in runs
+            if r.status in (ExecutionStatus.RUNNING, ExecutionStatus.INITIALIZING)
+            and not process_is_alive(r.owner_host, r.owner_pid, r.owner_started)
+        }
         for run_id in dead:
             now = time.time()
             self.write(
@@ -268,85 +222,197 @@ class MetadataStore:
                     (
                         "UPDATE step_runs SET status = 'failed', end = COALESCE(end, ?),"
                         " error_type = 'ProcessDied', error_message = 'the orchestrating process exited'"
-                        " WHERE run_id = ? AND status IN ('initializing', 'running', 'retrying')",
+                        f" WHERE run_id = ? AND status IN {_OPEN_SQL}",
                         (now, run_id),
                     ),
                 ]
             )
         return dead
 
-    # -- step runs ----------------------------------------------------------------
+    def pipeline_has_listed_runs(self, pipeline_name: str) -> bool:
+        return bool(
+            self.query("SELECT 1 FROM runs WHERE pipeline_name = ? AND unlisted = 0 LIMIT 1", (pipeline_name,))
+        )
+
+    def list_pipeline_names(self) -> list[str]:
+        rows = self.query(
+            "SELECT p.name FROM pipelines p WHERE EXISTS"
+            " (SELECT 1 FROM runs r WHERE r.pipeline_name = p.name AND r.unlisted = 0) ORDER BY p.name"
+        )
+        return [row["name"] for row in rows]
+
+    # -- step runs -------------------------------------------------------------------------
     @staticmethod
-    def insert_step_run_sql(
-        step_run_id: str,
-        run_id: str,
-        invocation_id: str,
-        step_name: str,
-        seq: int,
-        status: str,
-        start: float | None,
-        runtime: str,
-        upstream: list[str],
-        parameters: str,
-        inputs: str,
-    ) -> tuple[str, tuple[Any, ...]]:
+    def _insert_step(step: NewStepRun, status: ExecutionStatus, start: float | None, verb: str = "") -> Statement:
         return (
-            "INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
-            " upstream, parameters, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                step_run_id,
-                run_id,
-                invocation_id,
-                step_name,
-                seq,
-                status,
-                start,
-                runtime,
-                json.dumps(upstream),
-                parameters,
-                inputs,
-            ),
+            _INSERT_STEP_RUN.format(verb=verb),
+            {
+                "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
+                "step_name": step.step_name, "seq": step.seq, "status": str(status), "start": start,
+                "runtime": step.runtime, "upstream": json.dumps(step.upstream),
+                "parameters": json.dumps(step.parameters), "inputs": json.dumps(step.inputs),
+            },
         )
 
     @staticmethod
-    def insert_artifact_sql(
-        artifact_id: str,
-        name: str,
-        uri: str,
-        content_hash: str,
-        data_type: str,
-        materializer: str,
-        producer_step_run_id: str | None,
-        run_id: str | None,
-        output_name: str | None,
-        size: int,
-        metadata: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-    ) -> tuple[str, tuple[Any, ...]]:
+    def _insert_attempt(step_run_id: str, attempt: AttemptRecord) -> Statement:
         return (
-            "INSERT INTO artifact_versions (id, name, version, uri, content_hash, data_type,"
-            " materializer, producer_step_run_id, run_id, output_name, size, created, metadata, tags)"
-            " SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-            " FROM artifact_versions WHERE name = ?",
-            (
-                artifact_id,
-                name,
-                uri,
-                content_hash,
-                data_type,
-                materializer,
-                producer_step_run_id,
-                run_id,
-                output_name,
-                size,
-                time.time(),
-                json.dumps(metadata) if metadata else None,
-                json.dumps(tags) if tags else None,
-                name,
-            ),
+            _INSERT_ATTEMPT,
+            {
+                "step_run_id": step_run_id, "attempt": attempt.attempt, "status": str(attempt.status),
+                "start": attempt.start, "end": attempt.end, "error_type": attempt.error_type,
+                "error_message": attempt.error_message,
+            },
         )
 
-    # -- small artifacts (see artifacts.py) -------------------------------------------
+    def record_step_started(self, step: NewStepRun, start: float) -> None:
+        self.write([self._insert_step(step, ExecutionStatus.RUNNING, start)])
+
+    def record_attempt(self, step_run_id: str, attempt: AttemptRecord) -> None:
+        self.write(
+            [
+                self._insert_attempt(step_run_id, attempt),
+                (
+                    "UPDATE step_runs SET status = 'retrying', attempts = ? WHERE id = ?",
+                    (attempt.attempt, step_run_id),
+                ),
+            ]
+        )
+
+    def record_retry_started(self, step_run_id: str, attempt: int) -> None:
+        self.write([("UPDATE step_runs SET status = 'running', attempts = ? WHERE id = ?", (attempt, step_run_id))])
+
+    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
+        statements = [self._artifact_statement(a) for a in outcome.artifacts]
+        if outcome.attempt is not None:
+            statements.append(self._insert_attempt(step.id, outcome.attempt))
+        if outcome.status is not ExecutionStatus.COMPLETED:
+            # A step can fail or stop before its start was recorded (bad input, interrupt).
+            statements.append(self._insert_step(step, outcome.status, outcome.end, "OR IGNORE"))
+        statements.append(
+            (
+                "UPDATE step_runs SET status = :status, end = :end, attempts = :attempts,"
+                " cache_key = COALESCE(:cache_key, cache_key), outputs = :outputs, logs = :logs,"
+                " error_type = :error_type, error_message = :error_message, traceback = :traceback"
+                " WHERE id = :id",
+                {
+                    "status": str(outcome.status), "end": outcome.end, "attempts": outcome.attempts,
+                    "cache_key": outcome.cache_key,
+                    "outputs": json.dumps(outcome.outputs) if outcome.outputs else None,
+                    "logs": outcome.logs, "error_type": outcome.error_type,
+                    "error_message": outcome.error_message, "traceback": outcome.traceback, "id": step.id,
+                },
+            )
+        )
+        self.write(statements)
+
+    def record_cache_hit(self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> None:
+        self.write(
+            [
+                self._insert_step(step, ExecutionStatus.CACHED, now),
+                (
+                    "UPDATE step_runs SET end = ?, cache_key = ?, cached_from = ?, outputs = ? WHERE id = ?",
+                    (now, cache_key, cached.id, json.dumps(cached.outputs), step.id),
+                ),
+            ]
+        )
+
+    def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
+        kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"
+        self.write(
+            [
+                self._insert_step(step, status, None, "OR IGNORE"),
+                (
+                    "UPDATE step_runs SET status = ?, end = ?, error_type = ?, error_message = ? WHERE id = ?",
+                    (str(status), end, kind, reason, step.id),
+                ),
+            ]
+        )
+
+    def append_step_log(self, step_run_id: str, text: str) -> None:
+        self.write([("UPDATE step_runs SET logs = COALESCE(logs, '') || ? WHERE id = ?", (text, step_run_id))])
+
+    def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
+        rows = self.query(
+            "SELECT id, outputs, end FROM step_runs WHERE cache_key = ? AND status = 'completed'"
+            " AND end >= ? ORDER BY end DESC LIMIT 1",
+            (cache_key, not_before or 0.0),
+        )
+        if not rows:
+            return None
+        return CachedStepRun(rows[0]["id"], _json(rows[0]["outputs"]) or {}, rows[0]["end"])
+
+    def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
+        rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
+        return [_step_run_record(row) for row in rows]
+
+    def step_attempts(self, step_run_id: str) -> list[AttemptRecord]:
+        rows = self.query("SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step_run_id,))
+        return [
+            AttemptRecord(r["attempt"], ExecutionStatus(r["status"]), r["start"], r["end"], r["error_type"], r["error_message"])
+            for r in rows
+        ]
+
+    def run_names_of_step_runs(self, step_run_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(step_run_ids)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(
+                f"SELECT s.id, r.name FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE s.id IN ({marks})",
+                chunk,
+            ):
+                found[row["id"]] = row["name"]
+        return found
+
+    # -- artifacts ---------------------------------------------------------------------------
+    @staticmethod
+    def _artifact_statement(a: NewArtifact) -> Statement:
+        return (
+            _INSERT_ARTIFACT,
+            {
+                "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
+                "data_type": a.data_type, "materializer": a.materializer,
+                "producer_step_run_id": a.producer_step_run_id, "run_id": a.run_id,
+                "output_name": a.output_name, "size": a.size, "created": time.time(),
+                "metadata": json.dumps(a.metadata) if a.metadata else None,
+                "tags": json.dumps(a.tags) if a.tags else None,
+            },
+        )
+
+    def record_artifacts(self, artifacts: list[NewArtifact]) -> None:
+        self.write([self._artifact_statement(a) for a in artifacts])
+
+    def artifacts_by_ids(self, ids: Iterable[str]) -> list[ArtifactRecord]:
+        found: list[ArtifactRecord] = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            found += [
+                _artifact_record(r)
+                for r in self.query(f"SELECT * FROM artifact_versions WHERE id IN ({marks})", chunk)
+            ]
+        return found
+
+    def find_artifact(self, name_or_id: str, version: int | None = None) -> ArtifactRecord | None:
+        if version is None:
+            rows = self.query("SELECT * FROM artifact_versions WHERE id = ?", (name_or_id,))
+            if not rows:
+                rows = self.query(
+                    "SELECT * FROM artifact_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name_or_id,)
+                )
+        else:
+            rows = self.query(
+                "SELECT * FROM artifact_versions WHERE name = ? AND version = ?", (name_or_id, int(version))
+            )
+        return _artifact_record(rows[0]) if rows else None
+
+    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]:
+        if name is None:
+            rows = self.query("SELECT * FROM artifact_versions ORDER BY created")
+        else:
+            rows = self.query("SELECT * FROM artifact_versions WHERE name = ? ORDER BY version", (name,))
+        return [_artifact_record(r) for r in rows]
+
+    # -- small artifacts (see artifacts.py) -------------------------------------------------
     def put_blob(self, content_hash: str, data: bytes) -> None:
         self.write([("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (content_hash, data))])
 
@@ -357,14 +423,43 @@ class MetadataStore:
     def has_blob(self, content_hash: str) -> bool:
         return bool(self.query("SELECT 1 FROM blobs WHERE hash = ?", (content_hash,)))
 
-    def find_cached(self, cache_key: str, not_before: float | None) -> sqlite3.Row | None:
-        rows = self.query(
-            "SELECT id, outputs, end FROM step_runs WHERE cache_key = ? AND status = 'completed'"
-            " AND end >= ? ORDER BY end DESC LIMIT 1",
-            (cache_key, not_before or 0.0),
-        )
-        return rows[0] if rows else None
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=row["id"], name=row["name"], pipeline_name=row["pipeline_name"],
+        status=ExecutionStatus(row["status"]), start=row["start"], end=row["end"],
+        owner_host=row["owner_host"], owner_pid=row["owner_pid"], owner_started=row["owner_started"],
+        parent_run_id=row["parent_run_id"], unlisted=bool(row["unlisted"]),
+        config=_json(row["config"]) or {}, error=row["error"],
+    )
+
+
+def _step_run_record(row: sqlite3.Row) -> StepRunRecord:
+    return StepRunRecord(
+        id=row["id"], run_id=row["run_id"], invocation_id=row["invocation_id"], step_name=row["step_name"],
+        seq=row["seq"], status=ExecutionStatus(row["status"]), start=row["start"], end=row["end"],
+        attempts=row["attempts"], runtime=row["runtime"], cache_key=row["cache_key"],
+        cached_from=row["cached_from"], upstream=_json(row["upstream"]) or [],
+        parameters=_json(row["parameters"]) or {}, inputs=_json(row["inputs"]) or {},
+        outputs=_json(row["outputs"]) or {}, logs=row["logs"] or "", error_type=row["error_type"],
+        error_message=row["error_message"], traceback=row["traceback"],
+    )
+
+
+def _artifact_record(row: sqlite3.Row) -> ArtifactRecord:
+    return ArtifactRecord(
+        id=row["id"], name=row["name"], version=row["version"], uri=row["uri"],
+        content_hash=row["content_hash"], data_type=row["data_type"], materializer=row["materializer"],
+        producer_step_run_id=row["producer_step_run_id"], run_id=row["run_id"],
+        output_name=row["output_name"], size=row["size"], created=row["created"],
+        metadata=_json(row["metadata"]) or {}, tags=_json(row["tags"]) or [],
+    )

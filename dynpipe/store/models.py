@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from ..errors import ArtifactLoadError  # noqa: F401 - re-exported for existing imports
-from ..status import FINISHED as _FINISHED, ExecutionStatus  # noqa: F401 - re-exported
-
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import sqlite3
+from ..errors import ArtifactLoadError
+from ..status import FINISHED as _FINISHED  # noqa: F401 - re-exported
+from ..status import ExecutionStatus
+from .records import ArtifactRecord, RunFilter, RunRecord, StepRunRecord
 
+if TYPE_CHECKING:
     from .store import Store
 
 
@@ -29,6 +27,20 @@ class ArtifactVersion:
         "producer_step_run_id", "run_id", "output_name", "size", "created", "metadata", "tags",
         "_store",
     )
+    id: str
+    name: str
+    version: int | None
+    uri: str
+    content_hash: str
+    data_type: str | None
+    materializer: str
+    producer_step_run_id: str | None
+    run_id: str | None
+    output_name: str | None
+    size: int | None
+    created: float | None
+    metadata: dict[str, Any]
+    tags: list[str]
 
     def __init__(self, store: Store, **fields: Any) -> None:
         self._store = store
@@ -36,15 +48,12 @@ class ArtifactVersion:
             setattr(self, key, fields.get(key))
 
     @classmethod
-    def from_row(cls, store: Store, row: sqlite3.Row) -> ArtifactVersion:
-        data = dict(row)
-        data["metadata"] = json.loads(data["metadata"]) if data.get("metadata") else {}
-        data["tags"] = json.loads(data["tags"]) if data.get("tags") else []
-        return cls(store, **data)
+    def from_record(cls, store: Store, record: ArtifactRecord) -> ArtifactVersion:
+        return cls(store, **{k: getattr(record, k) for k in _ARTIFACT_FIELDS})
 
     def load(self) -> Any:
         try:
-            return self._store.load_value(self.uri, self.materializer, self.data_type)
+            return self._store.load_value(self.uri, self.materializer, self.data_type or "", self.size)
         except (ImportError, AttributeError) as exc:
             raise ArtifactLoadError(
                 f"artifact {self.name!r} (version {self.version}, type {self.data_type},"
@@ -63,7 +72,7 @@ class ArtifactVersion:
         )
 
 
-class OutputVersions(list):  # type: ignore[type-arg]
+class OutputVersions(list):
     """``step_run.outputs[name]``: a list of artifact versions, as in ZenML (one here).
 
     Attribute access reaches the artifact itself, so ``outputs["x"].load()`` and ZenML's
@@ -177,74 +186,67 @@ class PipelineRun:
         return (self.end_time - self.start_time).total_seconds() if self.end_time else None
 
     def refresh(self) -> PipelineRun:
-        from .client import Client
-
-        return Client(self._store.root).get_pipeline_run(self.id)
+        return load_pipeline_run(self._store, self.id)
 
 
 _ARTIFACT_FIELDS = ArtifactVersion.__slots__[:-1]
 
 
-def run_from_row(store: Store, row: sqlite3.Row) -> PipelineRun:
+def run_from_record(store: Store, record: RunRecord) -> PipelineRun:
     return PipelineRun(
-        id=row["id"],
-        name=row["name"],
-        pipeline_name=row["pipeline_name"],
-        status=ExecutionStatus(row["status"]),
-        start_time=to_datetime(row["start"]),  # type: ignore[arg-type]
-        end_time=to_datetime(row["end"]),
-        parent_run_id=row["parent_run_id"],
-        config=json.loads(row["config"]) if row["config"] else {},
-        error=row["error"],
+        id=record.id,
+        name=record.name,
+        pipeline_name=record.pipeline_name,
+        status=record.status,
+        start_time=to_datetime(record.start),  # type: ignore[arg-type]
+        end_time=to_datetime(record.end),
+        parent_run_id=record.parent_run_id,
+        config=record.config,
+        error=record.error,
         _store=store,
     )
 
 
-def load_step_runs(store: Store, run_id: str) -> dict[str, StepRun]:
-    rows = store.metadata.query(
-        "SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,)
+def load_pipeline_run(store: Store, run_id: str) -> PipelineRun:
+    """One run by id, read again from the store."""
+    records = store.metadata.list_runs(RunFilter(id_or_name=run_id, limit=1))
+    if not records:
+        raise KeyError(f"no pipeline run with id {run_id!r} in {store.root}")
+    return run_from_record(store, records[0])
+
+
+def step_run_from_record(r: StepRunRecord, artifacts: dict[str, ArtifactVersion]) -> StepRun:
+    return StepRun(
+        id=r.id,
+        run_id=r.run_id,
+        invocation_id=r.invocation_id,
+        step_name=r.step_name,
+        status=r.status,
+        start_time=to_datetime(r.start),
+        end_time=to_datetime(r.end),
+        attempts=r.attempts,
+        runtime=r.runtime,
+        cache_key=r.cache_key,
+        cached_from=r.cached_from,
+        upstream=r.upstream,
+        parameters=r.parameters,
+        inputs=r.inputs,
+        outputs={name: OutputVersions([artifacts[aid]]) for name, aid in r.outputs.items() if aid in artifacts},
+        logs=r.logs,
+        error_type=r.error_type,
+        error_message=r.error_message,
+        traceback=r.traceback,
     )
-    wanted: set[str] = set()
-    parsed: list[tuple[Any, dict[str, str]]] = []
-    for row in rows:
-        outs = json.loads(row["outputs"]) if row["outputs"] else {}
-        wanted.update(outs.values())
-        parsed.append((row, outs))
+
+
+def load_step_runs(store: Store, run_id: str) -> dict[str, StepRun]:
+    records = store.metadata.step_runs_of_run(run_id)
+    wanted = {aid for r in records for aid in r.outputs.values()}
     artifacts = load_artifacts(store, wanted)
-    result: dict[str, StepRun] = {}
-    for row, outs in parsed:
-        result[row["invocation_id"]] = StepRun(
-            id=row["id"],
-            run_id=row["run_id"],
-            invocation_id=row["invocation_id"],
-            step_name=row["step_name"],
-            status=ExecutionStatus(row["status"]),
-            start_time=to_datetime(row["start"]),
-            end_time=to_datetime(row["end"]),
-            attempts=row["attempts"],
-            runtime=row["runtime"],
-            cache_key=row["cache_key"],
-            cached_from=row["cached_from"],
-            upstream=json.loads(row["upstream"]) if row["upstream"] else [],
-            parameters=json.loads(row["parameters"]) if row["parameters"] else {},
-            inputs=json.loads(row["inputs"]) if row["inputs"] else {},
-            outputs={name: OutputVersions([artifacts[aid]]) for name, aid in outs.items() if aid in artifacts},
-            logs=row["logs"] or "",
-            error_type=row["error_type"],
-            error_message=row["error_message"],
-            traceback=row["traceback"],
-        )
-    return result
+    return {r.invocation_id: step_run_from_record(r, artifacts) for r in records}
 
 
 def load_artifacts(store: Store, ids: set[str]) -> dict[str, ArtifactVersion]:
-    found: dict[str, ArtifactVersion] = {}
-    id_list = list(ids)
-    for i in range(0, len(id_list), 500):
-        chunk = id_list[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in store.metadata.query(
-            f"SELECT * FROM artifact_versions WHERE id IN ({marks})", chunk
-        ):
-            found[row["id"]] = ArtifactVersion.from_row(store, row)
-    return found
+    if not ids:
+        return {}
+    return {r.id: ArtifactVersion.from_record(store, r) for r in store.metadata.artifacts_by_ids(ids)}

@@ -1,0 +1,231 @@
+"""Running one invocation: upstream check, inputs, cache lookup, attempts with retries.
+
+Every status change goes through ``transitions.transition``; this module decides which
+change comes next. ``call_sync`` is the direct (non-submitted) call: it waits for the
+step's inputs in the caller's thread, interruptibly.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback as tb
+from typing import Any
+
+from ..outputs import OutputArtifact
+from ..runtimes.task import InputRef
+from ..status import ExecutionStatus
+from ..store.models import ArtifactVersion, load_artifacts
+from ..tracebacks import without_engine_frames
+from .cache import cache_key
+from .context import RunContext
+from .invocation import FutureOutput, Invocation
+from .tasks import build_task
+from .transitions import transition
+
+S = ExecutionStatus
+
+
+def run_invocation(inv: Invocation) -> None:
+    """Run ``inv`` to its end in the current thread; the outcome lands on ``inv.future``."""
+    try:
+        _run(inv)
+    except BaseException as exc:
+        if not inv.future.done():
+            if isinstance(exc, KeyboardInterrupt):
+                transition(inv, S.STOPPED, reason="interrupted", attempt=max(inv.node.attempts, 1))
+            else:
+                trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+                transition(inv, S.FAILED, exc=exc, traceback=trace, attempt=max(inv.node.attempts, 1))
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        inv.ctx.untrack(inv)
+
+
+def _run(inv: Invocation) -> None:
+    ctx = inv.ctx
+    inv.started = True
+    # Upstream outcomes decide whether this step may run at all.
+    for dep in inv.deps:
+        if dep.future.exception() is not None:
+            transition(inv, S.SKIPPED, reason=f"upstream step {dep.invocation_id!r} did not complete ({dep.status})")
+            return
+    if ctx.stopping:
+        first = ctx.first_failure[0] if ctx.first_failure else None
+        why = f"step {first!r} failed ({ctx.mode.value})" if first else "the run was stopped"
+        transition(inv, S.SKIPPED, reason=f"not started: {why}")
+        return
+    inputs, input_hashes, input_ids = _resolve_inputs(inv)
+    inv.input_refs = inputs
+    inv.input_ids = input_ids
+    inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
+    key = None
+    cfg = inv.cfg
+    if cfg.enable_cache:
+        key = cache_key(
+            step_name=inv.step.name,
+            code_hash=inv.step.code_hash,
+            parameters=inv.parameters,
+            input_hashes=input_hashes,
+            input_ids=input_ids,
+            config_fingerprint=cfg.fingerprint,
+            policy=cfg.cache_policy,
+        )
+        if _try_cache(inv, key):
+            return
+    _execute_attempts(inv, inputs, key)
+
+
+def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    refs: dict[str, Any] = {}
+    hashes: dict[str, Any] = {}
+    ids: dict[str, Any] = {}
+    for name, src in inv.sources.items():
+        if isinstance(src, list):
+            arts = [_artifact_of(s) for s in src]
+            refs[name] = [InputRef(a.id, a.uri, a.materializer, a.data_type or "", a.size) for a in arts]
+            hashes[name] = [a.content_hash for a in arts]
+            ids[name] = [a.id for a in arts]
+        else:
+            a = _artifact_of(src)
+            refs[name] = InputRef(a.id, a.uri, a.materializer, a.data_type or "", a.size)
+            hashes[name] = a.content_hash
+            ids[name] = a.id
+    return refs, hashes, ids
+
+
+def _artifact_of(src: Any) -> ArtifactVersion:
+    if isinstance(src, FutureOutput):
+        return src.artifact()
+    return src
+
+
+def _intact(ctx: RunContext, art: ArtifactVersion) -> bool:
+    """A cached output is reused only if its file is there, ours and of its recorded size."""
+    if art.size is None or not art.content_hash:  # recorded before sizes were: existence only
+        return ctx.store.files.exists(art.uri)
+    return ctx.store.verify(art.uri, art.size, art.content_hash)
+
+
+def _try_cache(inv: Invocation, key: str) -> bool:
+    """True if a stored run's outputs were reused (the invocation is then cached)."""
+    ctx = inv.ctx
+    max_age = inv.cfg.cache_policy.max_age_seconds
+    cached = ctx.store.metadata.find_cached(key, time.time() - max_age if max_age else None)
+    if cached is None:
+        return False
+    arts = load_artifacts(ctx.store, set(cached.outputs.values()))
+    if len(arts) != len(cached.outputs) or not all(_intact(ctx, a) for a in arts.values()):
+        return False  # recomputed: the new put replaces a damaged file under its address
+    outputs = {
+        name: OutputArtifact(ctx.store, inv.invocation_id, ctx.run_id, **_fields(arts[aid]))
+        for name, aid in cached.outputs.items()
+    }
+    transition(inv, S.CACHED, cached=cached, cache_key=key, outputs=outputs)
+    return True
+
+
+def _fields(art: ArtifactVersion) -> dict[str, Any]:
+    return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
+
+
+def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) -> None:
+    ctx = inv.ctx
+    node = inv.node
+    if not transition(inv, S.RUNNING):
+        return
+    retry = inv.cfg.retry
+    max_attempts = 1 + (retry.max_retries if retry else 0)
+    runtime = ctx.runtime(inv.cfg.runtime)
+    logs_so_far: list[str] = []
+    attempt = 1
+    graph = ctx.graph
+
+    def on_line(line: str) -> None:
+        graph.add_log_line(node, line)
+
+    while True:
+        attempt_start = time.time()
+        task = build_task(inv, inputs, attempt)
+        if inv.stop_reason is not None:
+            transition(inv, S.STOPPED, reason=inv.stop_reason, logs="".join(logs_so_far), attempt=attempt)
+            return
+        launch = runtime.launch(task, on_line)
+        inv.launch = launch
+        if inv.stop_reason is not None:
+            # request_stop ran while the launch was starting and saw no launch to cancel.
+            launch.cancel()
+        try:
+            result = launch.result()
+        except BaseException:
+            launch.cancel()
+            raise
+        finally:
+            inv.launch = None
+        if len(result.logs) > 0:
+            logs_so_far.append(result.logs if max_attempts == 1 else f"--- attempt {attempt} ---\n{result.logs}")
+        logs = "".join(logs_so_far)
+        if inv.stop_reason is not None:
+            transition(inv, S.STOPPED, reason=inv.stop_reason, logs=logs, attempt=attempt)
+            return
+        if result.error is None and result.error_type is None:  # a worker's error may come as type/message only
+            transition(
+                inv, S.COMPLETED, result=result, logs=logs, attempt=attempt, cache_key=key,
+                attempt_start=attempt_start,
+            )
+            return
+        if attempt < max_attempts and not ctx.fail_fast_stopping:
+            assert retry is not None
+            if not transition(inv, S.RETRYING, result=result, attempt=attempt, attempt_start=attempt_start):
+                return
+            if _wait_unless_stopped(inv, retry.wait_before(attempt)):
+                reason = inv.stop_reason or "run stopped while waiting to retry"
+                transition(inv, S.STOPPED, reason=reason, logs=logs, attempt=attempt)
+                return
+            attempt += 1
+            if not transition(inv, S.RUNNING, attempt=attempt):
+                return
+            continue
+        transition(inv, S.FAILED, result=result, logs=logs, attempt=attempt, attempt_start=attempt_start)
+        return
+
+
+def _wait_unless_stopped(inv: Invocation, delay: float) -> bool:
+    """Sleep ``delay`` before a retry; True as soon as this invocation is stopped.
+
+    The run's stop event alone is not enough: under STOP_ON_FAILURE it is set by any
+    failure, yet a step that is already running (or retrying) keeps its full delay.
+    """
+    end = time.monotonic() + delay
+    while inv.stop_reason is None:
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if not inv.ctx.stop_event.wait(left):
+            return False
+        time.sleep(min(left, 0.02))
+    return True
+
+
+def call_sync(inv: Invocation) -> Any:
+    """Run ``inv`` now in the caller's thread and return its outputs (or raise its error).
+
+    Waiting for the step's inputs is interruptible: a KeyboardInterrupt stops the run and
+    propagates (a failed input is not an error here: the step is then skipped).
+    """
+    for dep in inv.deps:
+        try:
+            dep.future.exception()
+        except KeyboardInterrupt:
+            inv.ctx.stop_running("interrupted")
+            try:
+                transition(inv, S.STOPPED, reason="interrupted while waiting for its inputs")
+            finally:
+                inv.ctx.untrack(inv)
+            raise
+    __tracebackhide__ = True
+    run_invocation(inv)
+    exc = inv.future.exception()
+    if exc is not None:
+        raise without_engine_frames(exc)
+    return inv.outputs_to_return(inv.future.result())

@@ -1,0 +1,171 @@
+"""An invocation: one call of a step inside a run, and the input sources that point at one."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from ..futures import StepRunFuture
+from ..outputs import OutputArtifact
+from ..status import ExecutionStatus
+from ..store.models import ArtifactVersion
+from ..store.records import NewStepRun
+from .context import RunContext
+from .dag import NodeState
+from .step_config import EffectiveStepConfig
+
+if TYPE_CHECKING:
+    from ..runtimes.base import Launch
+    from ..steps import Step
+
+
+class FutureOutput:
+    """One named output of a submitted step; usable as a step input."""
+
+    __slots__ = ("invocation", "output_name")
+
+    def __init__(self, invocation: Invocation, output_name: str | None) -> None:
+        self.invocation = invocation
+        self.output_name = output_name
+
+    def artifact(self) -> OutputArtifact:
+        outputs = self.invocation.future.result()
+        return self.invocation.pick_output(outputs, self.output_name)
+
+
+#: What a step input can come from: an output of this run, a stored artifact, a future.
+InputSource = OutputArtifact | ArtifactVersion | FutureOutput
+
+
+def is_source(value: Any) -> bool:
+    return isinstance(value, (ArtifactVersion, FutureOutput, StepRunFuture))
+
+
+def is_step_output(value: Any) -> bool:
+    """A future or artifact (or a list of them): data flow, not a plain parameter."""
+    if isinstance(value, (list, tuple)) and value:
+        return all(is_source(v) for v in value)
+    return is_source(value)
+
+
+def as_source(value: Any) -> Any:
+    """A ``StepRunFuture`` as the engine's own reference to the output it stands for."""
+    if isinstance(value, StepRunFuture):
+        return FutureOutput(value.handle, value.output_name)  # type: ignore[arg-type]
+    return value
+
+
+class Invocation:
+    """One call of a step inside a run, from submission to its recorded end.
+
+    ``status`` is the engine's own record of where it is; only ``transitions.transition``
+    changes it (under ``lock``), and with it the store, the DAG node and the future.
+    """
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Guards ``status``: one lock per run (held for a compare-and-set only)."""
+        return self.ctx.status_lock
+
+    __slots__ = (
+        "ctx", "step", "cfg", "invocation_id", "parameters", "sources", "upstream", "deps",
+        "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
+        "input_ids", "status", "abandoned", "__weakref__",
+    )
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        step: Step[Any, Any],
+        cfg: EffectiveStepConfig,
+        invocation_id: str,
+        parameters: dict[str, Any],
+        sources: dict[str, Any],
+        upstream: list[str],
+        deps: list[Invocation],
+    ) -> None:
+        self.ctx = ctx
+        self.step = step
+        self.cfg = cfg
+        self.invocation_id = invocation_id
+        self.parameters = parameters
+        self.sources = sources
+        self.upstream = upstream
+        self.deps = deps
+        self.future: Future[dict[str, OutputArtifact]] = Future()
+        self.node: NodeState = ctx.graph.add_node(invocation_id, step.name, upstream, cfg.runtime)
+        self.step_run_id = uuid.uuid4().hex
+        self.launch: Launch | None = None
+        self.stop_reason: str | None = None
+        self.started = False
+        self.input_refs: dict[str, Any] = {}
+        self.input_ids: dict[str, Any] = {}
+        self.status = ExecutionStatus.INITIALIZING
+        self.abandoned = False
+
+    # -- the StepRunHandle a StepRunFuture uses ----------------------------------------
+    @property
+    def preview(self) -> str | None:
+        return self.node.preview
+
+    @property
+    def error(self) -> str | None:
+        return self.node.error
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.step.outputs]
+
+    @property
+    def compiling(self) -> bool:
+        return self.ctx.compiling
+
+    def outputs_to_return(self, outputs: dict[str, OutputArtifact], output_name: str | None = None) -> Any:
+        """What a step call returns: the named output, the only one, a tuple of them, or None."""
+        if output_name is not None:
+            return outputs[output_name]
+        specs = self.step.outputs
+        if not specs:
+            return None
+        if len(specs) == 1:
+            return outputs[specs[0].name]
+        return tuple(outputs[s.name] for s in specs)
+
+    def interrupt(self, reason: str) -> None:
+        self.ctx.stop_running(reason)
+
+    # -- engine side ---------------------------------------------------------------------
+    def record(self) -> NewStepRun:
+        """What the store keeps of this invocation when it is first recorded."""
+        ctx = self.ctx
+        return NewStepRun(
+            id=self.step_run_id, run_id=ctx.run_id, invocation_id=self.invocation_id,
+            step_name=self.step.name, seq=self.node.order, runtime=self.cfg.runtime,
+            upstream=self.upstream, parameters=self.parameters, inputs=self.input_ids,
+        )
+
+    def pick_output(self, outputs: dict[str, OutputArtifact], name: str | None) -> OutputArtifact:
+        if name is None:
+            if len(outputs) != 1:
+                raise ValueError(
+                    f"step {self.invocation_id!r} has {len(outputs)} outputs"
+                    f" ({', '.join(outputs) or 'none'}); pick one with future[i] or future['name']"
+                )
+            return next(iter(outputs.values()))
+        try:
+            return outputs[name]
+        except KeyError:
+            raise KeyError(f"step {self.invocation_id!r} has no output {name!r}") from None
+
+    def request_stop(self, reason: str) -> None:
+        if self.future.done():
+            return
+        self.stop_reason = reason
+        launch = self.launch
+        if launch is not None:
+            launch.cancel()
+
+    def __repr__(self) -> str:
+        return f"<Invocation {self.invocation_id} {self.status}>"

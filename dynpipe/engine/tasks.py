@@ -1,0 +1,32 @@
+"""The ``StepTask`` a runtime executes for one attempt of an invocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..runtimes.logs import echo_enabled
+from ..runtimes.task import StepTask
+from .invocation import Invocation
+
+
+def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTask:
+    ctx = inv.ctx
+    return StepTask(
+        run_id=ctx.run_id,
+        run_name=ctx.run_name,
+        pipeline_name=ctx.pipeline_name,
+        step_run_id=inv.step_run_id,
+        invocation_id=inv.invocation_id,
+        step_name=inv.step.name,
+        func=inv.step.entrypoint,
+        parameters=inv.parameters,
+        inputs=inputs,
+        input_annotations=inv.step.input_annotations,
+        outputs=inv.step.outputs,
+        materializers=inv.cfg.materializers,
+        store_root=str(ctx.store.root),
+        attempt=attempt,
+        echo_logs=echo_enabled(),
+        capture_logs=inv.cfg.capture_logs,
+        resources=inv.cfg.resources,
+    )

@@ -1,0 +1,274 @@
+"""The one way a step run changes status: store, live DAG node and future move together.
+
+``transition(inv, to, ...)`` checks the move against ``ALLOWED`` (anything else is a bug and
+raises ``InvalidTransition``), records it in the store (one transaction), updates the DAG
+node, runs the step's hook and, for a final status, resolves the invocation's future.
+
+If recording itself raises (a full disk, a value JSON cannot encode, a raising hook or
+``__repr__``, a DAG observer), the step is failed with a ``StepRecordingError`` that says
+what happened, and its future is resolved all the same: nobody waits forever on
+``result()``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback as tb
+from concurrent.futures import InvalidStateError
+from typing import Any
+
+from ..errors import InvalidTransition, StepExecutionError, StepRecordingError, StepSkippedError, StepStoppedError
+from ..outputs import OutputArtifact
+from ..runtimes.task import TaskResult
+from ..signatures import OutputSpec
+from ..status import FINISHED, ExecutionStatus
+from ..store.records import AttemptRecord, CachedStepRun, NewArtifact, StepOutcome
+from ..tracebacks import safe_text, user_traceback
+from .hooks import run_hook
+from .invocation import Invocation
+
+S = ExecutionStatus
+
+#: Which status may follow which. Final statuses (``FINISHED``) are never left.
+ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    # INITIALIZING is "queued": submitted, waiting for its inputs or a thread.
+    S.INITIALIZING: frozenset({S.RUNNING, S.CACHED, S.FAILED, S.SKIPPED, S.STOPPED}),
+    S.RUNNING: frozenset({S.RETRYING, S.COMPLETED, S.FAILED, S.STOPPED}),
+    S.RETRYING: frozenset({S.RUNNING, S.FAILED, S.STOPPED}),
+}
+
+
+def transition(inv: Invocation, to: ExecutionStatus, **details: Any) -> bool:
+    """Move ``inv`` to ``to``; True if it is there now, False if it ended otherwise.
+
+    False means the step was abandoned meanwhile (an interrupted run recorded it stopped)
+    or recording failed and the step is failed: either way its future is resolved and the
+    caller stops working on it.
+    """
+    with inv.lock:
+        previous = inv.status
+        if to not in ALLOWED.get(previous, ()):
+            if previous in FINISHED and inv.abandoned:
+                return False  # its thread came back after the run gave up on it
+            raise InvalidTransition(
+                f"step {inv.invocation_id!r}: {previous.value} -> {to.value} is not a valid transition"
+            )
+        inv.status = to
+    try:
+        _RECORDERS[to](inv, previous, **details)
+        return True
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the future gets resolved
+        _recording_failed(inv, to, exc)
+        return False
+    except BaseException:  # KeyboardInterrupt mid-recording: resolve, then let it through
+        _force_end(inv, S.STOPPED, StepStoppedError(f"step {inv.invocation_id!r} was stopped: interrupted"))
+        raise
+
+
+# -- recorders: one per target status ---------------------------------------------------
+
+
+def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | None = None, attempt: int = 1) -> None:
+    ctx = inv.ctx
+    if previous is S.INITIALIZING:
+        start = time.time() if start is None else start
+        ctx.store.metadata.record_step_started(inv.record(), start)
+        ctx.graph.update(inv.node, status=S.RUNNING, start=start, attempts=1)
+    else:
+        ctx.store.metadata.record_retry_started(inv.step_run_id, attempt)
+        ctx.graph.update(inv.node, status=S.RUNNING, attempts=attempt)
+
+
+def _to_retrying(
+    inv: Invocation, previous: ExecutionStatus, *, result: TaskResult, attempt: int, attempt_start: float
+) -> None:
+    inv.ctx.store.metadata.record_attempt(
+        inv.step_run_id,
+        AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), result.error_type, result.error_message),
+    )
+    inv.ctx.graph.update(inv.node, status=S.RETRYING, error=f"{result.error_type}: {result.error_message}")
+
+
+def _to_completed(
+    inv: Invocation, previous: ExecutionStatus, *, result: TaskResult, logs: str, attempt: int,
+    cache_key: str | None, attempt_start: float,
+) -> None:
+    ctx = inv.ctx
+    end = time.time()
+    artifacts: list[NewArtifact] = []
+    outputs: dict[str, OutputArtifact] = {}
+    specs = {o.name: o for o in inv.step.outputs}
+    for name, saved in result.outputs.items():
+        spec = specs.get(name)
+        art_cfg = spec.artifact_config if spec else None
+        art_name = (
+            art_cfg.name if art_cfg and art_cfg.name
+            else _custom_name(spec) or f"{ctx.pipeline_name}::{inv.invocation_id}::{name}"
+        )
+        tags = list(saved.tags) + (list(art_cfg.tags) if art_cfg else [])
+        artifacts.append(
+            NewArtifact(
+                id=saved.id, name=art_name, uri=saved.uri, content_hash=saved.content_hash,
+                data_type=saved.data_type, materializer=saved.materializer,
+                producer_step_run_id=inv.step_run_id, run_id=ctx.run_id, output_name=name,
+                size=saved.size, metadata=saved.metadata, tags=tags or None,
+            )
+        )
+        outputs[name] = OutputArtifact(
+            ctx.store, inv.invocation_id, ctx.run_id, id=saved.id, name=art_name, version=None,
+            uri=saved.uri, content_hash=saved.content_hash, data_type=saved.data_type,
+            materializer=saved.materializer, producer_step_run_id=inv.step_run_id,
+            run_id=ctx.run_id, output_name=name, size=saved.size,
+            metadata=saved.metadata or {}, tags=tags,
+        )
+    ctx.store.metadata.finish_step_run(
+        inv.record(),
+        StepOutcome(
+            status=S.COMPLETED, end=end, attempts=attempt, logs=logs, cache_key=cache_key,
+            outputs={name: a.id for name, a in outputs.items()}, artifacts=artifacts,
+            attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
+        ),
+    )
+    ctx.graph.update(
+        inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
+        preview=result.preview, error=None, artifacts={name: a.id for name, a in outputs.items()},
+    )
+    report = run_hook(inv, inv.cfg.on_success, None)
+    if report:
+        ctx.store.metadata.append_step_log(inv.step_run_id, report)
+    inv.future.set_result(outputs)
+
+
+def _custom_name(spec: OutputSpec | None) -> str | None:
+    if spec is None or spec.name.startswith("output"):
+        return None
+    return spec.name
+
+
+def _to_cached(
+    inv: Invocation, previous: ExecutionStatus, *, cached: CachedStepRun, cache_key: str,
+    outputs: dict[str, OutputArtifact],
+) -> None:
+    ctx = inv.ctx
+    now = time.time()
+    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached)
+    ctx.graph.update(
+        inv.node, status=S.CACHED, cached=True, start=now, end=now, outputs=list(outputs), preview=None,
+        artifacts={name: a.id for name, a in outputs.items()},
+    )
+    inv.future.set_result(outputs)
+
+
+def _to_failed(
+    inv: Invocation, previous: ExecutionStatus, *, exc: BaseException | None = None,
+    result: TaskResult | None = None, traceback: str = "", logs: str = "", attempt: int = 1,
+    attempt_start: float | None = None,
+) -> None:
+    ctx = inv.ctx
+    error_type = error_message = None
+    failed_attempt = None
+    if result is not None:  # the step's own error, as its attempt reported it
+        error_type, error_message = result.error_type, result.error_message
+        traceback = result.traceback or ""
+        exc = result.error or StepExecutionError(f"{error_type}: {error_message}")
+        failed_attempt = AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), error_type, error_message)
+    assert exc is not None, "a failure needs an error"
+    error_type = error_type or type(exc).__name__
+    error_message = error_message if error_message is not None else safe_text(exc)
+    report = run_hook(inv, inv.cfg.on_failure, exc)
+    end = time.time()
+    ctx.store.metadata.finish_step_run(
+        inv.record(),
+        StepOutcome(
+            status=S.FAILED, end=end, attempts=attempt, logs=logs + report, attempt=failed_attempt,
+            error_type=error_type, error_message=error_message, traceback=traceback,
+        ),
+    )
+    ctx.graph.update(
+        inv.node, status=S.FAILED, end=end, attempts=attempt, error=f"{error_type}: {error_message}",
+        traceback=user_traceback(traceback),
+    )
+    ctx.record_failure(inv.invocation_id, exc)
+    inv.future.set_exception(exc)
+
+
+def _to_stopped(
+    inv: Invocation, previous: ExecutionStatus, *, reason: str, logs: str = "", attempt: int = 1
+) -> None:
+    if previous is S.INITIALIZING:
+        _not_run(inv, S.STOPPED, reason, StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
+        return
+    ctx = inv.ctx
+    end = time.time()
+    ctx.store.metadata.finish_step_run(
+        inv.record(),
+        StepOutcome(
+            status=S.STOPPED, end=end, attempts=attempt, logs=logs, error_type="Stopped",
+            error_message=reason,
+        ),
+    )
+    ctx.graph.update(inv.node, status=S.STOPPED, end=end, error=reason)
+    inv.future.set_exception(StepStoppedError(f"step {inv.invocation_id!r} was stopped: {reason}"))
+
+
+def _to_skipped(inv: Invocation, previous: ExecutionStatus, *, reason: str) -> None:
+    _not_run(inv, S.SKIPPED, reason, StepSkippedError(f"step {inv.invocation_id!r} was skipped: {reason}"))
+
+
+def _not_run(inv: Invocation, status: ExecutionStatus, reason: str, exc: BaseException) -> None:
+    inv.ctx.store.metadata.record_not_run(inv.record(), status, time.time(), reason)
+    inv.ctx.graph.update(inv.node, status=status, error=reason)
+    inv.future.set_exception(exc)
+
+
+_RECORDERS: dict[ExecutionStatus, Any] = {
+    S.RUNNING: _to_running,
+    S.RETRYING: _to_retrying,
+    S.COMPLETED: _to_completed,
+    S.CACHED: _to_cached,
+    S.FAILED: _to_failed,
+    S.STOPPED: _to_stopped,
+    S.SKIPPED: _to_skipped,
+}
+
+
+# -- when recording itself fails ----------------------------------------------------------
+
+
+def _recording_failed(inv: Invocation, to: ExecutionStatus, cause: Exception) -> None:
+    """Fail the step with an error naming what broke; every step here is best effort."""
+    message = f"recording step {inv.invocation_id!r} as {to.value} failed: {type(cause).__name__}: {safe_text(cause)}"
+    error = StepRecordingError(message)
+    error.__cause__ = cause
+    _force_end(inv, S.FAILED, error)
+
+
+def _force_end(inv: Invocation, status: ExecutionStatus, error: BaseException) -> None:
+    """End ``inv`` in ``status`` whatever else fails; the future is resolved last, always."""
+    with inv.lock:
+        inv.status = status
+    ctx = inv.ctx
+    text = safe_text(error)
+    trace = "".join(tb.format_exception(type(error), error, error.__traceback__))
+    try:
+        ctx.store.metadata.finish_step_run(
+            inv.record(),
+            StepOutcome(
+                status=status, end=time.time(), attempts=max(inv.node.attempts, 1), logs="",
+                error_type=type(error).__name__, error_message=text, traceback=trace,
+            ),
+        )
+    except Exception:  # noqa: BLE001 - the store is what failed; the run end marks it
+        pass
+    try:
+        ctx.graph.update(inv.node, status=status, end=time.time(), error=f"{type(error).__name__}: {text}")
+    except Exception:  # noqa: BLE001 - an observer failing must not keep the future open
+        pass
+    try:
+        if status is S.FAILED:
+            ctx.record_failure(inv.invocation_id, error)
+    finally:
+        try:
+            inv.future.set_exception(error)
+        except InvalidStateError:
+            pass  # resolved already: the recording failed after the future was set

@@ -1,0 +1,104 @@
+"""The metadata interface: every read and write the rest of dynpipe makes of run records.
+
+``MetadataStore`` (SQLite) implements it; a PostgreSQL backend would be a second
+implementation. Each write method is one whole unit of work (one transaction), and only
+plain records from ``records.py`` cross it, so callers never see SQL or driver types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..status import ExecutionStatus
+from .records import (
+    ArtifactRecord,
+    AttemptRecord,
+    CachedStepRun,
+    NewArtifact,
+    NewStepRun,
+    RunFilter,
+    RunRecord,
+    StepOutcome,
+    StepRunRecord,
+)
+
+
+class MetadataBackend(Protocol):
+    """Pipelines, runs, step runs, attempts, artifact versions and small blobs."""
+
+    # -- runs ------------------------------------------------------------------------
+    def create_run(
+        self,
+        run_id: str,
+        name: str,
+        pipeline_name: str,
+        config: dict[str, Any],
+        parent_run_id: str | None = None,
+        unlisted: bool = False,
+    ) -> None:
+        """Record a running run (and its pipeline); raises ``RunNameTaken`` for a used name."""
+
+    def run_name_exists(self, name: str) -> bool: ...
+
+    def finish_run(self, run_id: str, status: ExecutionStatus, error: str | None = None) -> None:
+        """Record the run's final status; step runs still open become stopped."""
+
+    def list_runs(self, where: RunFilter) -> list[RunRecord]: ...
+
+    def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
+        """Mark runs whose owner process is gone as failed; return their ids."""
+
+    def pipeline_has_listed_runs(self, pipeline_name: str) -> bool: ...
+
+    def list_pipeline_names(self) -> list[str]:
+        """Pipelines with at least one listed run, by name."""
+
+    # -- step runs: one transaction per transition ----------------------------------------
+    def record_step_started(self, step: NewStepRun, start: float) -> None: ...
+
+    def record_attempt(self, step_run_id: str, attempt: AttemptRecord) -> None:
+        """A failed attempt that will be retried: the step run is ``retrying``."""
+
+    def record_retry_started(self, step_run_id: str, attempt: int) -> None: ...
+
+    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
+        """A step run's end: outputs, last attempt and status together (inserted if new)."""
+
+    def record_cache_hit(
+        self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun
+    ) -> None: ...
+
+    def record_not_run(
+        self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str
+    ) -> None:
+        """A step run that never started (skipped, or stopped while queued)."""
+
+    def append_step_log(self, step_run_id: str, text: str) -> None: ...
+
+    def record_artifacts(self, artifacts: list[NewArtifact]) -> None: ...
+
+    def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None: ...
+
+    def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]: ...
+
+    def step_attempts(self, step_run_id: str) -> list[AttemptRecord]: ...
+
+    def run_names_of_step_runs(self, step_run_ids: list[str]) -> dict[str, str]:
+        """Step run id -> name of the run it belongs to."""
+
+    # -- artifacts -----------------------------------------------------------------------
+    def artifacts_by_ids(self, ids: Iterable[str]) -> list[ArtifactRecord]: ...
+
+    def find_artifact(self, name_or_id: str, version: int | None = None) -> ArtifactRecord | None:
+        """By id, or by name (newest version unless ``version`` is given)."""
+
+    def list_artifacts(self, name: str | None = None) -> list[ArtifactRecord]: ...
+
+    def put_blob(self, content_hash: str, data: bytes) -> None: ...
+
+    def get_blob(self, content_hash: str) -> bytes | None: ...
+
+    def has_blob(self, content_hash: str) -> bool: ...
+
+    def close(self) -> None: ...

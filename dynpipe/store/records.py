@@ -1,0 +1,163 @@
+"""Plain records that cross the metadata interface, in both directions.
+
+A backend (SQLite today, PostgreSQL later) takes and returns only these: no driver types,
+JSON columns already decoded, statuses as ``ExecutionStatus``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..status import ExecutionStatus
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table."""
+
+    id: str
+    name: str
+    pipeline_name: str
+    status: ExecutionStatus
+    start: float
+    end: float | None
+    owner_host: str | None
+    owner_pid: int | None
+    owner_started: str | None
+    parent_run_id: str | None
+    unlisted: bool
+    config: dict[str, Any]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs ``list_runs`` returns; ``None`` fields do not filter."""
+
+    id_or_name: str | None = None
+    id_prefix: str | None = None
+    pipeline_name: str | None = None
+    name: str | None = None
+    name_contains: str | None = None
+    parent_run_id: str | None = None
+    include_unlisted: bool = True
+    ascending: bool = False
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class NewStepRun:
+    """What is known of a step run when it is first recorded."""
+
+    id: str
+    run_id: str
+    invocation_id: str
+    step_name: str
+    seq: int
+    runtime: str
+    upstream: list[str]
+    parameters: dict[str, Any]
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepRunRecord:
+    """One row of the step_runs table, JSON decoded."""
+
+    id: str
+    run_id: str
+    invocation_id: str
+    step_name: str
+    seq: int | None
+    status: ExecutionStatus
+    start: float | None
+    end: float | None
+    attempts: int
+    runtime: str | None
+    cache_key: str | None
+    cached_from: str | None
+    upstream: list[str]
+    parameters: dict[str, Any]
+    inputs: dict[str, Any]
+    outputs: dict[str, str]
+    logs: str
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One finished attempt of a step run."""
+
+    attempt: int
+    status: ExecutionStatus
+    start: float | None
+    end: float | None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class NewArtifact:
+    """An artifact version to record; its version number is assigned by the store."""
+
+    id: str
+    name: str
+    uri: str
+    content_hash: str
+    data_type: str
+    materializer: str
+    producer_step_run_id: str | None
+    run_id: str | None
+    output_name: str | None
+    size: int
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One row of the artifact_versions table, JSON decoded."""
+
+    id: str
+    name: str
+    version: int
+    uri: str
+    content_hash: str
+    data_type: str | None
+    materializer: str
+    producer_step_run_id: str | None
+    run_id: str | None
+    output_name: str | None
+    size: int | None
+    created: float
+    metadata: dict[str, Any]
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step run ended: everything ``finish_step_run`` writes in one transaction."""
+
+    status: ExecutionStatus
+    end: float
+    attempts: int
+    logs: str = ""
+    cache_key: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    artifacts: list[NewArtifact] = field(default_factory=list)
+    attempt: AttemptRecord | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedStepRun:
+    """A completed step run whose outputs a cache hit may reuse."""
+
+    id: str
+    outputs: dict[str, str]
+    end: float
