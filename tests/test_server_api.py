@@ -25,6 +25,7 @@ from dynpipe.engine.dag import RunGraph
 from dynpipe.server import (
     MIME_TYPE,
     dag_payload,
+    nodes_payload,
     previews,
 )
 
@@ -253,5 +254,8 @@ def test_dag_payload_of_a_live_graph_has_the_documented_shape() -> None:
     assert payload["nodes"][1]["error"] == "ValueError: no"
     json.dumps(payload)
     assert [n["duration"] for n in dag_payload(graph, timings=False)["nodes"]] == [None, None]
+    # One cell's part of the DAG: edges to nodes of other cells are dropped.
+    part = nodes_payload([b], run_id="rid", run_name="etl-1", pipeline="etl", status="completed")
+    assert part["run"]["status"] == "completed" and part["nodes"][0]["upstream"] == []
     with pytest.raises(TypeError, match="expected a PipelineRun or a RunGraph, got int"):
         dag_payload(3)  # type: ignore[arg-type]

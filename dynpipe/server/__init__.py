@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dag_payload import MIME_TYPE, dag_payload
+from .dag_payload import MIME_TYPE, dag_payload, nodes_payload
 
-__all__ = ["MIME_TYPE", "dag_payload"]
+__all__ = ["MIME_TYPE", "dag_payload", "nodes_payload"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

@@ -55,13 +55,28 @@ def _node(
     }
 
 
-def _from_graph(graph: RunGraph) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    nodes: list[NodeState] = graph.snapshot()
-    run = {"id": graph.run_id, "name": graph.run_name, "pipeline": graph.pipeline_name, "status": graph.status}
-    return run, [
+def _from_nodes(nodes: list[NodeState]) -> list[dict[str, Any]]:
+    return [
         _node(n.invocation_id, n.step_name, n.status, n.duration, n.attempts, n.cached, n.error, n.upstream)
         for n in nodes
     ]
+
+
+def _finish(run: dict[str, Any], nodes: list[dict[str, Any]], timings: bool) -> dict[str, Any]:
+    known = {n["id"] for n in nodes}
+    for n in nodes:
+        n["upstream"] = [u for u in n["upstream"] if u in known]
+        if not timings:
+            n["duration"] = None
+    return {"version": PAYLOAD_VERSION, "run": run, "nodes": nodes}
+
+
+def nodes_payload(
+    nodes: list[NodeState], *, run_id: str, run_name: str, pipeline: str, status: str, timings: bool = True
+) -> dict[str, Any]:
+    """The payload of some nodes of a live run, e.g. the part of the DAG one notebook cell shows."""
+    run = {"id": run_id, "name": run_name, "pipeline": pipeline, "status": status}
+    return _finish(run, _from_nodes(nodes), timings)
 
 
 def _from_run(run: PipelineRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -83,16 +98,14 @@ def dag_payload(run_or_graph: PipelineRun | RunGraph, *, timings: bool = True) -
     """
     subject: Any = run_or_graph  # duck-typed: importing the engine here would load it in kernels early
     if hasattr(subject, "snapshot"):
-        run, nodes = _from_graph(subject)
-    elif hasattr(subject, "steps"):
+        return nodes_payload(
+            subject.snapshot(), run_id=subject.run_id, run_name=subject.run_name,
+            pipeline=subject.pipeline_name, status=subject.status, timings=timings,
+        )
+    if hasattr(subject, "steps"):
         run, nodes = _from_run(subject)
     else:
         raise TypeError(
             f"dag_payload: expected a PipelineRun or a RunGraph, got {type(run_or_graph).__name__}"
         )
-    known = {n["id"] for n in nodes}
-    for n in nodes:
-        n["upstream"] = [u for u in n["upstream"] if u in known]
-        if not timings:
-            n["duration"] = None
-    return {"version": PAYLOAD_VERSION, "run": run, "nodes": nodes}
+    return _finish(run, nodes, timings)
