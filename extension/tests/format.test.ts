@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+
+import {
+  formatBytes,
+  formatDuration,
+  isActive,
+  pollDelay,
+  runsQuery,
+  stepSummary
+} from '../src/format';
+
+describe('format', () => {
+  it('formats durations at every scale', () => {
+    expect(formatDuration(null)).toBe('—');
+    expect(formatDuration(0.421)).toBe('0.42s');
+    expect(formatDuration(12)).toBe('12.0s');
+    expect(formatDuration(185)).toBe('3m 05s');
+    expect(formatDuration(7380)).toBe('2h 03m');
+  });
+
+  it('formats sizes', () => {
+    expect(formatBytes(null)).toBe('—');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(2048)).toBe('2.0 KB');
+  });
+
+  it('summarises step counts, attention first', () => {
+    expect(
+      stepSummary({ completed: 2, cached: 1, running: 1, failed: 1 })
+    ).toBe('3/5 done, 1 failed, 1 running');
+    expect(stepSummary({})).toBe('0/0 done');
+  });
+
+  it('builds the runs query without empty filters', () => {
+    expect(runsQuery({ pipeline: '', status: '' })).toBe('page=1&per_page=50');
+    expect(runsQuery({ pipeline: 'a b', status: 'failed' }, 2, 10)).toBe(
+      'page=2&per_page=10&pipeline=a+b&status=failed'
+    );
+  });
+
+  it('polls within two seconds while a run is active', () => {
+    expect(isActive('running')).toBe(true);
+    expect(isActive('completed')).toBe(false);
+    expect(pollDelay(true)).toBeLessThanOrEqual(2000);
+    expect(pollDelay(false)).toBeGreaterThan(pollDelay(true));
+  });
+});

@@ -1,0 +1,331 @@
+"""The dynpipe JupyterLab extension in a real browser: JupyterLab + Debian's chromium.
+
+A script fills the store before JupyterLab starts (two ``etl`` runs), another keeps a
+``slow`` run going, held by a gate file the test creates. The runs panel, opened from the
+command palette, must list all three newest first, show the slow run as running and then
+as completed once released (it polls; nobody reloads). Opening an ``etl`` run shows its
+DAG, and selecting a node shows that step's log and artifact preview. A saved notebook
+whose output holds the DAG MIME payload renders it with no kernel. Screenshots go to
+test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_DOCS_SCREENSHOT=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+BUILT = ROOT / "dynpipe" / "labextension"
+ARTIFACTS = ROOT / "test-artifacts"
+SHOTS = ROOT / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
+    pytest.mark.skipif(
+        not (BUILT / "package.json").exists(),
+        reason="the JupyterLab extension is not built (dynpipe/labextension/): run ./dev build",
+    ),
+    pytest.mark.timeout(300),
+]
+
+RUNS = '''
+import os, sys, time
+from dynpipe import pipeline, step
+
+@step(enable_cache=False)
+def load(n: int) -> list:
+    print(f"hello from load: {n} rows")
+    return list(range(n))
+
+@step(enable_cache=False)
+def total(rows: list) -> dict:
+    return {"total": sum(rows)}
+
+@step(enable_cache=False)
+def first() -> int:
+    return 1
+
+@step(enable_cache=False)
+def held(x: int) -> int:
+    gate = sys.argv[2]
+    end = time.monotonic() + 240
+    while not os.path.exists(gate):  # the test creates the gate file
+        assert time.monotonic() < end, f"the test never created {gate}"
+        time.sleep(0.05)
+    return x + 1
+
+@pipeline(dynamic=True, name="etl")
+def etl() -> None:
+    total(load(4))
+
+@pipeline(dynamic=True, name="slow")
+def slow() -> None:
+    held(first())
+
+if sys.argv[1] == "etl":
+    etl(); etl()
+else:
+    slow()
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Any, what: str, seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture()
+def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """JupyterLab with the built extension on JUPYTER_PATH and the server extension enabled
+    in its own config dir (the shared environment is left untouched)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    store = tmp_path / "store"
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, DYNPIPE_HOME=str(store), PYTHONPATH=path)
+    script = tmp_path / "runs.py"
+    script.write_text(RUNS)
+    subprocess.run([sys.executable, str(script), "etl"], env=env, check=True, timeout=120, cwd=tmp_path)
+    gate = tmp_path / "gate"
+    slow = subprocess.Popen([sys.executable, str(script), "slow", str(gate)], env=env, cwd=tmp_path)
+
+    jpath = tmp_path / "jupyter-data"
+    (jpath / "labextensions").mkdir(parents=True)
+    (jpath / "labextensions" / "dynpipe").symlink_to(BUILT)
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"dynpipe.server": True}}})
+    )
+    env.update(JUPYTER_PATH=str(jpath), JUPYTER_CONFIG_DIR=str(cfg),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), IPYTHONDIR=str(tmp_path / "ipython"))
+    news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    port, token = free_port(), secrets.token_hex(16)
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+         "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+         f"--LabServerApp.user_settings_dir={tmp_path / 'settings'}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/dynpipe/api/runs?token={token}", timeout=5) as r:
+                    json.load(r)
+                break
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
+                time.sleep(0.3)
+        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow}
+    finally:
+        gate.touch()
+        try:
+            slow.wait(60)
+        except subprocess.TimeoutExpired:
+            slow.kill()
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def saved_notebook(root: Path, store: Path) -> None:
+    """A notebook whose one output carries the DAG payload of a stored run, as saved."""
+    code = textwrap.dedent(f"""
+        import json, os
+        os.environ["DYNPIPE_HOME"] = {str(store)!r}
+        from dynpipe import Client
+        from dynpipe.server import dag_payload
+        print(json.dumps(dag_payload(Client().get_pipeline(\"etl\").last_run)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    payload = json.loads(out.stdout)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("%%pipeline etl\ntotal(load(4))", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output(
+        "display_data", data={"application/vnd.dynpipe.dag+json": payload, "text/plain": "dynpipe run 'etl'"},
+    )]
+    nb.cells = [cell]
+    nbformat.write(nb, root / "saved.ipynb")
+
+
+def run_command(page: Any, label: str, done: Any) -> None:
+    """Run a command from the palette by keyboard until ``done()``. Keys can be lost while
+    a loaded machine still settles the app, so it tries up to three times; the shortcut
+    toggles the palette, so it is pressed only while the palette is closed."""
+    palette = page.locator(".lm-CommandPalette-input")
+    for attempt in range(3):
+        try:
+            if not palette.is_visible():
+                page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})  # keys go to the app
+                page.keyboard.press("Control+Shift+c")
+            palette.wait_for(state="visible", timeout=20_000)
+            palette.fill(label)
+            page.locator(".lm-CommandPalette-item.lm-mod-active", has_text=label).wait_for(timeout=20_000)
+            page.keyboard.press("Enter")
+            wait_until(done, f"the command {label!r} to take effect", 30)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            if palette.is_visible():
+                page.keyboard.press("Escape")
+
+
+def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    saved_notebook(lab["root"], lab["store"])
+    url = f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}?reset&token={lab['token']}"
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            viewport={"width": 1280, "height": 900},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            page.goto(url)
+            page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+            # "Show dynpipe runs" from the command palette, by keyboard.
+            # The sidebar tab exists once the extension's plugin is activated.
+            page.locator(".jp-SideBar li[data-id='dynpipe-runs']").wait_for(timeout=60_000)
+            panel = page.locator("#dynpipe-runs")
+            run_command(page, "Show dynpipe runs", lambda: panel.is_visible())
+            page.wait_for_function(
+                "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=60_000
+            )
+            pipelines = page.eval_on_selector_all(
+                "#dynpipe-runs .jp-dynpipe-run .jp-dynpipe-run-pipeline", "els => els.map(e => e.textContent)"
+            )
+            assert pipelines == ["slow", "etl", "etl"]  # newest first
+            slow_run = page.locator("#dynpipe-runs .jp-dynpipe-run").first
+            page.wait_for_function(
+                """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
+                           return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
+                timeout=60_000,
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "runs-panel-running.png"))
+            # The filter narrows the list on the server side.
+            panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run-pipeline')]"
+                ".map(e => e.textContent).join() === 'etl,etl'", timeout=30_000,
+            )
+            panel.locator("select.jp-dynpipe-filter-pipeline").select_option("")
+            page.wait_for_function(
+                "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=30_000
+            )
+            # Release the held step: the panel shows the run completed without a reload.
+            lab["gate"].touch()
+            page.wait_for_function(
+                """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
+                           return b.dataset.status === 'completed' && b.textContent.includes('2/2 done'); }""",
+                timeout=60_000,
+            )
+            assert slow_run.get_attribute("data-status") == "completed"
+            page.screenshot(path=str(ARTIFACTS / "runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
+
+            # Open the older etl run (keyboard: focus it, press Enter).
+            etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
+            etl_button.focus()
+            page.keyboard.press("Enter")
+            detail = page.locator(".jp-dynpipe-detail")
+            detail.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.jp-dynpipe-detail .jp-dynpipe-node').length === 2", timeout=30_000
+            )
+            edges = page.eval_on_selector_all(
+                ".jp-dynpipe-detail .jp-dynpipe-edge", "els => els.map(e => e.dataset.from + '>' + e.dataset.to)"
+            )
+            assert edges == ["load>total"]
+            assert detail.locator("tr[data-step]").count() == 2
+            detail.locator(".jp-dynpipe-node[data-id='load']").click()
+            log = detail.locator(".jp-dynpipe-log")
+            log.wait_for(timeout=30_000)
+            assert "hello from load: 4 rows" in log.inner_text()
+            snippet = detail.locator(".jp-dynpipe-snippet pre").first
+            snippet.wait_for(timeout=30_000)
+            assert "Client().get_artifact_version(" in snippet.inner_text()
+            assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
+            page.screenshot(path=str(ARTIFACTS / "run-detail.png"))
+
+            # A saved notebook's DAG renders from its output alone (no kernel is started).
+            page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
+                      f"?reset&token={lab['token']}")
+            mime = page.locator(".jp-dynpipe-mime")
+            no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
+            # The notebook names no kernel, so JupyterLab asks for one: decline, the DAG needs none.
+            no_kernel.wait_for(timeout=60_000)
+            no_kernel.click()
+            mime.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.jp-dynpipe-mime .jp-dynpipe-node').length === 2", timeout=30_000
+            )
+            mime.locator(".jp-dynpipe-node[data-id='total']").click()
+            details = mime.locator(".jp-dynpipe-dag-details")
+            wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(),
+                       "the node details of the saved DAG")
+            before = mime.locator("svg g").first.get_attribute("transform")
+            mime.locator("button[aria-label='Zoom in (+)']").click()
+            assert mime.locator("svg g").first.get_attribute("transform") != before
+            mime.screenshot(path=str(ARTIFACTS / "saved-dag.png"))
+
+            # "Export notebook to pipeline module" writes the module beside the notebook.
+            module = lab["root"] / "saved_pipeline.py"
+            run_command(page, "Export notebook to pipeline module", module.exists)
+            source = module.read_text()
+            assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
+            if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                for name in ("runs-panel.png", "run-detail.png"):
+                    shutil.copyfile(ARTIFACTS / name, SHOTS / name)
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "labext-failure.png"))
+            raise
+        finally:
+            context.close()
