@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import PEERS, ensure_peer  # noqa: E402
-from runner import HERE, WORKLOADS_DIR, Measurement, measure  # noqa: E402
+from peers import PEERS, ensure_peer
+from runner import HERE, WORKLOADS_DIR, Measurement, measure
 
 WORKLOAD_TITLES = {
     "sequential": "sequential inline steps",
@@ -50,7 +50,8 @@ def machine() -> str:
         mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         mem = "?"
-    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {system}, Python {platform.python_version()}"
 
 
 def dynpipe_version() -> str:

@@ -30,8 +30,8 @@ from .errors import (
 from .futures import MapResultsFuture, StepRunFuture, as_completed, unmapped, wait
 from .outputs import OutputArtifact, StepTypeError
 from .pipelines import Pipeline, PipelineRunFuture, pipeline
-from .runtimes.k8s.config import KubernetesSettings
 from .runtimes.dask_client import use_dask
+from .runtimes.k8s.config import KubernetesSettings
 from .runtimes.task import StepContext, get_step_context
 from .status import ExecutionStatus
 from .steps import Step, step

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 # C0 controls, DEL, C1 controls (ESC, CSI, OSC... repaint or retitle a terminal) and the
 # bidirectional overrides that make text display in another order than it is stored.
@@ -66,7 +67,7 @@ def count_statuses(statuses: Iterable[object]) -> dict[str, int]:
     return counts
 
 
-def format_status_counts(counts: Mapping[str, int], empty: str = "no steps") -> str:
+def format_status_counts(counts: Mapping[Any, int], empty: str = "no steps") -> str:
     """``3 completed, 1 failed``: statuses in alphabetical order so the text is stable; zeros left out."""
     parts = [f"{n} {status}" for status, n in sorted(counts.items()) if n]
     return ", ".join(parts) or empty

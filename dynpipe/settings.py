@@ -97,11 +97,6 @@ def artifact_store() -> str | None:
     return _raw("DYNPIPE_ARTIFACT_STORE")
 
 
-def store_url() -> str | None:
-    """``DYNPIPE_STORE_URL``: the metadata database; unset means the embedded SQLite file."""
-    return _raw("DYNPIPE_STORE_URL")
-
-
 def safe_store() -> str | None:
     """``DYNPIPE_SAFE_STORE``: stores trusted although another user owns them (paths joined by
     ``os.pathsep``, or ``*`` for any); see docs/trust-and-crash-safety.md."""

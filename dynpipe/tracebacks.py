@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
+from typing import cast
 
 #: dynpipe's own source folder: frames there are machinery, not the user's code.
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + "/"
@@ -77,7 +78,7 @@ def without_engine_frames(exc: BaseException) -> BaseException:
     """
     kept = exc.__dict__.get(_USER_TB, False) if hasattr(exc, "__dict__") else False
     if kept is not False:
-        return exc.with_traceback(kept)
+        return exc.with_traceback(cast("TracebackType | None", kept))
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from test_notebook_kernel import Kernel, stdout
 
 from dynpipe import Client, pipeline, step
 from dynpipe.engine.context import current_run
 from dynpipe.engine.lineage import LoadedValues
-from test_notebook_kernel import Kernel, stdout
 
 pytestmark = pytest.mark.timeout(180)
 

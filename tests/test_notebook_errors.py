@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from test_notebook_kernel import Kernel, stdout
 
 pytestmark = pytest.mark.timeout(180)

@@ -85,7 +85,9 @@ def orchestrator(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict
         "DYNPIPE_HOME": str(home),
         "DYNPIPE_WORKERS": "1",
         "DYNPIPE_ECHO_LOGS": "false",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+        ),
     }
     proc = subprocess.Popen(
         [sys.executable, str(script), str(pid_dir)], env=env, cwd=tmp_path,

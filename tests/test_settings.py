@@ -52,11 +52,11 @@ def test_settings_are_read_when_used_not_at_import(monkeypatch: pytest.MonkeyPat
         settings.widget_interval()
 
 
-@pytest.mark.parametrize("raw", ["1", "TRUE", " yes ", "On"])
-def test_one_boolean_parser(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+@pytest.mark.parametrize(("true", "false"), [("1", "0"), ("TRUE", "False"), (" yes ", " no "), ("On", "OFF")])
+def test_one_boolean_parser(monkeypatch: pytest.MonkeyPatch, true: str, false: str) -> None:
     from dynpipe import settings
 
-    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", raw)
+    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", true)
     assert settings.echo_logs() is True
-    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", raw.replace("1", "0").lower().replace("true", "false").replace("yes", "no").replace("on", "off"))
+    monkeypatch.setenv("DYNPIPE_ECHO_LOGS", false)
     assert settings.echo_logs() is False

@@ -123,7 +123,7 @@ def _scenario(injector: Injector) -> list[Any]:
     for round_ in (1, 2):
         try:
             scenario(round_)
-        except Exception:  # noqa: BLE001 - boom fails the run; recording failures may too
+        except Exception:
             pass
         finally:
             injector.armed.clear()
@@ -176,7 +176,7 @@ def test_a_raising_str_of_a_step_error_still_fails_the_step_with_its_name() -> N
     def p() -> None:
         futures.append(odd.submit())
 
-    with pytest.raises(BaseException):  # noqa: B017, PT011 - which error does not matter here
+    with pytest.raises(BaseException):
         p()
     assert futures[0].done()
     assert futures[0].status == ExecutionStatus.FAILED
@@ -199,7 +199,7 @@ def test_the_transition_table_is_closed_and_final_statuses_have_no_way_out() -> 
     for source, targets in ALLOWED.items():
         assert source not in FINISHED
         assert targets <= set(ExecutionStatus)
-    assert FINISHED <= {t for targets in ALLOWED.values() for t in targets}
+    assert {t for targets in ALLOWED.values() for t in targets} >= FINISHED
 
 
 def test_an_invalid_transition_raises_naming_the_step() -> None:

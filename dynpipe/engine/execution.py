@@ -51,7 +51,8 @@ def _run(inv: Invocation) -> None:
         upstream_error = dep.future.exception()
         if upstream_error is not None:
             reason = f"upstream step {dep.invocation_id!r} did not complete ({dep.status})"
-            transition(inv, S.SKIPPED, reason=reason, error=_skipped_error(inv, dep.invocation_id, upstream_error, reason))
+            error = _skipped_error(inv, dep.invocation_id, upstream_error, reason)
+            transition(inv, S.SKIPPED, reason=reason, error=error)
             return
     if ctx.stopping:
         first = ctx.first_failure[0] if ctx.first_failure else None

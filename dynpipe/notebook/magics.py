@@ -52,7 +52,7 @@ def run_cell_body(shell: Any, body: str) -> Any:
     a body with top-level ``await`` runs its coroutine on a private event loop (the
     kernel's own loop is busy running this magic).
     """
-    __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+    __tracebackhide__ = True
     transformed = shell.transform_cell(body)
     # IPython has already counted this cell (execution_count is the next one), so name the
     # body after the cell's own number: tracebacks then say "Cell In[N]" like the prompt.
@@ -71,8 +71,8 @@ def run_cell_body(shell: Any, body: str) -> Any:
 
 
 def _run(code: Any, ns: dict[str, Any]) -> Any:
-    __tracebackhide__ = True  # noqa: F841
-    result = eval(code, ns)  # noqa: S307 - this is the user's own cell
+    __tracebackhide__ = True
+    result = eval(code, ns)
     if code.co_flags & inspect.CO_COROUTINE:
         return _run_coroutine(result)
     return result
@@ -80,7 +80,7 @@ def _run(code: Any, ns: dict[str, Any]) -> Any:
 
 def _run_coroutine(coro: Any) -> Any:
     """Run a cell's coroutine to completion in a helper thread with its own loop."""
-    __tracebackhide__ = True  # noqa: F841
+    __tracebackhide__ = True
     box: dict[str, Any] = {}
     ready = threading.Event()
     context = contextvars.copy_context()
@@ -132,7 +132,7 @@ class PipelineMagics(Magics):
     @cell_magic
     def pipeline(self, line: str, cell: str) -> None:
         """Run the cell inside the open dynamic run NAME."""
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         args = parse_argstring(self.pipeline, line)
         name = args.name
         sessions = self.sessions
@@ -163,7 +163,7 @@ class PipelineMagics(Magics):
                 # and ends the run as stopped; the next %%pipeline NAME cell starts anew.
                 print(sessions.stop(name, "the cell was interrupted"))
 
-    @line_magic("pipeline")
+    @line_magic("pipeline")  # type: ignore[arg-type]  # IPython types a named magic as Never
     def pipeline_line(self, line: str) -> None:
         """``%pipeline end NAME`` | ``%pipeline status`` | ``%pipeline export ...``."""
         sessions = self.sessions

@@ -82,7 +82,7 @@ def group_id(step_name: str) -> str:
     return "dp-g-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: f".{ord(m.group()):x}.", step_name)
 
 
-def group_status(counts: Counter[str]) -> str:
+def group_status(counts: Counter[Any]) -> str:
     """The colour-giving status of a group: the most urgent one present."""
     for status in ("failed", "running", "retrying", "initializing", "queued", "stopped", "skipped", "cached"):
         if counts.get(status):
@@ -90,7 +90,7 @@ def group_status(counts: Counter[str]) -> str:
     return "completed"
 
 
-def progress_text(counts: Counter[str], total: int) -> str:
+def progress_text(counts: Counter[Any], total: int) -> str:
     done = sum(n for s, n in counts.items() if s in TERMINAL)
     extra = [f"{counts[s]} {s}" for s in ("failed", "running", "retrying", "queued", "cached") if counts.get(s)]
     return f"{done}/{total} done" + (f" · {', '.join(extra)}" if extra else "")

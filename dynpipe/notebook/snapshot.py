@@ -32,6 +32,7 @@ def text_summary(name: str, nodes: list[NodeState], run_state: str) -> str:
     width = max((len(s) + 6 for s in by_step), default=0)
     for step_name, members in by_step.items():
         label = step_name if len(members) == 1 else f"{step_name} ×{len(members)}"
+        state: str
         if len(members) == 1:
             state = members[0].status
         else:

@@ -39,7 +39,7 @@ STATIC = Path(__file__).with_name("static")
 CLOSED_ESM = "export default { render() {} };"
 
 
-class DagWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class DagWidget(anywidget.AnyWidget):
     """The view: state only; layout happens in the kernel, clicks in the browser."""
 
     # anywidget reads a Path once when the class is defined (it only watches the file

@@ -26,7 +26,7 @@ def get_runtime(name: str) -> StepRuntime:
 
             return DaskRuntime()
         if backend == "kubernetes":
-            from .kubernetes import KubernetesRuntime
+            from .k8s import KubernetesRuntime
 
             return KubernetesRuntime()
         from .local import shared_local_runtime

@@ -127,7 +127,7 @@ class _Mirror:
                 os.chdir(cwd)
             except OSError:
                 pass
-        env = extras.get("env") or ({}, ())
+        env: tuple[dict[str, str], Any] = extras.get("env") or ({}, ())
         if env != self.applied:
             old_set, old_unset = self.applied
             for key in (*old_set, *old_unset):
@@ -226,7 +226,8 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0, st
             try:
                 task.func = ref.resolve()
             except Exception as exc:  # noqa: BLE001
-                return _failed(task, exc, f"cannot import step function {ref.module}.{ref.qualname} in the worker process")
+                where = f"{ref.module}.{ref.qualname}"
+                return _failed(task, exc, f"cannot import step function {where} in the worker process")
     except Exception as exc:  # noqa: BLE001 - e.g. a module importable only in the orchestrator
         return _failed(task, exc, "cannot load the step in the worker process")
     with applied_resources(task.resources, slot) as notes:

@@ -133,7 +133,8 @@ class PydanticMaterializer(Materializer):
         return value.model_dump_json().encode()
 
     def load(self, data: bytes, data_type: str) -> Any:
-        return _import_type(data_type).model_validate_json(data)
+        model: Any = _import_type(data_type)  # a pydantic model class
+        return model.model_validate_json(data)
 
 
 def _defined_in_main(value: Any) -> bool:

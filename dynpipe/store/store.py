@@ -23,6 +23,7 @@ from .. import project_config, settings
 from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError
 from .artifact_store import RemoteArtifacts, is_url, remote_artifacts
 from .artifacts import DB_PREFIX, ArtifactFiles
+from .backend import MetadataBackend
 from .location import (
     check_store_owner,
     describe_access_problem,
@@ -30,7 +31,6 @@ from .location import (
     make_private_dir,
     make_private_file,
 )
-from .backend import MetadataBackend
 from .materializers import Materializer, qualified_type_name, registry
 from .metadata_url import open_metadata, sqlite_path
 from .urls import is_postgres_url
@@ -158,7 +158,6 @@ class Store:
     def describe(self) -> dict[str, str]:
         """Where this store keeps things, secrets masked (for ``dynpipe store info``)."""
         from .artifact_store import mask_url
-
         from .urls import mask_password
 
         return {
