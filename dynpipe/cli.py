@@ -303,8 +303,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dynpipe")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynpipe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dynpipe {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     runs = sub.add_parser("runs", help="pipeline runs").add_subparsers(dest="runs_command", required=True)

@@ -234,3 +234,12 @@ def test_demo_hint_uses_the_command_dev_passes(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PATH", "")
     monkeypatch.setattr(sys, "executable", "/nowhere/bin/python")
     assert cli_command() == "/nowhere/bin/python -m dynpipe.cli"
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "dynpipe.cli", "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == f"dynpipe {version('dynpipe')}"
