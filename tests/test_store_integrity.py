@@ -230,6 +230,36 @@ def test_a_full_disk_says_so_and_leaves_the_store_usable(
     assert Client(store).get_pipeline("fills").last_run.steps["small"].output.load() == 41
 
 
+def test_a_full_disk_under_the_metadata_database_says_so_and_never_hangs(
+    tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database or disk is full" becomes an error naming the database and saying
+    "no space left on device"; the run ends (pytest-timeout would catch a hang)."""
+    store = tiny_disk / "store"
+    monkeypatch.setenv("DYNPIPE_HOME", str(store))
+
+    @step(enable_cache=False)
+    def note(text: str) -> int:
+        return len(text)
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def fill() -> None:
+        for i in range(40):  # each step records its 100 KB parameter: 4 MB into a 1 MiB disk
+            note(f"{i}" + "x" * 100_000)
+
+    with pytest.raises(Exception) as info:
+        fill()
+    chain = []
+    exc: BaseException | None = info.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    text = "\n".join(chain)
+    assert "no space left on device" in text and str(store / "metadata.db") in text, text
+    runs = Client().list_pipeline_runs(pipeline_name="fill")  # still readable: the last committed state
+    assert len(runs) == 1 and runs[0].steps, "the run and the steps recorded before the disk filled are kept"
+
+
 def test_a_full_disk_during_the_write_is_reported_injected(
     store_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
-from ..errors import RunNameTaken
+from ..errors import RunNameTaken, StoreFullError
 from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
@@ -153,7 +153,16 @@ class MetadataStore:
                     raise
                 conn.execute("COMMIT")
 
-            self._retry(_tx)
+            try:
+                self._retry(_tx)
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc):  # SQLITE_FULL: "database or disk is full"
+                    raise
+                raise StoreFullError(
+                    f"no space left on device: cannot write run metadata to {self.path} ({exc});"
+                    " the last committed state is kept. Free space there (or point DYNPIPE_HOME /"
+                    " DYNPIPE_STORE_URL at a bigger disk) and run again."
+                ) from exc
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Rows of a read (tests and this module; callers elsewhere use the named methods)."""
