@@ -105,11 +105,12 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         print(f"no runs in {escape_control(client.store.root)}")
         return 0
     rows = [
-        [r.name, r.pipeline_name, r.status.value, format_time(r.start_time), format_duration(r.duration),
-         _run_summary_counts(r)]
+        [r.name, r.pipeline_name, r.status.value, format_time(r.start_time), format_duration(r.active_duration),
+         format_duration(r.duration), _run_summary_counts(r)]
         for r in runs
     ]
-    print(format_table(["run", "pipeline", "status", "started", "duration", "steps"], rows))
+    # ACTIVE: time some step was running; OPEN: from start to end (a notebook run spans its cells).
+    print(format_table(["run", "pipeline", "status", "started", "active", "open", "steps"], rows))
     return 0
 
 

@@ -243,3 +243,26 @@ def test_version_is_the_installed_package_version() -> None:
         [sys.executable, "-m", "dynpipe.cli", "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == f"dynpipe {version('dynpipe')}"
+
+
+def test_runs_list_shows_active_time_apart_from_how_long_the_run_was_open() -> None:
+    import time
+
+    from dynpipe import Client
+
+    @step(enable_cache=False)
+    def quick(i: int) -> int:
+        return i
+
+    @pipeline(dynamic=True)
+    def idle_between() -> None:
+        quick(1)
+        time.sleep(1.5)  # the run is open, no step runs (a notebook between cells)
+        quick(2)
+
+    idle_between()
+    run = Client().get_pipeline("idle_between").last_run
+    assert run.duration is not None and run.active_duration is not None
+    assert run.duration - run.active_duration >= 1.5  # the idle gap is not active time
+    header, row = dynpipe("runs", "list", "--pipeline", "idle_between").stdout.strip().splitlines()
+    assert header.split()[4:6] == ["ACTIVE", "OPEN"]

@@ -183,7 +183,26 @@ class PipelineRun:
 
     @property
     def duration(self) -> float | None:
+        """How long the run was open (a notebook run stays open between cells)."""
         return (self.end_time - self.start_time).total_seconds() if self.end_time else None
+
+    @property
+    def active_duration(self) -> float | None:
+        """Seconds during which at least one step ran (the union of the steps' intervals):
+        what a notebook run's work cost, without the time it sat open between cells."""
+        spans = sorted(
+            (s.start_time.timestamp(), s.end_time.timestamp())
+            for s in self.steps.values()
+            if s.start_time is not None and s.end_time is not None
+        )
+        if not spans:
+            return None if self.end_time is None else 0.0
+        total, (lo, hi) = 0.0, spans[0]
+        for start, end in spans[1:]:
+            if start > hi:
+                total, lo = total + (hi - lo), start
+            hi = max(hi, end)
+        return total + (hi - lo)
 
     def refresh(self) -> PipelineRun:
         return load_pipeline_run(self._store, self.id)

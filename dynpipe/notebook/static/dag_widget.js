@@ -206,7 +206,8 @@ function render({ model, el: root }) {
       const value = row(table, "duration", d.duration);
       if (RUNNING.has(d.status) && d.start != null) durationValue = value;
     }
-    if (d.attempts > 1) row(table, "attempts", d.attempts);
+    // The node's badge counts retries (⟳2); say both so the two always read alike.
+    if (d.attempts > 1) row(table, "attempts", `${d.attempts} (⟳${d.attempts - 1} retries)`);
     const params = Object.entries(d.parameters);
     if (params.length) row(table, "parameters", params.map(([k, v]) => k + "=" + v).join(", "));
     const ins = Object.entries(d.inputs);
