@@ -123,13 +123,14 @@ def _to_completed(
             metadata=saved.metadata or {}, tags=tags,
         )
         outputs[name].loaded_into = ctx.loaded
-    ctx.store.record_inline(result.outputs.values())  # small outputs' bytes, before the step row
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
             status=S.COMPLETED, end=end, attempts=attempt, logs=logs, cache_key=cache_key,
             outputs={name: a.id for name, a in outputs.items()}, artifacts=artifacts,
             attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
+            # small outputs' bytes commit with the step row: one transaction, not two
+            blobs=[(s.content_hash, s.inline) for s in result.outputs.values() if s.inline is not None],
         ),
     )
     ctx.graph.update(

@@ -42,6 +42,7 @@ Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
 
+_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 _INSERT_STEP_RUN = (
     "INSERT {verb} INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
     " upstream, parameters, inputs) VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status,"
@@ -341,7 +342,8 @@ class MetadataStore:
         self.write([("UPDATE step_runs SET status = 'running', attempts = ? WHERE id = ?", (attempt, step_run_id))])
 
     def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
-        statements = [self._artifact_statement(a) for a in outcome.artifacts]
+        statements: list[Statement] = [(_INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
+        statements += [self._artifact_statement(a) for a in outcome.artifacts]
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
         if outcome.status is not ExecutionStatus.COMPLETED:
@@ -474,7 +476,7 @@ class MetadataStore:
 
     # -- small artifacts (see artifacts.py) -------------------------------------------------
     def put_blob(self, content_hash: str, data: bytes) -> None:
-        self.write([("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (content_hash, data))])
+        self.write([(_INSERT_BLOB, (content_hash, data))])
 
     def get_blob(self, content_hash: str) -> bytes | None:
         rows = self.query("SELECT data FROM blobs WHERE hash = ?", (content_hash,))

@@ -49,6 +49,7 @@ Statement = tuple[str, Any]
 _OPEN_SQL = "('initializing', 'queued', 'running', 'retrying')"
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
+_INSERT_BLOB = "INSERT INTO blobs (hash, data) VALUES (%s, %s) ON CONFLICT (hash) DO NOTHING"
 _INSERT_STEP_RUN = (
     "INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
     " upstream, parameters, inputs) VALUES (%(id)s, %(run_id)s, %(invocation_id)s, %(step_name)s, %(seq)s,"
@@ -351,7 +352,8 @@ class PostgresMetadata:
         self.write([("UPDATE step_runs SET status = 'running', attempts = %s WHERE id = %s", (attempt, step_run_id))])
 
     def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
-        statements = self._artifact_statements(outcome.artifacts)
+        statements: list[Statement] = [(_INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
+        statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
         if outcome.status is not ExecutionStatus.COMPLETED:
@@ -479,8 +481,7 @@ class PostgresMetadata:
 
     # -- small artifacts (see artifacts.py) -------------------------------------------------
     def put_blob(self, content_hash: str, data: bytes) -> None:
-        sql = "INSERT INTO blobs (hash, data) VALUES (%s, %s) ON CONFLICT (hash) DO NOTHING"
-        self.write([(sql, (content_hash, data))])
+        self.write([(_INSERT_BLOB, (content_hash, data))])
 
     def get_blob(self, content_hash: str) -> bytes | None:
         rows = self.query("SELECT data FROM blobs WHERE hash = %s", (content_hash,))

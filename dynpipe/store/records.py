@@ -154,6 +154,8 @@ class StepOutcome:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    #: (content hash, bytes) of small outputs kept in the database, written in the same transaction
+    blobs: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Two views of one store. ``Store`` (the orchestrator: the one metadata writer of a run) and
 ``Artifacts`` (what a step attempt needs: read inputs, write outputs). A worker process only
 ever opens ``Artifacts``, never the metadata database: an output small enough for the
-database travels back in its ``SavedArtifact.inline`` bytes and the orchestrator records it
-(``Store.record_inline``) before it records the step.
+database travels back in its ``SavedArtifact.inline`` bytes and the orchestrator writes them
+in the same transaction that records the step (``StepOutcome.blobs``).
 """
 
 from __future__ import annotations
@@ -142,14 +142,9 @@ class Store:
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
         """Materialize and record-ready: a small value is committed to the database at once."""
         saved = self.artifacts.save_output(value, materializer)
-        self.record_inline([saved])
+        if saved.inline is not None:
+            self.files.put_small(saved.inline)
         return saved
-
-    def record_inline(self, outputs: Any) -> None:
-        """Commit the bytes of small outputs a step attempt handed back (before the step is recorded)."""
-        for saved in outputs:
-            if saved.inline is not None:
-                self.files.put_small(saved.inline)
 
     def load_value(self, uri: str, materializer: str, data_type: str, size: int | None = None) -> Any:
         """Read and deserialize an artifact; its bytes are checked first (see ``ArtifactFiles.get``)."""
