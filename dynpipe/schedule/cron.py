@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from pydantic import AfterValidator
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -105,4 +107,20 @@ def local_text(when: datetime, tz: str) -> str:
     return when.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _check_zone(name: str) -> str:
+    zone(name)
+    return name
 
+
+def _check_overlap(value: str) -> str:
+    if value not in OVERLAP_POLICIES:
+        raise ValueError(f"--overlap {value!r}: expected skip, queue or replace")
+    return value
+
+
+#: What a schedule does when a due time comes while its previous run still goes.
+OVERLAP_POLICIES = ("skip", "queue", "replace")
+#: Field types shared by the schedule models (local and Kubernetes): validated once, here.
+Cron = Annotated[str, AfterValidator(normalize_cron)]
+TimeZone = Annotated[str, AfterValidator(_check_zone)]
+Overlap = Annotated[str, AfterValidator(_check_overlap)]

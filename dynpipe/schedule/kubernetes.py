@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .cron import normalize_cron, zone
+from .cron import Cron, Overlap, TimeZone
 from .module_info import PipelineInfo
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
@@ -72,12 +72,12 @@ class CronJobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    cron: str
+    cron: Cron
     image: str = Field(min_length=1)
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     namespace: str = "default"
     params: list[str] = Field(default_factory=list)
-    overlap: str = "skip"
+    overlap: Overlap = "skip"
     service_account: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     secret_env: list[str] = Field(default_factory=list)
@@ -93,24 +93,6 @@ class CronJobSpec(BaseModel):
     ttl_after_finished: int = Field(default=24 * 3600, ge=0)
     history: int = Field(default=3, ge=0, le=100)
     run_as_user: int = Field(default=1000, ge=1)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return normalize_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        zone(value)
-        return value
-
-    @field_validator("overlap")
-    @classmethod
-    def _overlap(cls, value: str) -> str:
-        if value not in ("skip", "queue", "replace"):
-            raise ValueError(f"overlap {value!r}: expected skip, queue or replace")
-        return value
 
     @field_validator("module_in_image")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..store.schedules import FireRecord, ScheduleRecord, ScheduleStore
-from .cron import normalize_cron, zone
+from .cron import Cron, Overlap, TimeZone
 from .module_info import check_params, resolve_module
 from .params import split_params
 
@@ -21,10 +21,10 @@ class ScheduleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     module: str
-    cron: str
-    timezone: str = "UTC"
+    cron: Cron
+    timezone: TimeZone = "UTC"
     params: list[str] = Field(default_factory=list)
-    overlap: str = "skip"
+    overlap: Overlap = "skip"
     catchup: str = "none"
 
     @field_validator("name")
@@ -32,24 +32,6 @@ class ScheduleSpec(BaseModel):
     def _name(cls, value: str) -> str:
         if not value or not all(c.isalnum() or c in "._-" for c in value) or value[0] in ".-":
             raise ValueError(f"schedule name {value!r}: use {_NAME_CHARS}, starting with a letter or digit")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return normalize_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        zone(value)
-        return value
-
-    @field_validator("overlap")
-    @classmethod
-    def _overlap(cls, value: str) -> str:
-        if value not in ("skip", "queue", "replace"):
-            raise ValueError(f"--overlap {value!r}: expected skip, queue or replace")
         return value
 
     @field_validator("catchup")
