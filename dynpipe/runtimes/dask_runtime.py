@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import re
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -40,6 +39,7 @@ from ..errors import WorkerCrashedError
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from .dask_client import DASK, EventBridge
 from .dask_worker import can_read, interrupt_step, run_on_dask_worker
+from .logs import relay_line
 from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
@@ -121,20 +121,7 @@ class DaskLaunch(Launch):
     # -- called by the event bridge (the client's event loop: never block) ---------------
     def add_line(self, line: str) -> None:
         self.lines.append(line)
-        if self.echo:
-            text = f"[{self.task.invocation_id}] {line}\n"
-            try:
-                try:
-                    self._context.run(sys.stdout.write, text)
-                except RuntimeError:  # the context is busy elsewhere: write it here instead
-                    sys.stdout.write(text)
-            except (ValueError, OSError):
-                pass
-        if self.on_line is not None:
-            try:
-                self.on_line(line)
-            except Exception:  # noqa: BLE001 - an observer must never break the step
-                pass
+        relay_line(line, self.task.invocation_id, self.echo, self._context, self.on_line)
 
     def started_on(self, worker: str) -> None:
         if self.worker is not None and worker != self.worker:

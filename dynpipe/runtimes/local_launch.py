@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkerCrashedError
 from .base import Launch, LogCallback
+from .logs import relay_line
 from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import encode_task
@@ -81,20 +82,7 @@ class LocalLaunch(Launch):
     def add_line(self, line: str) -> None:
         """A log line from the worker: keep it, echo it, tell the observer."""
         self.lines.append(line)
-        if self.echo:
-            text = f"[{self.invocation_id}] {line}\n"
-            try:
-                try:
-                    self._context.run(sys.stdout.write, text)
-                except RuntimeError:  # the context is busy elsewhere: write it here instead
-                    sys.stdout.write(text)
-            except (ValueError, OSError):
-                pass
-        if self.on_line is not None:
-            try:
-                self.on_line(line)
-            except Exception:  # noqa: BLE001 - an observer must never break the step
-                pass
+        relay_line(line, self.invocation_id, self.echo, self._context, self.on_line)
 
     def finish(self, result: TaskResult) -> None:
         if self._event.is_set():

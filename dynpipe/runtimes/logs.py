@@ -230,3 +230,24 @@ def capture_step_logs(label: str, echo: bool, on_line: Any = None) -> Iterator[S
             streams[name] = stream._real if isinstance(stream, _RoutingStream) else stream
         streams["logging"] = streams["stderr"]
         sink.flush_pending(streams)
+
+
+def relay_line(
+    line: str, invocation_id: str, echo: bool, context: contextvars.Context, on_line: Any
+) -> None:
+    """A log line that arrived from another process: echo it as ``[step] line`` in the
+    submitting cell's context, then tell the observer. Neither may break the step."""
+    if echo:
+        text = f"[{invocation_id}] {line}\n"
+        try:
+            try:
+                context.run(sys.stdout.write, text)
+            except RuntimeError:  # the context is busy elsewhere: write it here instead
+                sys.stdout.write(text)
+        except (ValueError, OSError):
+            pass
+    if on_line is not None:
+        try:
+            on_line(line)
+        except Exception:  # noqa: BLE001 - an observer must never break the step
+            pass
