@@ -181,7 +181,11 @@ export class ScheduleForm
       if (asked === this._asked) {
         this._preview.dataset.state = 'ok';
         this._preview.replaceChildren(
-          h('li', { class: 'jp-dynpipe-muted' }, `Next runs (${timezone}):`),
+          h(
+            'li',
+            { class: 'jp-dynpipe-muted jp-dynpipe-preview-head' },
+            `Next runs (${timezone}):`
+          ),
           ...times.next.map(t => h('li', {}, t.local))
         );
       }
