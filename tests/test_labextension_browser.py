@@ -80,8 +80,15 @@ def etl() -> None:
 def slow() -> None:
     held(first())
 
+@pipeline(dynamic=True, name="bulk")
+def bulk() -> None:
+    first()
+
 if sys.argv[1] == "etl":
     etl(); etl()
+elif sys.argv[1] == "bulk":
+    for _ in range(int(sys.argv[2])):
+        bulk()
 else:
     slow()
 '''
@@ -157,7 +164,8 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
                 time.sleep(0.3)
-        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow}
+        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow,
+               "script": script, "env": env, "tmp": tmp_path}
     finally:
         gate.touch()
         try:
@@ -362,11 +370,14 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
 
             # "Export notebook to pipeline module" writes the module beside the notebook.
             module = lab["root"] / "saved_pipeline.py"
-            run_command(page, "Export notebook to pipeline module", module.exists)
+            # Done once the module is written whole (the file exists a moment before its text).
+            run_command(page, "Export notebook to pipeline module",
+                        lambda: module.exists() and "total(load(4))" in module.read_text())
             source = module.read_text()
             assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
             check_pipes_notebook(page, lab)
             check_schedule_dialog(page, lab)
+            check_older_pages(page, lab)
             if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
@@ -473,3 +484,27 @@ def check_schedule_dialog(page: Any, lab: dict[str, Any]) -> None:
     out = wait_until(listed, "dynpipe schedule list to show the dialog's schedule", 120)
     assert "30 2 * * * (UTC)" in out and "pipes_pipeline.py" in out
     assert page.locator(".jp-Dialog .jp-dynpipe-schedule-form").count() == 0  # accepted: the dialog closed
+
+
+def check_older_pages(page: Any, lab: dict[str, Any]) -> None:
+    """More runs than a page: the panel shows the newest 50, "Show more runs" the rest,
+    none twice, down to the oldest."""
+    subprocess.run([sys.executable, str(lab["script"]), "bulk", "55"], env=lab["env"], check=True, timeout=300,
+                   cwd=lab["tmp"])
+    page.evaluate("() => window.jupyterapp.commands.execute('dynpipe:show-runs')")
+    count = "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length"
+    page.wait_for_function(f"() => ({count})() === 50", timeout=60_000)
+    more = page.locator("#dynpipe-runs .jp-dynpipe-more")
+    more.wait_for(state="visible", timeout=30_000)
+    more.click()
+    # Every run of the store, newest first: the 55 bulk runs above the earlier ones.
+    expected = [r["id"] for r in api(lab, "/dynpipe/api/runs?per_page=200")["runs"]]
+    assert 50 < len(expected) < 100
+    page.wait_for_function(f"() => ({count})() === {len(expected)}", timeout=60_000)
+    ids = page.eval_on_selector_all("#dynpipe-runs .jp-dynpipe-run", "els => els.map(e => e.dataset.runId)")
+    assert ids == expected  # none twice, none skipped, down to the oldest
+    pipelines = page.eval_on_selector_all(
+        "#dynpipe-runs .jp-dynpipe-run-pipeline", "els => els.map(e => e.textContent)"
+    )
+    assert pipelines[:55] == ["bulk"] * 55 and pipelines[-3:] == ["slow", "etl", "etl"]
+    assert more.is_hidden()
