@@ -89,6 +89,7 @@ async def test_runs_are_listed_newest_first_in_pages_with_filters(jp_fetch: Any)
     assert head["pipeline"] == "etl" and head["status"] == "completed" and head["active"] is False
     assert head["steps"] == 2 and head["step_counts"] == {"completed": 2}
     assert head["active_seconds"] >= 0
+    assert "origin" in head  # None until the store records where a run came from
 
     page1 = await get_json(jp_fetch, "runs", per_page="2")
     page2 = await get_json(jp_fetch, "runs", per_page="2", page="2")
