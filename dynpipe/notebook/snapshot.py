@@ -52,6 +52,8 @@ def tooltip(item: render.Item) -> str:
     lines = [f"{node.invocation_id} ({node.step_name}, {node.runtime}): {node.status}"]
     if node.start is not None and node.status != "cached":
         lines.append("duration: " + format_duration(node.duration))
+    if node.where:
+        lines.append("ran on: " + node.where)
     if node.parameters:
         lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in node.parameters.items()))
     for output, artifact in (getattr(node, "artifacts", {}) or {}).items():
