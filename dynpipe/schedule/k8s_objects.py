@@ -9,6 +9,7 @@ its ConfigMap. API errors are summarised in one line (``diagnose.api_error``).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -30,8 +31,8 @@ def load_client() -> Any:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        try:
-            config.load_kube_config()
+        try:  # KUBECONFIG read now: the client reads it once, when it is imported
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         except (config.ConfigException, OSError) as exc:
             raise ClusterError(f"no Kubernetes cluster configured (in-cluster or KUBECONFIG): {exc}") from None
     return client.ApiClient()
@@ -83,13 +84,14 @@ def _stream_log(core: Any, ns: str, pod: str, out: TextIO) -> None:
         resp.release_conn()
 
 
-def follow_job(api: Any, ns: str, name: str, out: TextIO = sys.stdout, pending_timeout: float = 600.0,
+def follow_job(api: Any, ns: str, name: str, out: TextIO | None = None, pending_timeout: float = 600.0,
                deadline: float | None = None) -> tuple[bool, str]:
     """Wait for Job ``name`` to end, streaming its pod's log to ``out``; ``(succeeded, one-line status)``.
 
     A pod stuck pending (image pull, unschedulable) past ``pending_timeout`` ends the wait with
     the reason; ``deadline`` (seconds) bounds the whole wait.
     """
+    out = out or sys.stdout
     batch, core = _apis(api)
     started = time.monotonic()
     streamed = False
