@@ -109,7 +109,7 @@ def _cluster(record: Any, api: Any | None) -> tuple[Any, str, str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .schedule.cron import CronSchedule
-    from .schedule.k8s_objects import cronjob_state
+    from .schedule.k8s_objects import ClusterError, cronjob_state
     from .schedule.manage import cluster_runs
 
     store = _store()
@@ -118,8 +118,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     api = None
     for s in store.schedules():
         if s.target == "kubernetes":
-            api, ns, cron = _cluster(s, api)
-            state = cronjob_state(api, ns, cron)  # the cluster's word, not the stored one
+            ns, cron = s.placement["namespace"], s.placement["cronjob"]
+            try:
+                api, _, _ = _cluster(s, api)
+                state = cronjob_state(api, ns, cron)  # the cluster's word, not the stored one
+            except ClusterError as exc:
+                state = f"unknown ({exc})"
             last = cluster_runs(s, store.root, limit=1)
             target = f"k8s {ns}/{cron}"
         else:

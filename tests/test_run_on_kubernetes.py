@@ -214,3 +214,28 @@ def test_kubernetes_schedule_list_pause_resume_run_now_delete(
     assert _cronjob(kube, "nightly") is None
     assert not [k for k, o in kube._handler.objects.items() if k[0].plural == "configmaps" and not o.deleted]
     assert main(["schedule", "list"]) == 0 and "no schedules" in capsys.readouterr().out
+
+
+def test_a_schedules_table_of_an_older_version_gains_the_target_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dynpipe.store.schedules import ScheduleRecord, ScheduleStore
+
+    root = tmp_path / "old"
+    root.mkdir()
+    with sqlite3.connect(root / "metadata.db") as conn:  # the table as the previous version made it
+        conn.execute("CREATE TABLE schedules (name TEXT PRIMARY KEY, module TEXT NOT NULL, pipeline TEXT NOT NULL,"
+                     " cron TEXT NOT NULL, timezone TEXT NOT NULL, params TEXT NOT NULL, overlap TEXT NOT NULL,"
+                     " catchup TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, resumed REAL NOT NULL)")
+        conn.execute("INSERT INTO schedules VALUES ('old', 'm.py', 'p', '@daily', 'UTC', '{}', 'skip', 'none',"
+                     " 'active', 1.0, 1.0)")
+    store = ScheduleStore(root)
+    try:
+        assert store.get("old").target == "local" and store.get("old").placement == {}
+        store.create(ScheduleRecord("k", "m.py", "p", "@daily", target="kubernetes",
+                                    placement={"namespace": "ml", "cronjob": "k"}))
+        assert [s.name for s in store.schedules(target="local")] == ["old"]
+        assert store.get("k").placement == {"namespace": "ml", "cronjob": "k"}
+    finally:
+        store.close()
+    assert [s.name for s in ScheduleStore(root).schedules()] == ["k", "old"]  # opened again: no second migration

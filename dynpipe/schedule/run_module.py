@@ -133,9 +133,12 @@ def run_on_kubernetes(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.on == "kubernetes":
         return run_on_kubernetes(args)
-    given = [o for o in ("image", "namespace", "output", "module_in_image", "store_claim") if getattr(args, o)]
-    if given or args.wait or args.env or args.env_secret:
-        raise ValueError("--image, --namespace, --wait, --output and the other pod options need --on kubernetes")
+    pod_only = ("image", "namespace", "service_account", "env", "env_secret", "secret_env", "gpu", "cpu", "memory",
+                "toleration", "module_in_image", "store_claim", "allow_local_store", "wait", "output")
+    given = [o for o in pod_only if getattr(args, o)]
+    if given:
+        shown = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise ValueError(f"{shown}: only with --on kubernetes (the options of the run's pod)")
     try:
         run = run_module(args.module, args.param, args.config, args.run_name)
     except DynpipeError as exc:
