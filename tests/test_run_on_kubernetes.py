@@ -81,7 +81,10 @@ def test_run_on_kubernetes_wait_records_the_run_in_the_shared_store(
         kube: KubeCluster, shared_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     module = tmp_path / "shipped.py"
     module.write_text(MODULE)
-    assert main(["run", str(module), "-p", "n=21", "--on", "kubernetes", *_pod_flags(tmp_path), "--wait"]) == 0
+    config = tmp_path / "run.yaml"
+    config.write_text("parameters:\n  n: 21\n")  # travels with the module
+    assert main(["run", str(module), "--config", str(config), "--on", "kubernetes", *_pod_flags(tmp_path),
+                 "--wait"]) == 0
     out = capsys.readouterr().out
     assert "doubling 21 in the pod" in out  # the pod's log, followed
     assert "run shipped-" in out and ": completed" in out
@@ -90,10 +93,10 @@ def test_run_on_kubernetes_wait_records_the_run_in_the_shared_store(
     configmaps = [o.raw for key, o in kube._handler.objects.items() if key[0].plural == "configmaps"]
     (configmap,) = configmaps
     _validate(job, configmap)
-    assert configmap["data"] == {"shipped.py": MODULE}
+    assert configmap["data"] == {"shipped.py": MODULE, "run-config.yaml": config.read_text()}
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "dynpipe.cli", "run", "/dynpipe/module/shipped.py:shipped",
-                                    "-p", "n=21"]
+                                    "--config", "/dynpipe/module/run-config.yaml"]
     assert {"name": "DYNPIPE_STORE_URL",
             "valueFrom": {"secretKeyRef": {"name": "dynpipe-store", "key": "url"}}} in container["env"]
     assert shared_store not in json.dumps(job)  # the password stays in the Secret

@@ -60,7 +60,7 @@ def manifests(spec: CronJobSpec, module: Path | None, pipeline: PipelineInfo) ->
     """
     name = k8s_name(spec.name)
     labels = {**MANAGED_BY, SCHEDULE_LABEL: name}
-    target, configmap = ship_module(name, spec.namespace, module, spec.module_in_image, pipeline.attr, labels)
+    target, _, configmap = ship_module(name, spec.namespace, module, spec.module_in_image, pipeline.attr, labels)
     command = run_command(target, spec.params, run_name_template(spec.name))
     template = pod_template(spec, command, labels, configmap)
     policy = {"skip": "Forbid", "queue": "Forbid", "replace": "Replace"}[spec.overlap]

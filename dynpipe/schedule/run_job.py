@@ -33,6 +33,7 @@ STORE_PATH = "/var/lib/dynpipe"
 CONFIGMAP_LIMIT = 1_000_000  # bytes; the API server refuses ConfigMaps over 1 MiB
 RUN_COMMAND = ["python", "-m", "dynpipe.cli", "run"]
 RUN_JOB_LABEL = "dynpipe/run-job"
+CONFIG_KEY = "run-config.yaml"
 
 
 def module_of(target: str, in_image: str | None) -> tuple[Path | None, PipelineInfo]:
@@ -48,29 +49,42 @@ def module_of(target: str, in_image: str | None) -> tuple[Path | None, PipelineI
 
 
 def ship_module(base: str, namespace: str, module: Path | None, in_image: str | None, attr: str,
-                labels: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
-    """``(target the pod runs, ConfigMap or None)``: the module travels in a ConfigMap unless it is in the image."""
+                labels: dict[str, str], config: Path | None = None) -> tuple[str, str | None, dict[str, Any] | None]:
+    """``(target the pod runs, config path in the pod, ConfigMap or None)``: the module (unless it is
+    in the image) and the YAML config template travel in one ConfigMap."""
+    data: dict[str, str] = {}
     if in_image:
-        return f"{in_image}:{attr}", None
-    if module is None:
+        target = f"{in_image}:{attr}"
+    elif module is None:
         raise ValueError("the pod needs the module file, or --module-in-image PATH")
-    source = module.read_text()
-    if len(source.encode()) > CONFIGMAP_LIMIT:
-        raise ValueError(f"module {module} is over 1 MB, too large for a ConfigMap: use --module-in-image")
-    key = k8s_name(module.stem, 200).replace("-", "_") + ".py"
+    else:
+        key = k8s_name(module.stem, 200).replace("-", "_") + ".py"
+        data[key] = module.read_text()
+        target = f"{MODULE_DIR}/{key}:{attr}"
+    in_pod = None
+    if config is not None:
+        data[CONFIG_KEY] = config.read_text()
+        in_pod = f"{MODULE_DIR}/{CONFIG_KEY}"
+    if sum(len(v.encode()) for v in data.values()) > CONFIGMAP_LIMIT:
+        raise ValueError(f"module {module} (with its config) is over 1 MB, too large for a ConfigMap:"
+                         " use --module-in-image")
+    if not data:
+        return target, None, None
     configmap = {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": k8s_name(f"{base}-module", 63), "namespace": namespace, "labels": dict(labels)},
-        "data": {key: source},
+        "data": data,
     }
-    return f"{MODULE_DIR}/{key}:{attr}", configmap
+    return target, in_pod, configmap
 
 
-def run_command(target: str, params: list[str], run_name: str | None = None) -> list[str]:
+def run_command(target: str, params: list[str], run_name: str | None = None, config: str | None = None) -> list[str]:
     """``dynpipe run`` as the pod's command: relative to nothing on the user's machine."""
     command = [*RUN_COMMAND, target]
     for pair in params:
         command += ["-p", pair]
+    if config:
+        command += ["--config", config]
     if run_name:
         command += ["--run-name", run_name]
     return command
@@ -197,12 +211,12 @@ def pod_template(opts: PodOptions, command: list[str], labels: dict[str, str],
 
 
 def run_job_manifests(opts: PodOptions, module: Path | None, attr: str, params: list[str], pipeline_name: str,
-                      ) -> list[dict[str, Any]]:
+                      config: Path | None = None) -> list[dict[str, Any]]:
     """The ConfigMap (unless the module is in the image) and the Job of one run, as ``kubectl apply`` takes them."""
     name = k8s_name(f"run-{pipeline_name}", 56) + "-" + secrets.token_hex(3)
     labels = {**MANAGED_BY, RUN_JOB_LABEL: name}
-    target, configmap = ship_module(name, opts.namespace, module, opts.module_in_image, attr, labels)
-    template = pod_template(opts, run_command(target, params), labels, configmap)
+    target, in_pod, configmap = ship_module(name, opts.namespace, module, opts.module_in_image, attr, labels, config)
+    template = pod_template(opts, run_command(target, params, config=in_pod), labels, configmap)
     job = {"apiVersion": "batch/v1", "kind": "Job",
            "metadata": {"name": name, "namespace": opts.namespace, "labels": labels},
            "spec": job_spec(opts.settings(), template)}

@@ -98,15 +98,17 @@ def run_on_kubernetes(args: argparse.Namespace) -> int:
     from .pod_options import PodOptions, build, options_from_args
     from .run_job import module_of, run_job_manifests
 
-    if args.config:
-        raise ValueError("--config is not shipped to the cluster: give the values with -p, or run a module whose"
-                         " config template is in the image (--module-in-image)")
+    config = Path(args.config) if args.config else None
+    if config is not None:
+        from ..config_yaml import load_config_file
+
+        load_config_file(str(config), None)  # a bad file fails here, naming its line, not in the pod
     if args.run_name:
         raise ValueError("--run-name applies to local runs; a run in the cluster is named after its pipeline")
     module, info = module_of(args.module, args.module_in_image)
     check_params(info, list(split_params(args.param)), module or Path(args.module))
     opts = build(PodOptions, **options_from_args(args))
-    objects = run_job_manifests(opts, module, info.attr, args.param, info.name)
+    objects = run_job_manifests(opts, module, info.attr, args.param, info.name, config)
     job = objects[-1]["metadata"]["name"]
     if args.output:
         Path(args.output).write_text(yaml.safe_dump_all(objects, sort_keys=False))
