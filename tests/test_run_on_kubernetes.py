@@ -100,6 +100,8 @@ def test_run_on_kubernetes_wait_records_the_run_in_the_shared_store(
     assert {"name": "DYNPIPE_STORE_URL",
             "valueFrom": {"secretKeyRef": {"name": "dynpipe-store", "key": "url"}}} in container["env"]
     assert shared_store not in json.dumps(job)  # the password stays in the Secret
+    writes = [(r.method, r.resource.plural) for r in kube.client_requests() if r.method != "GET"]
+    assert writes == [("POST", "configmaps"), ("POST", "jobs")]  # kmock gives no uid: no owner patch
     run = Client().get_pipeline("shipped").last_run
     assert run.status.value == "completed"
     assert run.steps["double"].output.load() == 42
