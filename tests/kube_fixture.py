@@ -6,7 +6,8 @@ them: for each created Job it creates a Pod, moves its status as a kubelet would
 the container's command as a local process with the manifest's environment. It adds what
 kmock lacks: label selectors on list and watch, ``text/plain`` pod logs (followed), and
 resource versions with on-demand 410 Gone for watches. Behaviours per step name make a pod
-run, exceed its memory limit (killed, ``OOMKilled``, like a cgroup), get evicted, never
+run (ConfigMap and emptyDir volumes mounted as local folders, the command and env
+following them), exceed its memory limit (killed, ``OOMKilled``, like a cgroup), get evicted, never
 pull its image, never schedule, or run past ``activeDeadlineSeconds``.
 
 Requests of the fixture itself carry the user agent ``fake-kubelet`` and are not counted
@@ -19,8 +20,10 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -123,6 +126,7 @@ class KubeCluster:
         self.job_pods: dict[str, str] = {}
         self.created_jobs: list[dict[str, Any]] = []
         self.secrets: dict[tuple[str, str], str] = {}
+        self.volume_root = Path(tempfile.mkdtemp(prefix="kube-volumes-"))
         self.eviction_message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 40Mi."
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -150,6 +154,7 @@ class KubeCluster:
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         self._server_thread.join(DEADLINE)
         self._controller.join(DEADLINE)
+        shutil.rmtree(self.volume_root, ignore_errors=True)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -268,7 +273,7 @@ class KubeCluster:
             return
         self._patch_status("pods", ns, pod_name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True"}]})
-        proc = self._start_container(container)
+        proc = self._start_container(container, ns, pod_name, template["spec"].get("volumes") or [])
         pod.proc = proc
         self._patch_status("pods", ns, pod_name, {"phase": "Running", "containerStatuses": [{
             "name": "step", "ready": True, "restartCount": 0, "image": container["image"], "imageID": "",
@@ -325,12 +330,47 @@ class KubeCluster:
                                                        "message": "Job has reached the specified backoff limit"}]}
         self._patch_status("jobs", ns, job_name, job_status)
 
-    def _start_container(self, container: dict[str, Any]) -> subprocess.Popen[bytes]:
-        command = [sys.executable if c == "python" else c for c in container["command"]]
+    def _mounts(self, container: dict[str, Any], ns: str, pod_name: str,
+                volumes: list[dict[str, Any]]) -> dict[str, str]:
+        """Mount paths -> local folders: a ConfigMap's keys as files (read through the API, as the
+        kubelet does), an emptyDir as an empty folder. /tmp and claims stay where they are (a claim
+        stands for a folder shared with this machine at the same path)."""
+        by_name = {v["name"]: v for v in volumes}
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            source = by_name.get(mount["name"], {})
+            if mount["mountPath"] == "/tmp" or "persistentVolumeClaim" in source:
+                continue
+            folder = self.volume_root / pod_name / mount["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            if "configMap" in source:
+                cm = self._call("GET", f"/api/v1/namespaces/{ns}/configmaps/{source['configMap']['name']}")
+                for key, text in (cm.get("data") or {}).items():
+                    (folder / key).write_text(text)
+            mounts[mount["mountPath"]] = str(folder)
+        return mounts
+
+    def _start_container(self, container: dict[str, Any], ns: str = "default", pod_name: str = "pod",
+                         volumes: list[dict[str, Any]] | None = None) -> subprocess.Popen[bytes]:
+        mounts = self._mounts(container, ns, pod_name, volumes or [])
+
+        def mounted(text: str) -> str:
+            for path, folder in mounts.items():
+                if text == path or text.startswith(path + "/"):
+                    return folder + text[len(path):]
+            return text
+
+        command = [sys.executable if c == "python" else mounted(c) for c in container["command"]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPIPE_")}
+        for source in container.get("envFrom") or []:
+            secret = source.get("secretRef", {}).get("name")
+            env.update({key: value for (name, key), value in self.secrets.items() if name == secret})
         for entry in container.get("env", []):
             if "value" in entry:
-                env[entry["name"]] = entry["value"]
+                env[entry["name"]] = mounted(entry["value"])
+            elif "fieldRef" in entry["valueFrom"]:
+                field = entry["valueFrom"]["fieldRef"]["fieldPath"]
+                env[entry["name"]] = pod_name if field == "metadata.name" else f"uid-{pod_name}"
             else:
                 ref = entry["valueFrom"].get("secretKeyRef") or entry["valueFrom"].get("configMapKeyRef")
                 env[entry["name"]] = self.secrets.get((ref["name"], ref["key"]), "")

@@ -119,7 +119,7 @@ class Scheduler:
         self.reap()
         now = self.clock.now()
         wake = self.poll
-        for record in self.store.schedules():
+        for record in self.store.schedules(target="local"):
             if record.state != "active":
                 continue
             key = (record.cron, record.timezone, record.resumed)
@@ -355,7 +355,7 @@ class Scheduler:
     def serve(self) -> int:
         """Loop until SIGTERM/SIGINT; then stop the running runs (recorded ``stopped``) and return."""
         self._install_signals()
-        active = sum(1 for r in self.store.schedules() if r.state == "active")
+        active = sum(1 for r in self.store.schedules(target="local") if r.state == "active")
         self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.root}; SIGTERM or Ctrl-C stops it")
         try:
             while not self.stopping.is_set():

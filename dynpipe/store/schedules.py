@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS schedules (
     catchup TEXT NOT NULL,
     state TEXT NOT NULL,
     created REAL NOT NULL,
-    resumed REAL NOT NULL
+    resumed REAL NOT NULL,
+    target TEXT NOT NULL DEFAULT 'local',
+    placement TEXT
 );
 CREATE TABLE IF NOT EXISTS schedule_fires (
     schedule TEXT NOT NULL,
@@ -46,6 +48,12 @@ CREATE TABLE IF NOT EXISTS schedule_fires (
 );
 CREATE INDEX IF NOT EXISTS schedule_fires_by_outcome ON schedule_fires (schedule, outcome);
 """
+
+# Columns added since the table was first created, with their definitions: added on open.
+_ADDED_COLUMNS = (("target", "TEXT NOT NULL DEFAULT 'local'"), ("placement", "TEXT"))
+_SCHEDULE_COLUMNS = ("name", "module", "pipeline", "cron", "timezone", "params", "overlap", "catchup", "state",
+                     "created", "resumed", "target", "placement")
+_PLACES = ", ".join("?" * len(_SCHEDULE_COLUMNS))
 
 # Outcomes a fire can end with; "queued" and "running" are the two that still change.
 FIRE_OUTCOMES = ("missed", "skipped", "queued", "running", "completed", "failed", "stopped")
@@ -67,6 +75,8 @@ class ScheduleRecord:
     state: str = "active"
     created: float = 0.0
     resumed: float = 0.0
+    target: str = "local"  # local: fired by `dynpipe scheduler`; kubernetes: a CronJob fires it
+    placement: dict[str, str] = field(default_factory=dict)  # kubernetes: namespace, cronjob, configmap
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,24 @@ class ScheduleStore:
         self._conn.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
         self._retry(lambda: self._conn.executescript(_SCHEMA))
+        self._retry(self._add_columns)
+
+    def _add_columns(self) -> None:
+        """Bring a table made by an older version up to date (one writer at a time)."""
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(schedules)")}
+        missing = [(n, d) for n, d in _ADDED_COLUMNS if n not in have]
+        if not missing:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r["name"] for r in self._conn.execute("PRAGMA table_info(schedules)")}
+            for name, definition in missing:
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE schedules ADD COLUMN {name} {definition}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _retry(fn: Any, attempts: int = 100) -> Any:
@@ -126,9 +154,10 @@ class ScheduleStore:
         stored = ScheduleRecord(**{**record.__dict__, "created": now, "resumed": now})
         try:
             self._conn.execute(
-                "INSERT INTO schedules VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO schedules ({', '.join(_SCHEDULE_COLUMNS)}) VALUES ({_PLACES})",
                 (stored.name, stored.module, stored.pipeline, stored.cron, stored.timezone,
-                 json.dumps(stored.params), stored.overlap, stored.catchup, stored.state, now, now),
+                 json.dumps(stored.params), stored.overlap, stored.catchup, stored.state, now, now,
+                 stored.target, json.dumps(stored.placement) if stored.placement else None),
             )
         except sqlite3.IntegrityError:
             raise ValueError(
@@ -144,8 +173,12 @@ class ScheduleStore:
             raise KeyError(f"no schedule named {name!r} in {self.root} (schedules: {known})")
         return _schedule(row)
 
-    def schedules(self) -> list[ScheduleRecord]:
-        return [_schedule(r) for r in self._conn.execute("SELECT * FROM schedules ORDER BY name")]
+    def schedules(self, target: str | None = None) -> list[ScheduleRecord]:
+        """All schedules, or those of one target (``local``: what ``dynpipe scheduler`` fires)."""
+        if target is None:
+            return [_schedule(r) for r in self._conn.execute("SELECT * FROM schedules ORDER BY name")]
+        rows = self._conn.execute("SELECT * FROM schedules WHERE target = ? ORDER BY name", (target,))
+        return [_schedule(r) for r in rows]
 
     def set_state(self, name: str, state: str, now: float | None = None) -> ScheduleRecord:
         """Pause or resume; resuming restarts the clock so paused ticks are not "missed"."""
@@ -249,4 +282,5 @@ class ScheduleStore:
 def _schedule(row: sqlite3.Row) -> ScheduleRecord:
     data = dict(row)
     data["params"] = json.loads(data["params"])
+    data["placement"] = json.loads(data["placement"]) if data.get("placement") else {}
     return ScheduleRecord(**data)
