@@ -142,7 +142,7 @@ def manifests(spec: CronJobSpec, module: Path | None, pipeline: PipelineInfo) ->
     if spec.gpu:
         amounts["nvidia.com/gpu"] = str(spec.gpu)
     command = ["python", "-m", "dynpipe.schedule.runner", f"{target}:{pipeline.attr}",
-               "--run-name", f"{name}-{{date}}-{{time}}", *spec.params]
+               "--run-name", f"{name}-{{date}}-{{time}}", "--schedule", spec.name, *spec.params]
     container: dict[str, Any] = {
         "name": "pipeline", "image": spec.image, "command": command, "env": env, "volumeMounts": mounts,
         "securityContext": {
