@@ -293,7 +293,7 @@ def test_runs_list_shows_the_script_or_schedule_a_run_came_from(tmp_path: Path) 
     script.write_text(ORIGIN_SCRIPT.format(name="from_script"))
     # sys.argv[0] as the user gave it: a relative path stays relative, a long one keeps its basename
     subprocess.run([sys.executable, script.name], cwd=folder, check=True, timeout=120)
-    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    dynpipe("run", str(script))  # dynpipe run: the module it was given, not the dynpipe command
     (tmp_path / "by_schedule.py").write_text(ORIGIN_SCRIPT.format(name="by_schedule"))
     command = run_command("by_schedule.py:by_schedule", [], "fired-{time}", schedule="hourly")
     subprocess.run(command, check=True, timeout=120, capture_output=True)

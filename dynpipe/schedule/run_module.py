@@ -10,6 +10,7 @@ import argparse
 import copy
 import inspect
 import json
+import os
 import sys
 from typing import Any
 
@@ -84,6 +85,8 @@ def run_module(target: str, pairs: list[str], config: str | None = None) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # The run's origin is the module it names, not the dynpipe command (this process runs it alone).
+    os.environ.setdefault("DYNPIPE_RUN_ORIGIN", args.module)
     try:
         run = run_module(args.module, args.param, args.config)
     except DynpipeError as exc:
