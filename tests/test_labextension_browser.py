@@ -6,7 +6,7 @@ command palette, must list all three newest first, show the slow run as running 
 as completed once released (it polls; nobody reloads). Opening an ``etl`` run shows its
 DAG, and selecting a node shows that step's log and artifact preview. A saved notebook
 whose output holds the DAG MIME payload renders it with no kernel. Screenshots go to
-test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_DOCS_SCREENSHOT=1).
+test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_SCREENSHOTS=1: tests/screenshots.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,12 +25,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from screenshots import publish, shot
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = ROOT / "dynpipe" / "labextension"
-ARTIFACTS = ROOT / "test-artifacts"
-SHOTS = ROOT / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -247,8 +245,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                            return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
                 timeout=60_000,
             )
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "runs-panel-running.png"))
+            page.screenshot(path=shot("runs-panel-running.png"))
             # The filter narrows the list on the server side.
             panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
             page.wait_for_function(
@@ -267,7 +264,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                 timeout=60_000,
             )
             assert slow_run.get_attribute("data-status") == "completed"
-            page.screenshot(path=str(ARTIFACTS / "runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
+            page.screenshot(path=shot("runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
 
             # Open the older etl run (keyboard: focus it, press Enter).
             etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
@@ -291,7 +288,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             snippet.wait_for(timeout=30_000)
             assert "Client().get_artifact_version(" in snippet.inner_text()
             assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
-            page.screenshot(path=str(ARTIFACTS / "run-detail.png"))
+            page.screenshot(path=shot("run-detail.png"))
 
             # A saved notebook's DAG renders from its output alone (no kernel is started).
             page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
@@ -312,20 +309,17 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             before = mime.locator("svg g").first.get_attribute("transform")
             mime.locator("button[aria-label='Zoom in (+)']").click()
             assert mime.locator("svg g").first.get_attribute("transform") != before
-            mime.screenshot(path=str(ARTIFACTS / "saved-dag.png"))
+            mime.screenshot(path=shot("saved-dag.png"))
 
             # "Export notebook to pipeline module" writes the module beside the notebook.
             module = lab["root"] / "saved_pipeline.py"
             run_command(page, "Export notebook to pipeline module", module.exists)
             source = module.read_text()
             assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
-            if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
-                SHOTS.mkdir(parents=True, exist_ok=True)
-                for name in ("runs-panel.png", "run-detail.png"):
-                    shutil.copyfile(ARTIFACTS / name, SHOTS / name)
+            for name in ("runs-panel.png", "run-detail.png"):
+                publish(name, f"screenshots/{name}")
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "labext-failure.png"))
+            page.screenshot(path=shot("labext-failure.png"))
             raise
         finally:
             context.close()

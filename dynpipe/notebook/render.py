@@ -259,7 +259,7 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["error"] = truncate(data["error"], 2000) if data["error"] else None
     data["traceback"] = _cut_head(data["traceback"], 3000)
     data["preview"] = truncate(data["preview"], 500) if data["preview"] else None
-    data["logs"] = _log_text(data["logs"])
+    data["logs"] = _log_text(_without_attempt_errors(node, data["logs"]))
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
     data["artifacts"] = dict(getattr(node, "artifacts", {}) or {})
     data["kind"] = "node"
@@ -267,6 +267,23 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["start"] = node.start
     data["end"] = node.end
     return data
+
+
+#: A line of the note a step failed on several attempts ends with (engine/execution.py).
+_ATTEMPTS_LINE = re.compile(r"^  attempts? \d+(?:, \d+)*: (.+)$")
+
+
+def _without_attempt_errors(node: NodeState, lines: list[str]) -> list[str]:
+    """A failed step's log without the one-line echo of each attempt's error: the panel's error
+    section shows the traceback and lists each distinct error once with its attempt numbers."""
+    if node.status != "failed" or not node.error:
+        return lines  # while it runs or retries, the echo is the news
+    shown = {node.error}
+    for line in (node.traceback or "").splitlines():
+        match = _ATTEMPTS_LINE.match(line)
+        if match:
+            shown.add(match.group(1))
+    return [line for line in lines if line not in shown]
 
 
 def _log_text(lines: list[str]) -> str:
