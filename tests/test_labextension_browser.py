@@ -10,7 +10,7 @@ whose output holds the DAG MIME payload renders it with no kernel. A notebook wh
 reloaded, draws every cell's DAG with the MIME renderer (never "Error displaying
 widget"). The schedule dialog, opened from that notebook's toolbar, previews fire times,
 refuses a bad cron, and creates a schedule that ``dynpipe schedule list`` shows.
-Screenshots go to test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_DOCS_SCREENSHOT=1).
+Screenshots go to test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_SCREENSHOTS=1: tests/screenshots.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,12 +29,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from screenshots import ARTIFACTS, publish, shot
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = ROOT / "dynpipe" / "labextension"
-ARTIFACTS = ROOT / "test-artifacts"
-SHOTS = ROOT / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -301,8 +299,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                            return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
                 timeout=60_000,
             )
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "runs-panel-running.png"))
+            page.screenshot(path=shot("runs-panel-running.png"))
             # The filter narrows the list on the server side.
             panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
             page.wait_for_function(
@@ -321,7 +318,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                 timeout=60_000,
             )
             assert slow_run.get_attribute("data-status") == "completed"
-            page.screenshot(path=str(ARTIFACTS / "runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
+            page.screenshot(path=shot("runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
 
             # Open the older etl run (keyboard: focus it, press Enter).
             etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
@@ -345,7 +342,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             snippet.wait_for(timeout=30_000)
             assert "Client().get_artifact_version(" in snippet.inner_text()
             assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
-            page.screenshot(path=str(ARTIFACTS / "run-detail.png"))
+            page.screenshot(path=shot("run-detail.png"))
 
             # A saved notebook's DAG renders from its output alone (no kernel is started).
             page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
@@ -366,7 +363,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             before = mime.locator("svg g").first.get_attribute("transform")
             mime.locator("button[aria-label='Zoom in (+)']").click()
             assert mime.locator("svg g").first.get_attribute("transform") != before
-            mime.screenshot(path=str(ARTIFACTS / "saved-dag.png"))
+            mime.screenshot(path=shot("saved-dag.png"))
 
             # "Export notebook to pipeline module" writes the module beside the notebook.
             module = lab["root"] / "saved_pipeline.py"
@@ -378,13 +375,10 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             check_pipes_notebook(page, lab)
             check_schedule_dialog(page, lab)
             check_older_pages(page, lab)
-            if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
-                SHOTS.mkdir(parents=True, exist_ok=True)
-                for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
-                    shutil.copyfile(ARTIFACTS / name, SHOTS / name)
+            for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
+                publish(name, f"screenshots/{name}")
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "labext-failure.png"))
+            page.screenshot(path=shot("labext-failure.png"))
             raise
         finally:
             context.close()

@@ -128,11 +128,15 @@ def test_output_writes_the_pod_a_schedule_uses_without_importing_the_module(
     assert job["spec"]["activeDeadlineSeconds"] == 600
     assert {k: v for k, v in job["spec"].items() if k != "template"} == {
         k: v for k, v in cronjob["spec"]["jobTemplate"]["spec"].items() if k != "template"}
-    # One builder: the same pod but for the ConfigMap's name and the run name that tags scheduled runs.
+    # One builder: the same pod but for the ConfigMap's name and the run name that tags scheduled runs ...
     command = scheduled["containers"][0].pop("command")
     assert command == ["python", "-m", "dynpipe.cli", "run", "/dynpipe/module/shipped.py:shipped", "-p", "n=2",
                        "--run-name", "nightly-{date}-{time}"]
     assert pod["containers"][0].pop("command")[4:] == ["/dynpipe/module/shipped.py:shipped", "-p", "n=2"]
+    # ... and the origin its runs record: the schedule (a run Job's is the module it runs).
+    env = scheduled["containers"][0]["env"]
+    assert {"name": "DYNPIPE_RUN_ORIGIN", "value": "schedule:nightly"} in env
+    env.remove({"name": "DYNPIPE_RUN_ORIGIN", "value": "schedule:nightly"})
     for spec in (pod, scheduled):
         spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "module"]
     assert pod == scheduled

@@ -389,6 +389,7 @@ def test_run_now_runs_in_a_child_and_tags_the_run(tmp_path: Path, store_home: Pa
     assert f"greeting run {fire.run_name} completed in" in out.stdout
     run = Client(store_home).get_pipeline_run(fire.run_name)
     assert run.pipeline_name == "greet" and run.steps["hello"].output.load() == "hello now"
+    assert run.origin == "schedule:greeting"  # not the runner's path: runs list names the schedule
     listing = cli("schedule", "list").stdout
     assert fire.run_name in listing and "completed" in listing
     cli("run", str(path), "-p", "who=unscheduled")  # a run of the same pipeline, not by the schedule

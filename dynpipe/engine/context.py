@@ -25,6 +25,7 @@ from ..store.store import Store
 from .dag import RunGraph
 from .heartbeat import Heartbeat
 from .lineage import LoadedValues
+from .origin import run_origin
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class RunContext:
                 "parameters": self.config.parameters,
                 "tags": list(self.config.tags),
                 "model": self.config.model.model_dump(exclude_defaults=True) if self.config.model else None,
+                "origin": run_origin(),  # the notebook, script or schedule: runs list shows it
             },
             parent_run_id=self.parent_run_id,
             unlisted=self.unlisted,

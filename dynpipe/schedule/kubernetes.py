@@ -62,7 +62,7 @@ def manifests(spec: CronJobSpec, module: Path | None, pipeline: PipelineInfo) ->
     labels = {**MANAGED_BY, SCHEDULE_LABEL: name}
     target, _, configmap = ship_module(name, spec.namespace, module, spec.module_in_image, pipeline.attr, labels)
     command = run_command(target, spec.params, run_name_template(spec.name))
-    template = pod_template(spec, command, labels, configmap)
+    template = pod_template(spec, command, labels, configmap, origin=f"schedule:{spec.name}")
     policy = {"skip": "Forbid", "queue": "Forbid", "replace": "Replace"}[spec.overlap]
     deadline = max(spec.starting_deadline, spec.active_deadline) if spec.overlap == "queue" else spec.starting_deadline
     cronjob = {

@@ -198,13 +198,16 @@ def job_spec(settings: KubernetesSettings, template: dict[str, Any]) -> dict[str
 
 
 def pod_template(opts: PodOptions, command: list[str], labels: dict[str, str],
-                 configmap: dict[str, Any] | None) -> dict[str, Any]:
-    """The orchestrator's pod template for ``opts``, pointed at this machine's shared store."""
+                 configmap: dict[str, Any] | None, origin: str | None = None) -> dict[str, Any]:
+    """The orchestrator's pod template for ``opts``, pointed at this machine's shared store;
+    ``origin`` is recorded as its runs' origin (``schedule:NAME`` for a CronJob)."""
     from .. import project_config
 
     settings = opts.settings()
     extra = store_env(settings.env, opts.store_claim, opts.allow_local_store, project_config.store_url(),
                       project_config.artifact_store_url())
+    if origin is not None:
+        extra = [*extra, {"name": "DYNPIPE_RUN_ORIGIN", "value": origin}]
     return orchestrator_pod(settings, command, labels=labels, resources=opts.resources(),
                             env_from_secrets=opts.secret_env, configmap=configmap, store_claim=opts.store_claim,
                             extra_env=extra)

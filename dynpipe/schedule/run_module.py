@@ -12,6 +12,7 @@ import argparse
 import copy
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if given:
         shown = ", ".join("--" + o.replace("_", "-") for o in given)
         raise ValueError(f"{shown}: only with --on kubernetes (the options of the run's pod)")
+    # The run's origin is the module it names, not the dynpipe command (this process runs it alone).
+    os.environ.setdefault("DYNPIPE_RUN_ORIGIN", args.module)
     try:
         run = run_module(args.module, args.param, args.config, args.run_name)
     except DynpipeError as exc:

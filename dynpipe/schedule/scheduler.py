@@ -51,7 +51,7 @@ CommandFactory = Callable[[ScheduleRecord, str], list[str]]
 def default_command(record: ScheduleRecord, run_name: str) -> list[str]:
     """How a fire runs the schedule's module (see ``runner.run_command``)."""
     params = [f"{k}={v}" for k, v in record.params.items()]
-    return run_command(f"{record.module}:{record.pipeline}", params, run_name)
+    return run_command(f"{record.module}:{record.pipeline}", params, run_name, schedule=record.name)
 
 
 def run_name_for(record: ScheduleRecord, when: datetime, kind: str) -> str:

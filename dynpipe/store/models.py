@@ -182,6 +182,13 @@ class PipelineRun:
         return self._steps
 
     @property
+    def origin(self) -> str | None:
+        """The notebook path, script (``sys.argv[0]`` as given) or ``schedule:NAME`` that started
+        the run; ``None`` for runs recorded before dynpipe kept it."""
+        value = self.config.get("origin")
+        return value if isinstance(value, str) else None
+
+    @property
     def duration(self) -> float | None:
         """How long the run was open (a notebook run stays open between cells)."""
         return (self.end_time - self.start_time).total_seconds() if self.end_time else None
