@@ -3,7 +3,8 @@
 kmock serves the real API over HTTP, so the runtime under test uses the official
 ``kubernetes`` client unchanged. kmock has no controllers, so :class:`KubeCluster` plays
 them: for each created Job it creates a Pod, moves its status as a kubelet would and runs
-the container's command as a local process with the manifest's environment. It adds what
+the container's command as a local process in an empty folder with only the manifest's
+environment (and PATH). It adds what
 kmock lacks: label selectors on list and watch, ``text/plain`` pod logs (followed), and
 resource versions with on-demand 410 Gone for watches. Behaviours per step name make a pod
 run, exceed its memory limit (killed, ``OOMKilled``, like a cgroup), get evicted, never
@@ -19,8 +20,10 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -108,6 +111,9 @@ class _Pod:
         self.done = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_for: str | None = None
+        self.env: dict[str, str] = {}
+        self.command: list[str] = []
+        self.cwd = ""
 
 
 class KubeCluster:
@@ -128,6 +134,7 @@ class KubeCluster:
         self._ready = threading.Event()
         self._stop: asyncio.Future[None] | None = None
         self._handler: Any = None
+        self._main: asyncio.Task[None] | None = None
         self.url = ""
         self._server_thread = threading.Thread(target=self._serve, name="kmock", daemon=True)
         self._controller = threading.Thread(target=self._control, name="fake-controller", daemon=True)
@@ -147,9 +154,21 @@ class KubeCluster:
                 pod.proc.kill()
                 pod.proc.wait(DEADLINE)
         if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            self._loop.call_soon_threadsafe(self._end_streams_and_stop)
         self._server_thread.join(DEADLINE)
         self._controller.join(DEADLINE)
+        for pod in self.pods.values():
+            if pod.cwd:
+                shutil.rmtree(pod.cwd, ignore_errors=True)
+
+    def _end_streams_and_stop(self) -> None:
+        """Close open watch and log streams (a runtime keeps its watch a while after a run), so
+        the server stops at once instead of waiting for its clients to hang up."""
+        assert self._stop is not None
+        for task in asyncio.all_tasks(self._loop):
+            if task is not self._main:
+                task.cancel()
+        self._stop.set_result(None)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -165,7 +184,8 @@ class KubeCluster:
                 self._ready.set()
                 await self._stop
 
-        self._loop.run_until_complete(main())
+        self._main = self._loop.create_task(main())
+        self._loop.run_until_complete(self._main)
 
     # -- what tests use ----------------------------------------------------------------------
     def api_client(self) -> kclient.ApiClient:
@@ -268,7 +288,7 @@ class KubeCluster:
             return
         self._patch_status("pods", ns, pod_name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True"}]})
-        proc = self._start_container(container)
+        proc = self._start_container(container, pod)
         pod.proc = proc
         self._patch_status("pods", ns, pod_name, {"phase": "Running", "containerStatuses": [{
             "name": "step", "ready": True, "restartCount": 0, "image": container["image"], "imageID": "",
@@ -325,9 +345,12 @@ class KubeCluster:
                                                        "message": "Job has reached the specified backoff limit"}]}
         self._patch_status("jobs", ns, job_name, job_status)
 
-    def _start_container(self, container: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def _start_container(self, container: dict[str, Any], pod: _Pod) -> subprocess.Popen[bytes]:
+        """The container's command in a fresh empty cwd with ONLY the manifest's env (plus PATH and
+        the "image" contents on PYTHONPATH): nothing reaches the pod from this machine's disk or
+        environment except through what the Job says."""
         command = [sys.executable if c == "python" else c for c in container["command"]]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPIPE_")}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for entry in container.get("env", []):
             if "value" in entry:
                 env[entry["name"]] = entry["value"]
@@ -336,7 +359,9 @@ class KubeCluster:
                 env[entry["name"]] = self.secrets.get((ref["name"], ref["key"]), "")
         # The "image" holds dynpipe and the pipeline's code (this tests folder).
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS)])
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pod.env, pod.command = env, command
+        pod.cwd = tempfile.mkdtemp(prefix="kubelet-pod-")
+        return subprocess.Popen(command, env=env, cwd=pod.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def _read_output(self, pod: _Pod, proc: subprocess.Popen[bytes]) -> None:
