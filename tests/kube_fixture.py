@@ -315,7 +315,10 @@ class KubeCluster:
 
     def _finish(self, ns: str, job_name: str, pod: _Pod, rc: int, image: str) -> None:
         if pod.killed_for == "deleted":
-            self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            try:
+                self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            except OSError:  # the cluster is being stopped
+                pass
             return
         code = 137 if rc < 0 else rc
         reason = {"oom": "OOMKilled", "deadline": "Error", "evict": "Error"}.get(pod.killed_for or "",

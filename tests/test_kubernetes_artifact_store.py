@@ -178,3 +178,33 @@ def test_a_local_artifact_store_not_shared_fails_before_any_job(
     assert "DYNPIPE_K8S_PVC" in message
     assert kube.created_jobs == []
     assert not [r for r in kube.client_requests() if r.method == "POST"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        ("{url}/artifacts/ab/{h}", True),
+        ("artifacts/ab/{h}", False),  # a file of the orchestrator's store root: not what this pod was given
+        ("s3://someone-else/x/artifacts/ab/{h}", False),
+        ("{url}/artifacts/cd/{h}", False),
+        ("{url}/../x/artifacts/ab/{h}", False),
+    ],
+)
+def test_a_report_is_accepted_only_for_artifacts_in_the_pods_store(uri: str, accepted: bool) -> None:
+    from dynpipe.outputs import OutputSpec
+    from dynpipe.runtimes.k8s.result import BadReport, decode_report, encode_report
+    from dynpipe.runtimes.task import StepTask, TaskResult
+    from dynpipe.store.store import SavedArtifact
+
+    digest = "ab" * 32
+    art = SavedArtifact(id="0" * 32, uri=uri.format(url=URL, h=digest), content_hash=digest,
+                        data_type="builtins.int", materializer="dynpipe.json", size=3)
+    task = StepTask(run_id="r", run_name="r", pipeline_name="p", step_run_id="s", invocation_id="train",
+                    step_name="train", func=len, parameters={}, inputs={}, input_annotations={},
+                    outputs=[OutputSpec("output", int)], materializers={}, store_root="")
+    data = encode_report(TaskResult(outputs={"output": art}))
+    if accepted:
+        assert decode_report(data, task, lambda u: 3, URL).outputs["output"].uri == art.uri
+    else:
+        with pytest.raises(BadReport, match="is not the artifact file of hash"):
+            decode_report(data, task, lambda u: 3, URL)
