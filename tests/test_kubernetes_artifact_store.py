@@ -176,6 +176,9 @@ def test_a_local_artifact_store_not_shared_fails_before_any_job(
     message = str(info.value)
     assert "step 'make_numbers'" in message and "DYNPIPE_ARTIFACT_STORE" in message
     assert "DYNPIPE_K8S_PVC" in message
+    from dynpipe import Client
+
+    assert Client().get_pipeline("local_only").last_run.steps["make_numbers"].error_type == "LocalStoreNotShared"
     assert kube.created_jobs == []
     assert not [r for r in kube.client_requests() if r.method == "POST"]
 

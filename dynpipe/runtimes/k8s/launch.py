@@ -23,7 +23,14 @@ from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
 from .diagnose import api_error, condition, disruption, is_running, is_running_only, job_failure, pending_reason
 from .manifests import WORKER_COMMAND, job_manifest, job_name, label_value
 from .result import BadReport, decode_report
-from .transport import ObjectStoreTransport, PodTask, SharedVolumeTransport, TaskTransport, choose_transport
+from .transport import (
+    LocalStoreNotShared,
+    ObjectStoreTransport,
+    PodTask,
+    SharedVolumeTransport,
+    TaskTransport,
+    choose_transport,
+)
 from .watch import RunWatcher
 
 LOG_DRAIN_SECONDS = 5.0
@@ -334,6 +341,8 @@ class KubernetesRuntime(StepRuntime):
             container = manifest["spec"]["template"]["spec"]["containers"][0]
             container["command"] = [*WORKER_COMMAND, *pod_task.args]
             container["env"].extend(pod_task.env)  # last: a step's env cannot redirect the task or store
+        except LocalStoreNotShared as exc:
+            return CompletedLaunch(failed(task, "LocalStoreNotShared", str(exc)))
         except Exception as exc:  # noqa: BLE001 - one step fails with a clear reason
             return CompletedLaunch(failed(task, "KubernetesJobError", f"cannot start a Kubernetes Job: {exc}"))
         watcher = self.watcher_for(task, settings)

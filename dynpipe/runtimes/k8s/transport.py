@@ -89,7 +89,7 @@ def choose_transport(task: StepTask, settings: KubernetesSettings) -> tuple[str,
         return "shared", task.store_root
     where = mask_url(url) if url else f"{task.store_root}/artifacts"
     raise LocalStoreNotShared(
-        f"step {task.invocation_id!r}: the artifact store {where} is on this machine's disk, which pods cannot"
+        f"the artifact store {where} is on this machine's disk, which pods cannot"
         " read. Set DYNPIPE_ARTIFACT_STORE (or artifact_store in the project config) to an object store the"
         " pods can reach (s3://bucket/prefix, gs://..., az://...), or declare the store root shared with the"
         " pvc setting (settings={'kubernetes': {'pvc': CLAIM}} or DYNPIPE_K8S_PVC=CLAIM): a ReadWriteMany"
