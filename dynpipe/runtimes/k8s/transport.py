@@ -250,8 +250,22 @@ def pod_store() -> PodArtifacts:
     ``$TMPDIR`` for nothing but bookkeeping), else the shared store root ``DYNPIPE_HOME``."""
     url = os.environ.get(STORE_ENV) or ""
     if is_url(url) and not url.startswith("file://"):
-        return PodArtifacts(tempfile.mkdtemp(prefix="dynpipe-pod-"), remote_artifacts(url))
+        remote = remote_artifacts(url)
+        _connect(remote)
+        return PodArtifacts(tempfile.mkdtemp(prefix="dynpipe-pod-"), remote)
     return PodArtifacts(os.environ.get("DYNPIPE_HOME") or ".")
+
+
+def _connect(remote: RemoteArtifacts) -> None:
+    """Make the S3 client (credentials, endpoint) before the step runs, so botocore's INFO
+    records about it ("Found credentials in environment variables") are not in the step's log.
+    A failure is left for the step's first read or write to report, naming the store."""
+    connect = getattr(remote.fs, "connect", None)
+    if remote._is_s3 and callable(connect):
+        try:
+            connect()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def read_task(where: str) -> bytes:
