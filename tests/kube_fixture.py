@@ -3,7 +3,8 @@
 kmock serves the real API over HTTP, so the runtime under test uses the official
 ``kubernetes`` client unchanged. kmock has no controllers, so :class:`KubeCluster` plays
 them: for each created Job it creates a Pod, moves its status as a kubelet would and runs
-the container's command as a local process with the manifest's environment. It adds what
+the container's command as a local process in an empty folder with only the manifest's
+environment (and PATH). It adds what
 kmock lacks: label selectors on list and watch, ``text/plain`` pod logs (followed), and
 resource versions with on-demand 410 Gone for watches. Behaviours per step name make a pod
 run (ConfigMap and emptyDir volumes mounted as local folders, the command and env
@@ -111,6 +112,9 @@ class _Pod:
         self.done = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_for: str | None = None
+        self.env: dict[str, str] = {}
+        self.command: list[str] = []
+        self.cwd = ""
 
 
 class KubeCluster:
@@ -132,6 +136,7 @@ class KubeCluster:
         self._ready = threading.Event()
         self._stop: asyncio.Future[None] | None = None
         self._handler: Any = None
+        self._main: asyncio.Task[None] | None = None
         self.url = ""
         self._server_thread = threading.Thread(target=self._serve, name="kmock", daemon=True)
         self._controller = threading.Thread(target=self._control, name="fake-controller", daemon=True)
@@ -151,10 +156,22 @@ class KubeCluster:
                 pod.proc.kill()
                 pod.proc.wait(DEADLINE)
         if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            self._loop.call_soon_threadsafe(self._end_streams_and_stop)
         self._server_thread.join(DEADLINE)
         self._controller.join(DEADLINE)
         shutil.rmtree(self.volume_root, ignore_errors=True)
+        for pod in self.pods.values():
+            if pod.cwd:
+                shutil.rmtree(pod.cwd, ignore_errors=True)
+
+    def _end_streams_and_stop(self) -> None:
+        """Close open watch and log streams (a runtime keeps its watch a while after a run), so
+        the server stops at once instead of waiting for its clients to hang up."""
+        assert self._stop is not None
+        for task in asyncio.all_tasks(self._loop):
+            if task is not self._main:
+                task.cancel()
+        self._stop.set_result(None)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -170,7 +187,8 @@ class KubeCluster:
                 self._ready.set()
                 await self._stop
 
-        self._loop.run_until_complete(main())
+        self._main = self._loop.create_task(main())
+        self._loop.run_until_complete(self._main)
 
     # -- what tests use ----------------------------------------------------------------------
     def api_client(self) -> kclient.ApiClient:
@@ -273,7 +291,7 @@ class KubeCluster:
             return
         self._patch_status("pods", ns, pod_name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True"}]})
-        proc = self._start_container(container, ns, pod_name, template["spec"].get("volumes") or [])
+        proc = self._start_container(container, pod, ns, template["spec"].get("volumes") or [])
         pod.proc = proc
         self._patch_status("pods", ns, pod_name, {"phase": "Running", "containerStatuses": [{
             "name": "step", "ready": True, "restartCount": 0, "image": container["image"], "imageID": "",
@@ -300,7 +318,10 @@ class KubeCluster:
 
     def _finish(self, ns: str, job_name: str, pod: _Pod, rc: int, image: str) -> None:
         if pod.killed_for == "deleted":
-            self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            try:
+                self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            except OSError:  # the cluster is being stopped
+                pass
             return
         code = 137 if rc < 0 else rc
         reason = {"oom": "OOMKilled", "deadline": "Error", "evict": "Error"}.get(pod.killed_for or "",
@@ -350,8 +371,13 @@ class KubeCluster:
             mounts[mount["mountPath"]] = str(folder)
         return mounts
 
-    def _start_container(self, container: dict[str, Any], ns: str = "default", pod_name: str = "pod",
+    def _start_container(self, container: dict[str, Any], pod: _Pod, ns: str = "default",
                          volumes: list[dict[str, Any]] | None = None) -> subprocess.Popen[bytes]:
+        """The container's command in a fresh empty cwd with ONLY the manifest's env (plus PATH and
+        the "image" contents on PYTHONPATH), its ConfigMap and emptyDir volumes mounted as local
+        folders: nothing reaches the pod from this machine's disk or environment except through
+        what the Job says."""
+        pod_name = pod.name
         mounts = self._mounts(container, ns, pod_name, volumes or [])
 
         def mounted(text: str) -> str:
@@ -361,7 +387,7 @@ class KubeCluster:
             return text
 
         command = [sys.executable if c == "python" else mounted(c) for c in container["command"]]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPIPE_")}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for source in container.get("envFrom") or []:
             secret = source.get("secretRef", {}).get("name")
             env.update({key: value for (name, key), value in self.secrets.items() if name == secret})
@@ -376,7 +402,9 @@ class KubeCluster:
                 env[entry["name"]] = self.secrets.get((ref["name"], ref["key"]), "")
         # The "image" holds dynpipe and the pipeline's code (this tests folder).
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS)])
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pod.env, pod.command = env, command
+        pod.cwd = tempfile.mkdtemp(prefix="kubelet-pod-")
+        return subprocess.Popen(command, env=env, cwd=pod.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def _read_output(self, pod: _Pod, proc: subprocess.Popen[bytes]) -> None:
