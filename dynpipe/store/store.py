@@ -151,13 +151,28 @@ class Store:
         return registry.by_name(materializer).load(self.files.get(uri, size), data_type)
 
     def describe(self) -> dict[str, str]:
-        """Where this store keeps things, secrets masked (for ``dynpipe store info``)."""
+        """Where and in what this store keeps things, secrets masked, and whether the artifact
+        store answers now (for ``dynpipe store info``: one round trip, never on a hot path)."""
         from .artifact_store import mask_url
         from .urls import mask_password
 
+        remote = self.files.remote
+        if remote is None:
+            kind, reachable = "local folder (the store's own)", "yes"
+        else:
+            kind = f"{remote.url.partition('://')[0]} (fsspec {type(remote.fs).__name__})"
+            try:
+                remote.check()
+                reachable = "yes"
+            except StoreError as exc:
+                reachable = f"no: {exc}"
+        postgres = self.store_url is not None and is_postgres_url(self.store_url)
         return {
             "metadata": mask_password(self.store_url) if self.store_url else str(self.root / "metadata.db"),
+            "metadata_kind": "postgresql" if postgres else "sqlite",
             "artifacts": mask_url(self.artifact_url) if self.artifact_url else str(self.root / "artifacts"),
+            "artifacts_kind": kind,
+            "artifacts_reachable": reachable,
         }
 
     def verify(self, uri: str, size: int, content_hash: str, full: bool = False) -> bool:
