@@ -2,7 +2,7 @@
 sharing nothing but a real PostgreSQL server (metadata) and moto's S3 server (artifacts).
 
 Machine A (a script standing in for the notebook) runs a pipeline, then waits for machine B's
-run to show up in the store. Machine B lists A's runs (``Client`` and ``dynpipe runs list``),
+run to show up in the store. Machine B lists A's runs (``dynpipe runs list`` and ``Client``),
 loads A's artifacts (a >4 KiB one and a small one), re-runs A's pipeline (every step a cache
 hit from A's outputs) and runs its own pipeline that consumes A's artifacts; A then loads B's
 output. Both sides check the objects are really in the bucket and nothing is on their disks.
@@ -76,10 +76,20 @@ print("A-SEES " + json.dumps({"run": b.name, "status": b.status.value,
 '''
 
 MACHINE_B = '''
-import json
+import contextlib, io, json
 from dynpipe import Client, pipeline, step
+from dynpipe.cli import main
 from team_steps import team_pipeline
 
+
+def cli(*args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(list(args))
+    return code, out.getvalue()
+
+
+listed = cli("runs", "list")  # before anything else: B knows A's run only from the store
 client = Client()
 a = client.get_pipeline("team_pipeline").last_run
 blob_a = a.steps["blob"].output
@@ -107,6 +117,7 @@ print("B-DONE " + json.dumps({
     "again_uris": {i: s.output.uri for i, s in again.steps.items()},
     "mine": mine.status.value, "combined": mine.steps["combine"].output.load(),
     "combined_uri": mine.steps["combine"].output.uri,
+    "runs_list": listed, "store_info": cli("store", "info"),
 }), flush=True)
 '''
 
@@ -169,14 +180,6 @@ def test_two_machines_share_runs_and_artifacts_through_postgres_and_s3(
         a: dict[str, Any] = json.loads(_read_line(proc_a, "A-DONE ", 120))
         assert a["status"] == "completed"
 
-        # B sees A's run from its own folder: through the CLI and through Client.
-        listed = subprocess.run(
-            [sys.executable, "-m", "dynpipe.cli", "runs", "list"], cwd=folder_b, env=env_b,
-            capture_output=True, text=True, timeout=120,
-        )
-        assert listed.returncode == 0, listed.stderr
-        assert a["run"] in listed.stdout and "team_pipeline" in listed.stdout and "completed" in listed.stdout
-
         proc_b = subprocess.run(
             [sys.executable, "machine_b.py"], cwd=folder_b, env=env_b, capture_output=True, text=True, timeout=180
         )
@@ -216,12 +219,12 @@ def test_two_machines_share_runs_and_artifacts_through_postgres_and_s3(
     for folder in (folder_a, folder_b):
         assert _files_under(folder / "home" / "artifacts") == []
 
+    # B saw A's run with `dynpipe runs list` before it ran anything itself.
+    code, listed = b["runs_list"]
+    assert code == 0 and a["run"] in listed and "team_pipeline" in listed and "completed" in listed
     # `dynpipe store info` on machine B names both stores, secrets masked, the bucket reachable.
-    info = subprocess.run(
-        [sys.executable, "-m", "dynpipe.cli", "store", "info"], cwd=folder_b, env=env_b,
-        capture_output=True, text=True, timeout=120,
-    )
-    assert info.returncode == 0, info.stderr
-    assert "postgresql" in info.stdout and "***" in info.stdout and PASSWORD not in info.stdout
-    assert f"s3://{bucket}/team" in info.stdout and "reachable:    yes" in info.stdout
-    assert "sup3r-s3cret" not in info.stdout + info.stderr
+    code, info = b["store_info"]
+    assert code == 0, info
+    assert "kind:         postgresql" in info and "***" in info and PASSWORD not in info
+    assert f"artifacts:      s3://{bucket}/team" in info and "reachable:    yes" in info
+    assert "sup3r-s3cret" not in info
