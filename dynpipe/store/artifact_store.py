@@ -194,6 +194,8 @@ class RemoteArtifacts:
             if self._size_of(key) == sink.size:  # the same content is there already
                 self.fs.rm_file(sink.tmp)
             else:
+                if not self._is_s3:  # S3 has no folders; a file system needs the parent
+                    self.fs.makedirs(key.rpartition("/")[0], exist_ok=True)
                 self.fs.mv(sink.tmp, key)
         except Exception as exc:
             sink.abort()

@@ -115,8 +115,10 @@ def _load(files: ArtifactFiles, uri: str, materializer: str, data_type: str, siz
     """Deserialize a stored artifact; a streaming materializer reads a remote object directly."""
     mat = registry.by_name(materializer)
     if mat.streams and "://" in uri:
-        with files._remote_for(uri).open_checked(uri, size) as fh:
-            return mat.load_from(fh, data_type)
+        remote = files._remote_for(uri)
+        if size is None or size > remote.part_bytes:  # small: one GET, no HEAD before it
+            with remote.open_checked(uri, size) as fh:
+                return mat.load_from(fh, data_type)
     return mat.load(files.get(uri, size), data_type)
 
 
