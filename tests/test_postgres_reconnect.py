@@ -87,13 +87,18 @@ def test_a_backend_terminated_while_idle_is_replaced_and_the_write_goes_through(
 
 def test_a_server_restart_between_writes_is_survived(postgres_server: PostgresServer) -> None:
     md, _ = _open(postgres_server)
+    log = str(postgres_server.folder / "log")
     try:
         md.create_run("r1", "before", "p", {})
-        restarted = postgres_server.pg_ctl(
-            "-m", "fast", "-w", "-t", "60", "-l", str(postgres_server.folder / "log"), "restart"
-        )
+        stopped = postgres_server.pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        # The write starts while the server is down (its idle connection died with it) and
+        # goes through once the server is back, instead of failing on "connection refused".
+        thread, errors = _in_thread(lambda: md.create_run("r2", "after", "p", {}))
+        restarted = postgres_server.pg_ctl("-w", "-t", "60", "-l", log, "restart")  # the same options
         assert restarted.returncode == 0, restarted.stderr
-        md.create_run("r2", "after", "p", {})
+        thread.join(30)
+        assert not thread.is_alive() and errors == []
         md.finish_run("r1", ExecutionStatus.COMPLETED)
         runs = {r.name: r.status for r in md.list_runs(RunFilter())}
         assert runs == {"before": ExecutionStatus.COMPLETED, "after": ExecutionStatus.RUNNING}

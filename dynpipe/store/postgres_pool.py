@@ -104,8 +104,9 @@ class PostgresPool:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def _take(self) -> Connection | None:
-        """An idle connection known to be alive, or None."""
+    def _take(self) -> tuple[Connection | None, bool]:
+        """An idle connection known to be alive (or None), and whether dead ones were dropped."""
+        dropped = False
         with self._lock:
             if os.getpid() != self._pid:
                 # A forked child must not talk over its parent's sockets, nor close them.
@@ -115,13 +116,17 @@ class PostgresPool:
             while self._idle:
                 conn = self._idle.pop()
                 if not _dead(conn):
-                    return conn
+                    return conn, dropped
                 conn.close()
-        return None
+                dropped = True
+        return None, dropped
 
     @contextmanager
     def _connection(self, patience: float = 0.0) -> Iterator[Connection]:
-        conn = self._take() or self._connect(patience)
+        conn, dropped = self._take()
+        if conn is None:
+            # Dead idle connections mean the server went away: give a restarting one time.
+            conn = self._connect(RECONNECT_SECONDS if dropped else patience)
         try:
             yield conn
         except BaseException as exc:
