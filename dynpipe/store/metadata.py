@@ -20,6 +20,7 @@ from typing import Any
 from .. import settings
 from ..errors import RunNameTaken, StoreFullError
 from ..status import ExecutionStatus
+from .checkpoints import SAFETY_NET_PAGES, Checkpointer
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
 from .records import (
@@ -69,6 +70,7 @@ class MetadataStore:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn = self._connect()
+        self._checkpoints = Checkpointer(path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -77,6 +79,7 @@ class MetadataStore:
         conn.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))  # bypasses busy_timeout
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")  # checkpoints.py does it off-thread
         conn.execute("PRAGMA foreign_keys = OFF")
         if self._read_version(conn) != SCHEMA_VERSION:
             self._retry(lambda: self._create_or_migrate(conn))
@@ -134,8 +137,7 @@ class MetadataStore:
         # A forked child must not reuse the parent's connection.
         if os.getpid() != self._pid:
             self._pid = os.getpid()
-            self._lock = threading.RLock()
-            self._conn = self._connect()
+            self._lock, self._conn, self._checkpoints = threading.RLock(), self._connect(), Checkpointer(self.path)
         return self._conn
 
     # -- the two primitives (SQLite only; not part of MetadataBackend) ----------------------
@@ -156,6 +158,7 @@ class MetadataStore:
 
             try:
                 self._retry(_tx)
+                self._checkpoints.committed()
             except sqlite3.OperationalError as exc:
                 if "full" not in str(exc):  # SQLITE_FULL: "database or disk is full"
                     raise
@@ -487,6 +490,7 @@ class MetadataStore:
 
     def close(self) -> None:
         with self._lock:
+            self._checkpoints.close()
             self._conn.close()
 
 
