@@ -25,6 +25,7 @@ from ..store.store import Store
 from .dag import RunGraph
 from .heartbeat import Heartbeat
 from .lineage import LoadedValues
+from .starts import DeferredStarts
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class RunContext:
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
         self.heartbeat: Heartbeat | None = None
+        self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
 
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:

@@ -356,8 +356,8 @@ class PostgresMetadata:
         statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
-        if outcome.status is not ExecutionStatus.COMPLETED:
-            statements.append(self._insert_step(step, outcome.status, outcome.end, ignore=True))
+        if outcome.start is not None or outcome.status is not ExecutionStatus.COMPLETED:  # see metadata.py
+            statements.append(self._insert_step(step, outcome.status, outcome.start or outcome.end, ignore=True))
         statements.append(
             (
                 'UPDATE step_runs SET status = %(status)s, "end" = %(end)s, attempts = %(attempts)s,'
