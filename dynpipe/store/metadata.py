@@ -373,6 +373,14 @@ class MetadataStore:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
         return [step_run_record(row) for row in rows]
 
+    def invocation_ids_of_run(self, run_id: str) -> list[str]:
+        rows = self.query("SELECT invocation_id FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
+        return [row[0] for row in rows]
+
+    def step_run_of_run(self, run_id: str, invocation_id: str) -> StepRunRecord | None:
+        rows = self.query("SELECT * FROM step_runs WHERE run_id = ? AND invocation_id = ?", (run_id, invocation_id))
+        return step_run_record(rows[0]) if rows else None
+
     def step_attempts(self, step_run_id: str) -> list[AttemptRecord]:
         rows = self.query("SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step_run_id,))
         return [

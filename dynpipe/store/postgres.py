@@ -29,6 +29,7 @@ from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
 from .postgres_schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_STATEMENTS, SCHEMA_VERSION
+from .postgres_steps import StepRunReads
 from .records import (
     ArtifactRecord,
     AttemptRecord,
@@ -73,7 +74,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-class PostgresMetadata:
+class PostgresMetadata(StepRunReads):
     """Thread-safe, fork-safe access to the metadata tables of one PostgreSQL database."""
 
     def __init__(self, url: str) -> None:
