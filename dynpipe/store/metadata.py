@@ -43,6 +43,7 @@ from .sqlite_statements import (
     INSERT_BLOB,
     INSERT_STEP_RUN,
     Statement,
+    cache_hit_statement,
     finish_step_statement,
     step_params,
 )
@@ -334,15 +335,7 @@ class MetadataStore:
         self.write(statements)
 
     def record_cache_hit(self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> None:
-        self.write(
-            [
-                self._insert_step(step, ExecutionStatus.CACHED, now),
-                (
-                    "UPDATE step_runs SET end = ?, cache_key = ?, cached_from = ?, outputs = ? WHERE id = ?",
-                    (now, cache_key, cached.id, json.dumps(cached.outputs), step.id),
-                ),
-            ]
-        )
+        self.write([cache_hit_statement(step, now, cache_key, cached)])
 
     def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
         kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"

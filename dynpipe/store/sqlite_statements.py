@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..status import ExecutionStatus
-from .records import NewStepRun, StepOutcome
+from .records import CachedStepRun, NewStepRun, StepOutcome
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
@@ -27,6 +27,11 @@ INSERT_FINISHED_STEP_RUN = (
     " runtime, cache_key, upstream, parameters, inputs, outputs, logs, error_type, error_message, traceback)"
     " VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status, :start, :end, :attempts, :runtime,"
     " :cache_key, :upstream, :parameters, :inputs, :outputs, :logs, :error_type, :error_message, :traceback)"
+)
+INSERT_CACHED_STEP_RUN = (
+    "INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, end, runtime, cache_key,"
+    " cached_from, upstream, parameters, inputs, outputs) VALUES (:id, :run_id, :invocation_id, :step_name,"
+    " :seq, :status, :start, :start, :runtime, :cache_key, :cached_from, :upstream, :parameters, :inputs, :outputs)"
 )
 FINISH_STEP_RUN = (
     "UPDATE step_runs SET status = :status, end = :end, attempts = :attempts,"
@@ -80,3 +85,10 @@ def finish_step_statement(step: NewStepRun, outcome: StepOutcome) -> list[Statem
         return [update]
     # A step can fail or stop before its start was recorded (bad input, interrupt).
     return [(INSERT_STEP_RUN.format(verb="OR IGNORE"), step_params(step, outcome.status, outcome.end)), update]
+
+
+def cache_hit_statement(step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> Statement:
+    """A cache hit's whole row in one INSERT (it starts and ends at ``now``)."""
+    params = step_params(step, ExecutionStatus.CACHED, now)
+    params.update(cache_key=cache_key, cached_from=cached.id, outputs=json.dumps(cached.outputs))
+    return (INSERT_CACHED_STEP_RUN, params)
