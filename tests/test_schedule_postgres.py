@@ -148,3 +148,33 @@ def test_a_claim_whose_connection_dies_is_made_again_and_won_once(shared_url: st
     assert not store.claim(FireRecord("s", fire.fire_time, "cron", "running", run_name="s-1", owner="host:2:def"))
     with psycopg.connect(shared_url, autocommit=True) as conn:
         assert conn.execute("SELECT last_value FROM kill_once").fetchone() == (3,)  # the trigger did fire first
+
+
+class TickClock(FakeClock):
+    """A second of schedule time per 10 ms of waiting: ``serve()`` loops quickly through a minute."""
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(0.01)
+        self.t += timedelta(seconds=1)
+
+
+def test_the_scheduler_logs_a_database_error_and_goes_on(shared_url: str, store_home: Path) -> None:
+    ScheduleStore(store_home).create(record(), now=T0.timestamp())
+    with psycopg.connect(shared_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE schedule_fires RENAME TO elsewhere")
+    lines: list[str] = []
+    sched = Scheduler(ScheduleStore(store_home), clock=TickClock(T0 + timedelta(seconds=30)),
+                      command=lambda r, n: ["true"], log=lines.append, poll=1.0)
+    thread = threading.Thread(target=sched.serve)
+    thread.start()
+    try:
+        wait_for("the error to be logged", lambda: any("error, retrying" in line for line in lines))
+        assert any("schedule_fires" in line and "postgresql://" in line for line in lines)
+        with psycopg.connect(shared_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE elsewhere RENAME TO schedule_fires")
+        wait_for("the 12:01 run", lambda: any("starting run s-20260601T120100Z" in line for line in lines))
+    finally:
+        sched.stopping.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [f.run_name for f in ScheduleStore(store_home).fires("s")] == ["s-20260601T120100Z"]

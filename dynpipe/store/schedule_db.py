@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from ..errors import StoreError
+
 T = TypeVar("T")
 #: Runs one statement inside a transaction and returns how many rows it changed.
 Execute = Callable[[str, Sequence[Any]], int]
@@ -145,6 +147,7 @@ class PostgresScheduleDb:
     """
 
     def __init__(self, url: str) -> None:
+        import psycopg
         from psycopg import errors as pg_errors
 
         from .postgres import PostgresMetadata
@@ -155,10 +158,18 @@ class PostgresScheduleDb:
         self.where = mask_password(url)
         self._reconnect_seconds = RECONNECT_SECONDS
         self.lost: tuple[type[Exception], ...] = (ConnectionLost,)
+        self._driver_error: type[Exception] = psycopg.Error
         self._retryable: tuple[type[Exception], ...] = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return self._pool.query(_placeholders(sql), args)
+        try:
+            return self._pool.query(_placeholders(sql), args)
+        except self._driver_error as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> StoreError:
+        """A driver error as the ``StoreError`` callers handle (a scheduler logs it and goes on)."""
+        return StoreError(f"schedules in the PostgreSQL metadata {self.where}: {type(exc).__name__}: {exc}")
 
     def run(self, sql: str, args: Sequence[Any] = (), again: bool = False) -> int:
         return self.atomically(lambda execute: execute(sql, args), again)
@@ -170,10 +181,12 @@ class PostgresScheduleDb:
             try:
                 with self._pool._connection(patience) as conn, conn.transaction():
                     return work(lambda sql, args: conn.execute(_placeholders(sql), args).rowcount)
-            except self._retryable:
+            except self._retryable as exc:
                 if i == attempts - 1:
-                    raise
+                    raise self._failed(exc) from None
                 time.sleep(0.005 * (i + 1))
+            except self._driver_error as exc:
+                raise self._failed(exc) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
