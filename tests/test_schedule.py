@@ -289,6 +289,17 @@ def test_two_schedulers_on_one_store_fire_each_tick_once(backend: Backend, store
     assert {f.run_name for f in fires if f.pid is not None} == set(names)
 
 
+def test_claim_all_returns_only_the_fires_this_call_inserted(backend: Backend, store_home: Path) -> None:
+    store = ScheduleStore(store_home)
+    store.create(record())
+    mine = [FireRecord("s", float(t), "cron", "missed", owner="a") for t in range(5)]
+    assert store.claim(FireRecord("s", 2.0, "cron", "missed", owner="b"))
+    assert [f.fire_time for f in store.claim_all(mine)] == [0.0, 1.0, 3.0, 4.0]
+    assert store.claim_all(mine) == [] and store.claim_all([]) == []
+    assert {f.fire_time: f.owner for f in store.fires("s")} == {0.0: "a", 1.0: "a", 2.0: "b", 3.0: "a", 4.0: "a"}
+    store.close()
+
+
 # -- managed objects and the CLI ----------------------------------------------------------
 
 

@@ -75,6 +75,9 @@ class ScheduleDb(Protocol):
         """``work`` runs its statements in one transaction (all or nothing); ``again``: this
         repeats a unit of work whose connection was lost, so wait for a restarting server."""
 
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], again: bool = False) -> list[bool]:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING`` for each row in one transaction; which inserted."""
+
     def close(self) -> None: ...
 
 
@@ -135,6 +138,9 @@ class SqliteScheduleDb:
         self._conn.execute("COMMIT")
         return result
 
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], again: bool = False) -> list[bool]:
+        return self.atomically(lambda execute: [execute(sql, row) == 1 for row in rows])
+
     def close(self) -> None:
         self._conn.close()
 
@@ -174,13 +180,32 @@ class PostgresScheduleDb:
     def run(self, sql: str, args: Sequence[Any] = (), again: bool = False) -> int:
         return self.atomically(lambda execute: execute(sql, args), again)
 
-    def atomically(self, work: Callable[[Execute], T], again: bool = False, attempts: int = 20) -> T:
+    def atomically(self, work: Callable[[Execute], T], again: bool = False) -> T:
+        return self._transaction(lambda conn: work(lambda sql, args: conn.execute(_placeholders(sql), args).rowcount),
+                                 again)
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], again: bool = False) -> list[bool]:
+        """Pipelined: a long outage's thousands of missed ticks take a few round trips, not one each."""
+        if not rows:
+            return []
+
+        def insert(conn: Any) -> list[bool]:
+            cur = conn.cursor()
+            cur.executemany(_placeholders(sql) + " RETURNING 1", rows, returning=True)
+            won = [cur.fetchone() is not None]
+            while cur.nextset():
+                won.append(cur.fetchone() is not None)
+            return won
+
+        return self._transaction(insert, again)
+
+    def _transaction(self, work: Callable[[Any], T], again: bool, attempts: int = 20) -> T:
         """A deadlock victim tries again; a lost connection raises ``ConnectionLost`` (``lost``)."""
         patience = self._reconnect_seconds if again else 0.0
         for i in range(attempts):
             try:
                 with self._pool._connection(patience) as conn, conn.transaction():
-                    return work(lambda sql, args: conn.execute(_placeholders(sql), args).rowcount)
+                    return work(conn)
             except self._retryable as exc:
                 if i == attempts - 1:
                     raise self._failed(exc) from None

@@ -201,14 +201,14 @@ class ScheduleStore:
     def claim_all(self, fires: list[FireRecord]) -> list[FireRecord]:
         """Claim many fires in one transaction (a long outage's missed ticks); return those this call won."""
 
-        def insert(execute: Execute) -> list[FireRecord]:
-            return [fire for fire in fires if execute(_INSERT_FIRE, astuple(fire)) == 1]
-
+        rows = [astuple(fire) for fire in fires]
         try:
-            return self._db.atomically(insert)
+            inserted = self._db.insert_new(_INSERT_FIRE, rows)
         except self._db.lost:
-            won = self._db.atomically(insert, again=True)
-            return won or [fire for fire in fires if self._is_mine(fire)]
+            inserted = self._db.insert_new(_INSERT_FIRE, rows, again=True)
+            if not any(inserted):  # the first attempt may have committed them
+                inserted = [self._is_mine(fire) for fire in fires]
+        return [fire for fire, won in zip(fires, inserted, strict=True) if won]
 
     def update(self, schedule: str, fire_time: float, *, expect: str | None = None, **changes: Any) -> bool:
         """Change a fire's fields; with ``expect``, only if its outcome still is that (a compare-and-set)."""
