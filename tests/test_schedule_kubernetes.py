@@ -184,9 +184,12 @@ def test_apply_creates_then_updates_through_the_api(module: Path, api_server: An
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u", "namespace": "ml"}}],
     }))
+    # --apply records the schedule in this machine's store (a local one here), so the shared
+    # store reaches the pod through --env rather than this machine's own settings.
+    pod_env = [arg for name, value in SHARED.items() for arg in ("--env", f"{name}={value}")]
     out = cli("schedule", "create", "nightly", str(module), "--cron", "0 3 * * *", "--target", "kubernetes",
-              "--image", "i:1", "--namespace", "ml", "--service-account", "pipelines", "--apply",
-              env={"KUBECONFIG": str(kubeconfig), **SHARED})
+              "--image", "i:1", "--namespace", "ml", "--service-account", "pipelines", "--apply", *pod_env,
+              env={"KUBECONFIG": str(kubeconfig), "DYNPIPE_HOME": str(tmp_path / "store")})
     assert "ConfigMap/nightly-module created" in out.stdout and "CronJob/nightly created" in out.stdout
     cronjob = _stored(api_server, "cronjobs", "nightly")
     assert cronjob["spec"]["schedule"] == "0 3 * * *"

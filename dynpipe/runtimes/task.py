@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import time
 import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import Artifacts, SavedArtifact, open_artifacts
 from .logs import capture_step_logs, record_step_error
+
+#: seconds ``StepContext.step_run`` waits for a running step's start to be committed
+STEP_RUN_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,14 @@ class StepContext:
 
     @property
     def step_run(self) -> Any:
-        return self.pipeline_run.steps.get(self._task.invocation_id)
+        """This step's run as stored. A running step's start is committed at most a few tens of
+        milliseconds after it starts (engine/starts.py), so a step that asks sooner waits that long."""
+        deadline = time.monotonic() + STEP_RUN_WAIT
+        while True:
+            found = self.pipeline_run.steps.get(self._task.invocation_id)
+            if found is not None or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     @property
     def output_names(self) -> list[str]:
