@@ -76,6 +76,8 @@ class KubernetesLaunch(Launch):
         self.pod: dict[str, Any] | None = None
         self.seen_job = False
         self.started_running = False
+        self.started_at: float | None = None  # when the watch first saw the pod's container run
+        self._started = threading.Event()
         self._lock = threading.Lock()
         self._event = threading.Event()
         self._result: TaskResult | None = None
@@ -85,6 +87,24 @@ class KubernetesLaunch(Launch):
         self._prefix = f"[{task.invocation_id}] "
 
     # -- Launch -------------------------------------------------------------------------
+    @property
+    def where(self) -> str | None:
+        """The pod (and its node, once scheduled) for the live DAG: ``pod NAME (node NODE)``."""
+        pod = self.pod
+        if pod is None:
+            return None
+        name = (pod.get("metadata") or {}).get("name")
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not name:
+            return None
+        return f"pod {name} (node {node})" if node else f"pod {name}"
+
+    def wait_started(self) -> float | None:
+        """Block until the pod runs (its start time) or the launch ended (None): a pod still
+        pending (pulling its image, waiting for a node) leaves the step queued, not running."""
+        self._started.wait()
+        return self.started_at
+
     def result(self, timeout: float | None = None) -> TaskResult:
         if not self._event.wait(timeout):
             raise TimeoutError(f"Job {self.name} of step {self.task.invocation_id!r} is still running")
@@ -125,6 +145,9 @@ class KubernetesLaunch(Launch):
             return
         if is_running(pod):
             self.started_running = True
+            if self.started_at is None:
+                self.started_at = time.time()
+            self._started.set()
             self._follow_logs(pod)
         why = disruption(pod)
         if why is not None and self._claim():
@@ -202,8 +225,10 @@ class KubernetesLaunch(Launch):
             return
         self.watcher.unregister(self.name)
         self.transport.discard(self.pod_task)
+        result.where = result.where or self.where
         self._result = result
         self._event.set()
+        self._started.set()
 
     def _delete_job(self) -> None:
         try:
