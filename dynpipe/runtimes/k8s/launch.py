@@ -11,7 +11,6 @@ import dataclasses
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 from ... import settings as env
@@ -30,6 +29,7 @@ from .transport import (
     SharedVolumeTransport,
     TaskTransport,
     choose_transport,
+    object_key,
 )
 from .watch import RunWatcher
 
@@ -362,7 +362,7 @@ class KubernetesRuntime(StepRuntime):
             mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
-            pod_task = transport.put_task(f"{name}-{uuid.uuid4().hex[:8]}", encode_task(sendable, extras))
+            pod_task = transport.put_task(object_key(task.run_id, name), encode_task(sendable, extras))
             container = manifest["spec"]["template"]["spec"]["containers"][0]
             container["command"] = [*WORKER_COMMAND, *pod_task.args]
             container["env"].extend(pod_task.env)  # last: a step's env cannot redirect the task or store
