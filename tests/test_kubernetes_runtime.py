@@ -163,6 +163,30 @@ def test_step_runs_as_a_job(kube: KubeCluster, store_home: Path) -> None:
     assert ("running", where) in seen and seen[-1] == ("completed", where)
 
 
+def test_an_image_with_another_python_fails_the_next_by_value_step_before_its_job(
+    kube: KubeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(k8s_launch, "python_version", lambda: "3.99")  # the kernel's, as the pod sees it
+    here = f"{os.sys.version_info[0]}.{os.sys.version_info[1]}"  # type: ignore[attr-defined]
+
+    def by_value() -> int:  # a local function: no import path, it travels by value
+        return 1
+
+    runtime = _runtime(kube)
+    first = runtime.launch(_task(tmp_path, by_value)).result(timeout=DEADLINE)
+    assert first.error_type == "PythonVersionMismatch"  # said by the pod
+    assert len(kube.created_jobs) == 1
+    # The pod's report told the runtime the image's Python: the next by-value step of the run
+    # fails at once, with the same clear message, and no Job is created for it.
+    launch = runtime.launch(_task(tmp_path, by_value, step_run_id="0123456789abcdef"))
+    second = launch.result(timeout=0)
+    assert second.error_type == "PythonVersionMismatch"
+    assert "needs Python 3.99" in str(second.error_message)
+    assert f"this image runs Python {here}" in str(second.error_message)
+    assert "example/dynpipe:test" in str(second.error_message)
+    assert len(kube.created_jobs) == 1
+
+
 def test_logs_stream_while_the_pod_runs(kube: KubeCluster, tmp_path: Path) -> None:
     go = tmp_path / "go"
     lines: list[str] = []

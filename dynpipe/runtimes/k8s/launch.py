@@ -17,11 +17,11 @@ from ... import settings as env
 from ..base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from ..shipping import MaterializerShipment, func_ref
 from ..task import StepTask, TaskResult
-from ..worker import encode_task
+from ..worker import encode_task, python_mismatch
 from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
 from .diagnose import api_error, condition, disruption, is_running, is_running_only, job_failure, pending_reason
 from .manifests import WORKER_COMMAND, job_manifest, job_name, label_value
-from .result import BadReport, decode_report
+from .result import BadReport, check_report, parse_report
 from .transport import (
     LocalStoreNotShared,
     ObjectStoreTransport,
@@ -215,7 +215,10 @@ class KubernetesLaunch(Launch):
                             f" {where}{shared}", self._logs())
         else:
             try:
-                result = decode_report(data, self.task, transport.artifact_size, transport.store_url)
+                report = parse_report(data)
+                if report.python and self.settings.image:
+                    self.runtime.image_python[self.settings.image] = report.python
+                result = check_report(report, self.task, transport.artifact_size, transport.store_url)
             except BadReport as exc:
                 result = failed(self.task, "BadPodReport", f"Job {self.name}: {exc}", self._logs())
         self._finish(result)
@@ -307,6 +310,9 @@ class KubernetesRuntime(StepRuntime):
         self._lock = threading.Lock()
         self._watchers: dict[tuple[str, str], RunWatcher] = {}
         self._transports: dict[tuple[str, str], TaskTransport] = {}
+        #: image -> its Python major.minor, from the first report of a pod running it: a step
+        #: sent by value to an image with another Python fails before its Job is created.
+        self.image_python: dict[str, str] = {}
 
     @property
     def batch_api(self) -> Any:
@@ -352,13 +358,19 @@ class KubernetesRuntime(StepRuntime):
             settings = self.settings_for(task)
             name = job_name(task)
             manifest = job_manifest(task, "<task>", settings, env.k8s_owner_pod())  # bad settings fail here
-            transport = self.transport_for(task, settings)
             ref = func_ref(task.func)
+            extras: dict[str, Any] = {"python": python_version(), "by_value": ref is None,
+                                      "invocation_id": task.invocation_id}
+            known = self.image_python.get(settings.image or "")
+            mismatch = python_mismatch(extras, known) if known else None
+            if mismatch:
+                message = f"{mismatch} (image {settings.image}, as an earlier pod of this run reported; no Job created)"
+                return CompletedLaunch(TaskResult.from_exception(
+                    RuntimeError(message), error_type="PythonVersionMismatch", traceback=""))
+            transport = self.transport_for(task, settings)
             # Limits are the container's (cgroup), not an address-space limit inside it.
             sendable = dataclasses.replace(transport.prepare(task), func=ref or task.func, resources=None,
                                            echo_logs=True)  # the pod log is the live stream
-            extras: dict[str, Any] = {"python": python_version(), "by_value": ref is None,
-                                      "invocation_id": task.invocation_id}
             mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
