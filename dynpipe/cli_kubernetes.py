@@ -1,4 +1,4 @@
-"""``dynpipe kubernetes rbac|gc``: the RBAC the runtime needs, and orphaned Jobs removed."""
+"""``dynpipe kubernetes rbac|gc``: the RBAC the runtime needs; orphaned Jobs and task objects removed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from .runtimes.k8s.rbac import delete_jobs, orphaned_jobs, rbac_manifests
+from .runtimes.k8s.sweep import MAX_AGE, RunState, remove, stale_objects, task_folders
 from .store.client import Client
 
 
@@ -20,9 +21,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--namespace", required=True)
     p.add_argument("--service-account", default="dynpipe")
     p.set_defaults(func=cmd_rbac)
-    p = kube.add_parser("gc", help="delete dynpipe Jobs whose run is no longer alive")
+    p = kube.add_parser("gc", help="delete dynpipe Jobs, and task/report objects under k8s-tasks/, of runs"
+                        " that are no longer alive")
     p.add_argument("--namespace", required=True)
     p.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+    p.add_argument("--max-age", type=float, default=MAX_AGE, metavar="SECONDS",
+                   help="also delete task objects older than this whose run is unknown to this store"
+                        f" (default {MAX_AGE:g}, 24 h)")
     p.set_defaults(func=cmd_gc)
 
 
@@ -31,13 +36,17 @@ def cmd_rbac(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_is_alive(client: Client, run_id: str) -> bool:
+def run_state(client: Client, run_id: str) -> RunState:
     """Alive: the store knows the run and its owner process has not been proven dead."""
     try:
         run = client.get_pipeline_run(run_id)
     except KeyError:
-        return False
-    return str(getattr(run.status, "value", run.status)) in ("running", "initializing")
+        return "unknown"
+    return "alive" if str(getattr(run.status, "value", run.status)) in ("running", "initializing") else "ended"
+
+
+def run_is_alive(client: Client, run_id: str) -> bool:
+    return run_state(client, run_id) == "alive"
 
 
 def cmd_gc(args: argparse.Namespace, apis: Any = None) -> int:
@@ -48,11 +57,30 @@ def cmd_gc(args: argparse.Namespace, apis: Any = None) -> int:
     orphans = orphaned_jobs(batch, args.namespace, lambda run_id: run_is_alive(client, run_id))
     for name, run_id in orphans:
         print(f"{'would delete' if args.dry_run else 'deleting'} Job {name} (run {run_id} is not running)")
-    if args.dry_run or not orphans:
-        if not orphans:
-            print(f"no orphaned dynpipe Jobs in namespace {args.namespace}")
-        return 0
-    problems = delete_jobs(batch, args.namespace, [name for name, _ in orphans])
+    if not orphans:
+        print(f"no orphaned dynpipe Jobs in namespace {args.namespace}")
+    problems = [] if args.dry_run else delete_jobs(batch, args.namespace, [name for name, _ in orphans])
     for line in problems:
         print(f"dynpipe: cannot delete Job {line}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if sweep_task_objects(client, args.dry_run, args.max_age) or problems else 0
+
+
+def sweep_task_objects(client: Client, dry_run: bool, max_age: float) -> bool:
+    """Task and report objects of runs no longer alive (see ``runtimes/k8s/sweep.py``); True on problems."""
+    failed = False
+    for folder in task_folders(client.store):
+        try:
+            stale = stale_objects(folder, lambda run_id: run_state(client, run_id), max_age)
+        except Exception as exc:  # noqa: BLE001 - e.g. no credentials for the bucket
+            print(f"dynpipe: cannot list {folder.label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for obj in stale:
+            print(f"{'would delete' if dry_run else 'deleting'} {folder.label}/{obj.path.rsplit('/', 1)[-1]}"
+                  f" ({obj.why})")
+        if not stale:
+            print(f"no stale task objects in {folder.label}")
+        for line in [] if dry_run else remove(folder, [obj.path for obj in stale]):
+            print(f"dynpipe: cannot delete {line}", file=sys.stderr)
+            failed = True
+    return failed

@@ -41,6 +41,7 @@ AGENT = "fake-kubelet"
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 DEADLINE = 60.0
+NODE = "node-1"  # the node every scheduled pod is bound to
 
 
 def _selector_matches(selector: str | None, obj: dict[str, Any]) -> bool:
@@ -289,6 +290,7 @@ class KubeCluster:
                 "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]})
             return
+        self._call("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod_name}", {"spec": {"nodeName": NODE}})  # bound
         self._patch_status("pods", ns, pod_name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True"}]})
         proc = self._start_container(container, pod, ns, template["spec"].get("volumes") or [])
@@ -455,4 +457,4 @@ def cluster() -> Iterator[KubeCluster]:
         c.stop()
 
 
-__all__ = ["KubeCluster", "cluster"]
+__all__ = ["NODE", "KubeCluster", "cluster"]

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,8 @@ def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_que
                 what="one step running and one queued",
             )
         )
+        # The start notice may come before the step's first line ran: wait for its marker.
+        wait_until(lambda: started.is_dir() and any(started.iterdir()), what="the running step's marker")
         assert len(list(started.iterdir())) == 1
         release.touch()
         for fut in futures:
@@ -344,6 +347,48 @@ def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_que
         )()
 
     assert mapping_off().status == "completed"
+
+
+def test_a_fan_out_asks_the_scheduler_for_the_workers_resources_once(
+    dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = sorted(_workers(dask_client))[0]
+
+    async def offer(dask_worker: Any) -> None:
+        await dask_worker.set_resources(SLOTS=100)
+
+    dask_client.run(offer, workers=[target])
+    wait_until(
+        lambda: dask_client.scheduler_info(n_workers=-1)["workers"][target]["resources"].get("SLOTS") == 100,
+        what="the scheduler to know the worker's SLOTS",
+    )
+    asked: list[int] = []
+    real = dask_client.scheduler_info
+    monkeypatch.setattr(dask_client, "scheduler_info", lambda *a, **k: asked.append(1) or real(*a, **k))
+    monkeypatch.setattr(dask_runtime, "RESOURCES_TTL", 3600.0)  # this run's view never ages: calls are counted
+    slot = where.with_options(settings={"dask": {"resources": {"SLOTS": 1}}})
+
+    @pipeline(dynamic=True)
+    def fan_out() -> None:
+        for fut in [slot.submit() for _ in range(12)]:
+            fut.wait()
+
+    run = fan_out()
+    assert {sr.output.load() for sr in run.steps.values()} == {target}
+    assert len(asked) == 1  # 12 launches, one scheduler round trip
+    # 1,000 checks from 8 threads on one runtime: still one query; a step the kept view cannot
+    # place asks once more (a bigger worker may have joined), then fails naming the resource.
+    runtime = DaskRuntime(dask_client)
+    task = dask_runtime.StepTask(run_id="r", run_name="r", pipeline_name="p", step_run_id="s", invocation_id="w",
+                                 step_name="w", func=len, parameters={}, inputs={}, input_annotations={},
+                                 outputs=[], materializers={}, store_root="")
+    asked.clear()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: runtime._check_resources(task, {"SLOTS": 1.0}), range(1000)))
+    assert len(asked) == 1
+    with pytest.raises(dask_runtime._BeforeLaunch, match="SLOTS=500: the most a worker offers is 100"):
+        runtime._check_resources(task, {"SLOTS": 500.0})
+    assert len(asked) == 2
 
 
 def test_the_local_pool_names_its_worker_process_in_the_dag(monkeypatch: pytest.MonkeyPatch) -> None:

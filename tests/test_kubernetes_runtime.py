@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_fixture import KubeCluster, cluster
+from kube_fixture import NODE, KubeCluster, cluster
 
 from dynpipe import ExecutionMode, KubernetesSettings, ResourceSettings, StepRetryConfig, pipeline, step
+from dynpipe.engine.context import current_run
 from dynpipe.runtimes.k8s import KubernetesRuntime, job_name
 from dynpipe.runtimes.k8s import launch as k8s_launch
 from dynpipe.runtimes.task import StepTask
@@ -135,8 +136,13 @@ def reads_small(d: dict[str, int]) -> int:
 
 
 def test_step_runs_as_a_job(kube: KubeCluster, store_home: Path) -> None:
+    seen: list[tuple[str, str | None]] = []
+
     @pipeline(dynamic=True)
     def on_k8s() -> None:
+        ctx = current_run()
+        assert ctx is not None
+        ctx.graph.subscribe(lambda _g, n: n is not None and seen.append((str(n.status), n.where)))
         double_in_pod(21)
 
     run = on_k8s()
@@ -150,6 +156,35 @@ def test_step_runs_as_a_job(kube: KubeCluster, store_home: Path) -> None:
     assert list((store_home / "k8s-tasks").iterdir()) == []
     # The pod wrote an artifact file and reported JSON; it never wrote the metadata database.
     assert sr.output.uri.startswith("artifacts/")
+    # The live DAG names the pod and its node: queued (nowhere) while the pod is pending,
+    # running there once the watch saw it run, and still named when the step completed.
+    where = f"pod {kube.job_pods[job['metadata']['name']]} (node {NODE})"
+    assert {w for status, w in seen if status == "queued"} == {None}
+    assert ("running", where) in seen and seen[-1] == ("completed", where)
+
+
+def test_an_image_with_another_python_fails_the_next_by_value_step_before_its_job(
+    kube: KubeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(k8s_launch, "python_version", lambda: "3.99")  # the kernel's, as the pod sees it
+    here = f"{os.sys.version_info[0]}.{os.sys.version_info[1]}"  # type: ignore[attr-defined]
+
+    def by_value() -> int:  # a local function: no import path, it travels by value
+        return 1
+
+    runtime = _runtime(kube)
+    first = runtime.launch(_task(tmp_path, by_value)).result(timeout=DEADLINE)
+    assert first.error_type == "PythonVersionMismatch"  # said by the pod
+    assert len(kube.created_jobs) == 1
+    # The pod's report told the runtime the image's Python: the next by-value step of the run
+    # fails at once, with the same clear message, and no Job is created for it.
+    launch = runtime.launch(_task(tmp_path, by_value, step_run_id="0123456789abcdef"))
+    second = launch.result(timeout=0)
+    assert second.error_type == "PythonVersionMismatch"
+    assert "needs Python 3.99" in str(second.error_message)
+    assert f"this image runs Python {here}" in str(second.error_message)
+    assert "example/dynpipe:test" in str(second.error_message)
+    assert len(kube.created_jobs) == 1
 
 
 def test_logs_stream_while_the_pod_runs(kube: KubeCluster, tmp_path: Path) -> None:

@@ -205,6 +205,7 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
         errors.append(f"{result.error_type}: {result.error_message}")
         if attempt < max_attempts and not ctx.fail_fast_stopping:
             assert retry is not None
+            node.where = None  # re-queued: the next attempt's place is not the failed one's worker
             if not transition(inv, S.RETRYING, result=result, attempt=attempt, attempt_start=attempt_start):
                 return
             if _wait_unless_stopped(inv, retry.wait_before(attempt)):

@@ -13,7 +13,10 @@ step come back as data.
   unless ``resources`` names them (``DaskSettings.gpu_resource`` / ``cpu_resource`` /
   ``memory_resource`` rename them, ``None`` turns one off). A resource no current worker
   of the cluster offers fails the step before launch, naming it (Dask would queue it
-  until such a worker joins, forever on a fixed cluster).
+  until such a worker joins, forever on a fixed cluster). What the workers offer is asked
+  once per run and kept :data:`RESOURCES_TTL` seconds; a step the kept view cannot place
+  asks again first (a worker may have joined), so a fan-out of 1,000 steps with
+  ``cpu_count`` costs one scheduler round trip, not 1,000.
 * **Where**: the worker's start notice (address, host, pid) is the launch's ``where``; the
   step counts as running from it (``wait_started``), so a step waiting for a free worker
   thread stays queued. The worker's result carries it too.
@@ -57,6 +60,9 @@ FROM_RESOURCE_SETTINGS = (
     ("cpu_count", "cpu_resource", "CPU"),
     ("memory_bytes", "memory_resource", "MEMORY"),
 )
+
+#: Seconds a run keeps the workers' resources before asking the scheduler again.
+RESOURCES_TTL = 5.0
 
 
 def task_key(task: StepTask) -> str:
@@ -240,6 +246,9 @@ class DaskRuntime(StepRuntime):
         self._shipment = MaterializerShipment()
         self._lock = threading.Lock()
         self._stores_seen: set[str] = set()
+        self._resources_lock = threading.Lock()  # one scheduler query at a time; the others reuse it
+        self._offered: list[dict[str, float]] = []
+        self._offered_at: float | None = None
 
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
@@ -308,10 +317,18 @@ class DaskRuntime(StepRuntime):
         """A resource no worker offers would leave the task queued forever: refuse it now."""
         if not wanted:
             return
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        offered = [w.get("resources") or {} for w in workers.values()]
-        if any(all(res.get(name, 0) >= amount for name, amount in wanted.items()) for res in offered):
+
+        def fits(offered: list[dict[str, float]]) -> bool:
+            return any(all(res.get(name, 0) >= amount for name, amount in wanted.items()) for res in offered)
+
+        seen_at = self._offered_at
+        offered = self._workers_resources(RESOURCES_TTL)
+        if fits(offered):
             return
+        if self._offered_at == seen_at:  # a kept view: a worker offering it may have joined since
+            offered = self._workers_resources(0.0, seen_at)
+            if fits(offered):
+                return
         short = []
         for name, amount in wanted.items():
             most = max((res.get(name, 0) for res in offered), default=0)
@@ -327,6 +344,19 @@ class DaskRuntime(StepRuntime):
             ' e.g. `dask worker --resources "CPU=4,MEMORY=16e9"`, or turn the mapping of'
             " ResourceSettings off with DaskSettings(cpu_resource=None, memory_resource=None, gpu_resource=None)"
         )
+
+
+    def _workers_resources(self, max_age: float, stale: float | None = None) -> list[dict[str, float]]:
+        """The resources each worker offers, asked at most every ``max_age`` seconds; a view
+        newer than ``stale`` (fetched by another launch meanwhile) is fresh enough."""
+        with self._resources_lock:
+            at = self._offered_at
+            if at is not None and (time.monotonic() - at < max_age or (stale is not None and at != stale)):
+                return self._offered
+            workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+            self._offered = [dict(w.get("resources") or {}) for w in workers.values()]
+            self._offered_at = time.monotonic()
+            return self._offered
 
 
 class _BeforeLaunch(Exception):

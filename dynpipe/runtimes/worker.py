@@ -217,7 +217,7 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0, st
     task: StepTask | None = None
     try:
         extras, task_blob = cloudpickle.loads(payload)
-        mismatch = _python_mismatch(extras)
+        mismatch = python_mismatch(extras)
         if mismatch:
             return TaskResult.from_exception(RuntimeError(mismatch), error_type="PythonVersionMismatch", traceback="")
         mirror.apply(extras)
@@ -356,10 +356,11 @@ def _serve_loop(conn: Any, send: Any, on_line: Any, mirror: _Mirror, descriptors
                 return
 
 
-def _python_mismatch(extras: dict[str, Any]) -> str | None:
-    """A step sent by value (cloudpickle) only loads under the Python that pickled it."""
+def python_mismatch(extras: dict[str, Any], here: str | None = None) -> str | None:
+    """A step sent by value (cloudpickle) only loads under the Python that pickled it; ``here``:
+    the image's Python (default: this interpreter's), known to an orchestrator from a report."""
     wanted = extras.get("python")
-    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    here = here or f"{sys.version_info[0]}.{sys.version_info[1]}"
     if not wanted or wanted == here or not extras.get("by_value"):
         return None
     return (f"step {extras.get('invocation_id', '?')!r} travels by value (it is defined in a notebook or __main__)"

@@ -11,18 +11,17 @@ import dataclasses
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 from ... import settings as env
 from ..base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from ..shipping import MaterializerShipment, func_ref
 from ..task import StepTask, TaskResult
-from ..worker import encode_task
+from ..worker import encode_task, python_mismatch
 from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
 from .diagnose import api_error, condition, disruption, is_running, is_running_only, job_failure, pending_reason
 from .manifests import WORKER_COMMAND, job_manifest, job_name, label_value
-from .result import BadReport, decode_report
+from .result import BadReport, check_report, parse_report
 from .transport import (
     LocalStoreNotShared,
     ObjectStoreTransport,
@@ -30,6 +29,7 @@ from .transport import (
     SharedVolumeTransport,
     TaskTransport,
     choose_transport,
+    object_key,
 )
 from .watch import RunWatcher
 
@@ -76,6 +76,8 @@ class KubernetesLaunch(Launch):
         self.pod: dict[str, Any] | None = None
         self.seen_job = False
         self.started_running = False
+        self.started_at: float | None = None  # when the watch first saw the pod's container run
+        self._started = threading.Event()
         self._lock = threading.Lock()
         self._event = threading.Event()
         self._result: TaskResult | None = None
@@ -85,6 +87,24 @@ class KubernetesLaunch(Launch):
         self._prefix = f"[{task.invocation_id}] "
 
     # -- Launch -------------------------------------------------------------------------
+    @property
+    def where(self) -> str | None:
+        """The pod (and its node, once scheduled) for the live DAG: ``pod NAME (node NODE)``."""
+        pod = self.pod
+        if pod is None:
+            return None
+        name = (pod.get("metadata") or {}).get("name")
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not name:
+            return None
+        return f"pod {name} (node {node})" if node else f"pod {name}"
+
+    def wait_started(self) -> float | None:
+        """Block until the pod runs (its start time) or the launch ended (None): a pod still
+        pending (pulling its image, waiting for a node) leaves the step queued, not running."""
+        self._started.wait()
+        return self.started_at
+
     def result(self, timeout: float | None = None) -> TaskResult:
         if not self._event.wait(timeout):
             raise TimeoutError(f"Job {self.name} of step {self.task.invocation_id!r} is still running")
@@ -125,6 +145,9 @@ class KubernetesLaunch(Launch):
             return
         if is_running(pod):
             self.started_running = True
+            if self.started_at is None:
+                self.started_at = time.time()
+            self._started.set()
             self._follow_logs(pod)
         why = disruption(pod)
         if why is not None and self._claim():
@@ -192,7 +215,10 @@ class KubernetesLaunch(Launch):
                             f" {where}{shared}", self._logs())
         else:
             try:
-                result = decode_report(data, self.task, transport.artifact_size, transport.store_url)
+                report = parse_report(data)
+                if report.python and self.settings.image:
+                    self.runtime.image_python[self.settings.image] = report.python
+                result = check_report(report, self.task, transport.artifact_size, transport.store_url)
             except BadReport as exc:
                 result = failed(self.task, "BadPodReport", f"Job {self.name}: {exc}", self._logs())
         self._finish(result)
@@ -202,8 +228,10 @@ class KubernetesLaunch(Launch):
             return
         self.watcher.unregister(self.name)
         self.transport.discard(self.pod_task)
+        result.where = result.where or self.where
         self._result = result
         self._event.set()
+        self._started.set()
 
     def _delete_job(self) -> None:
         try:
@@ -282,6 +310,9 @@ class KubernetesRuntime(StepRuntime):
         self._lock = threading.Lock()
         self._watchers: dict[tuple[str, str], RunWatcher] = {}
         self._transports: dict[tuple[str, str], TaskTransport] = {}
+        #: image -> its Python major.minor, from the first report of a pod running it: a step
+        #: sent by value to an image with another Python fails before its Job is created.
+        self.image_python: dict[str, str] = {}
 
     @property
     def batch_api(self) -> Any:
@@ -327,17 +358,23 @@ class KubernetesRuntime(StepRuntime):
             settings = self.settings_for(task)
             name = job_name(task)
             manifest = job_manifest(task, "<task>", settings, env.k8s_owner_pod())  # bad settings fail here
-            transport = self.transport_for(task, settings)
             ref = func_ref(task.func)
+            extras: dict[str, Any] = {"python": python_version(), "by_value": ref is None,
+                                      "invocation_id": task.invocation_id}
+            known = self.image_python.get(settings.image or "")
+            mismatch = python_mismatch(extras, known) if known else None
+            if mismatch:
+                message = f"{mismatch} (image {settings.image}, as an earlier pod of this run reported; no Job created)"
+                return CompletedLaunch(TaskResult.from_exception(
+                    RuntimeError(message), error_type="PythonVersionMismatch", traceback=""))
+            transport = self.transport_for(task, settings)
             # Limits are the container's (cgroup), not an address-space limit inside it.
             sendable = dataclasses.replace(transport.prepare(task), func=ref or task.func, resources=None,
                                            echo_logs=True)  # the pod log is the live stream
-            extras: dict[str, Any] = {"python": python_version(), "by_value": ref is None,
-                                      "invocation_id": task.invocation_id}
             mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
-            pod_task = transport.put_task(f"{name}-{uuid.uuid4().hex[:8]}", encode_task(sendable, extras))
+            pod_task = transport.put_task(object_key(task.run_id, name), encode_task(sendable, extras))
             container = manifest["spec"]["template"]["spec"]["containers"][0]
             container["command"] = [*WORKER_COMMAND, *pod_task.args]
             container["env"].extend(pod_task.env)  # last: a step's env cannot redirect the task or store

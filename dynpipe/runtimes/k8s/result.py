@@ -9,6 +9,7 @@ the report against the task it sent and loads artifacts only through materialize
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,6 +42,7 @@ class PodReport(BaseModel):
     error_message: str | None = None
     traceback: str | None = None
     preview: str | None = None
+    python: str | None = Field(default=None, pattern=r"^[0-9]+\.[0-9]+$")  # the image's major.minor
 
 
 class BadReport(ValueError):
@@ -55,7 +57,8 @@ def encode_report(result: TaskResult) -> bytes:
         for name, a in result.outputs.items()
     }
     body = {"format": FORMAT, "outputs": outputs, "logs": result.logs, "error_type": result.error_type,
-            "error_message": result.error_message, "traceback": result.traceback, "preview": result.preview}
+            "error_message": result.error_message, "traceback": result.traceback, "preview": result.preview,
+            "python": f"{sys.version_info[0]}.{sys.version_info[1]}"}
     try:
         return json.dumps(body).encode()
     except (TypeError, ValueError) as exc:
@@ -65,11 +68,12 @@ def encode_report(result: TaskResult) -> bytes:
 
 
 def decode_report(data: bytes, task: StepTask, artifact_size: Any, store_url: str | None = None) -> TaskResult:
-    """The orchestrator side: validate ``data`` against ``task``; ``artifact_size(uri)`` -> int | None.
+    """The orchestrator side: validate ``data`` against ``task``; ``artifact_size(uri)`` -> int | None."""
+    return check_report(parse_report(data), task, artifact_size, store_url)
 
-    Outputs must be the artifacts of their hash in the store the pod was given: under
-    ``store_url`` (an object store) or, when None, the store root's ``artifacts/`` files.
-    """
+
+def parse_report(data: bytes) -> PodReport:
+    """``data`` as a report of this format (its outputs not yet checked against a task)."""
     if len(data) > MAX_REPORT_BYTES:
         raise BadReport(f"the report is {len(data)} bytes, more than {MAX_REPORT_BYTES}")
     try:
@@ -80,6 +84,12 @@ def decode_report(data: bytes, task: StepTask, artifact_size: Any, store_url: st
         raise BadReport(f"the report is not valid ({where}: {first['msg']})") from None
     if report.format != FORMAT:
         raise BadReport(f"the report has format {report.format!r}, expected {FORMAT!r}")
+    return report
+
+
+def check_report(report: PodReport, task: StepTask, artifact_size: Any, store_url: str | None = None) -> TaskResult:
+    """The report's outputs must be the artifacts of their hash in the store the pod was given:
+    under ``store_url`` (an object store) or, when None, the store root's ``artifacts/`` files."""
     expected = {o.name for o in task.outputs}
     if report.error_type is None and set(report.outputs) != expected:
         raise BadReport(f"the report has outputs {sorted(report.outputs)}, the step declares {sorted(expected)}")

@@ -4,7 +4,8 @@ Two transports, chosen per step by :func:`choose_transport`:
 
 * :class:`ObjectStoreTransport` (a remote artifact store, ``DYNPIPE_ARTIFACT_STORE=s3://...``):
   no volume. The task payload travels in the Job's env (``DYNPIPE_TASK``, base64) when it
-  is at most :data:`INLINE_TASK_BYTES` encoded, else as ``<store>/k8s-tasks/<key>.task``;
+  is at most :data:`INLINE_TASK_BYTES` encoded, else as ``<store>/k8s-tasks/<key>.task``
+  (``<key>`` starts with the run id, so ``dynpipe kubernetes gc`` knows whose it is);
   the pod gets the store URL from the Job's env, reads inputs from and writes outputs to the
   store exactly as a worker process or Dask worker does (``run_payload`` -> ``execute_task``
   with the store's ``Artifacts``), and writes its JSON report to ``<store>/k8s-tasks/<key>.result``.
@@ -22,7 +23,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +42,17 @@ INLINE_TASK_BYTES = 64 << 10
 TASK_ENV = "DYNPIPE_TASK"
 STORE_ENV = "DYNPIPE_ARTIFACT_STORE"
 FOLDER = "k8s-tasks"
+
+
+def object_key(run_id: str, job: str) -> str:
+    """``<run id>_<job>-<8 hex>``: unique per launch, and the run it belongs to is in its name."""
+    return f"{re.sub(r'[^A-Za-z0-9.-]+', '-', run_id) or 'run'}_{job}-{uuid.uuid4().hex[:8]}"
+
+
+def run_of(name: str) -> str | None:
+    """The run id in a task or report object's file name (None: not named by :func:`object_key`)."""
+    run, sep, rest = name.partition("_")
+    return run if sep and run and rest.startswith("dynpipe-") else None
 
 
 @dataclass(frozen=True)
