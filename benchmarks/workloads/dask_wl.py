@@ -19,6 +19,11 @@ from typing import Any
 from _common import cold_start, parse_args, run_plan
 
 MODE = os.environ.get("BENCH_DASK_MODE", "threads")
+# Workloads each mode has a counterpart for (no cache in Dask; threads isolate nothing).
+SUPPORTED = {
+    "threads": ("sequential", "submitted", "fanout", "scale"),
+    "distributed": ("sequential", "submitted", "fanout", "isolated", "scale"),
+}
 
 
 def noop(i: int) -> int:
@@ -103,15 +108,15 @@ def main() -> None:
     if args.workload == "cold":
         cold_start(__file__, args, cold_run)
         return
-    if MODE not in ("threads", "distributed"):
+    if MODE not in SUPPORTED:
         raise SystemExit(f"BENCH_DASK_MODE={MODE!r}: expected threads or distributed")
+    wl = args.workload
+    if wl not in SUPPORTED[MODE]:
+        raise SystemExit(f"dask ({MODE}) has no counterpart for the {wl} workload")
     client = start_cluster() if MODE == "distributed" else None
     try:
         plans = threaded() if client is None else distributed(client)
-        wl = args.workload
-        run = plans.get("submitted" if wl == "scale" else wl)
-        if run is None:
-            raise SystemExit(f"dask ({MODE}) has no counterpart for the {wl} workload")
+        run = plans["submitted" if wl == "scale" else wl]
         extra: dict[str, Any] = {"note": "LocalCluster(n_workers=2, processes=True)"} if client else {}
         run_plan(args, run, steps_counted=args.steps + 2 if wl == "fanout" else None, **extra)
     finally:
