@@ -59,11 +59,14 @@ def machine() -> str:
 
 
 def dynpipe_version() -> str:
+    import importlib.util
     from importlib.metadata import version
 
+    spec = importlib.util.find_spec("dynpipe")  # the checkout the measured processes import
+    where = Path(spec.origin).parent if spec is not None and spec.origin else HERE
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True
         ).stdout.strip()
     except OSError:
         commit = ""
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="times the whole matrix runs, interleaved; medians over rounds")
+    parser.add_argument("--peer-steps", default="",
+                        help="cap on one peer's steps per pipeline, e.g. zenml=10,prefect=50")
     parser.add_argument("--workloads", default=",".join(WORKLOAD_TITLES))
     parser.add_argument("--scale-steps", type=int, default=10_000, help="submitted steps of the scale run; 0 skips it")
     parser.add_argument("--output", default="-",
@@ -155,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     def size(default: int) -> int:
         return default if args.steps is None or default == 1 else min(default, args.steps)
 
+    peer_caps: dict[str, int] = {}
+    for item in (x for x in args.peer_steps.split(",") if x):
+        name, _, count = item.partition("=")
+        if name not in PEERS or not count.isdigit():
+            parser.error(f"--peer-steps {item!r}: expected PEER=N with PEER one of {list(PEERS)}")
+        peer_caps[PEERS[name].title] = int(count)
+
     started = time.perf_counter()
     frameworks: list[tuple[str, str, Path, dict[str, int], dict[str, str]]] = [
         ("dynpipe", sys.executable, WORKLOADS_DIR / "dynpipe_wl.py", DYNPIPE_STEPS, {})
@@ -175,20 +187,20 @@ def main(argv: list[str] | None = None) -> int:
         not_applicable.update({(peer.title, wl): why for wl, why in peer.not_applicable.items() if wl in workloads})
 
     merged: dict[tuple[str, str], Measurement] = {}
+    failed_rounds: dict[tuple[str, str], list[str]] = {}
     for rnd in range(args.rounds):
         for wl in workloads:
             for name, python, script, steps, env in frameworks:
                 if (name, wl) in not_applicable:
                     continue
-                m = merged.setdefault((name, wl), Measurement(name, wl, size(steps[wl])))
-                if m.error is not None:
-                    continue  # failed in an earlier round: not run again
+                n = min(size(steps[wl]), peer_caps.get(name, steps[wl])) if wl != "cold" else 1
+                m = merged.setdefault((name, wl), Measurement(name, wl, n))
                 log(f"round {rnd + 1}/{args.rounds}: {name} {wl} ...")
-                one = measure(name, python, script, wl, size(steps[wl]), 1, env=env, timeout=600,
+                one = measure(name, python, script, wl, n, 1, env=env, timeout=900,
                               extra_args=["--repeats", str(args.repeats)])
-                if not one.ok:
+                if not one.ok:  # a busy machine can fail one round (e.g. a server start timing out)
                     log(f"  {name} {wl} failed: {one.error}")
-                    m.error = one.error
+                    failed_rounds.setdefault((name, wl), []).append(f"round {rnd + 1}: {one.error}")
                     continue
                 for r in one.runs:
                     r["round"] = rnd
@@ -196,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 m.steps = one.steps
                 log(f"  {one.per_step_ms:.3f} ms/step, {one.total_s:.3f} s, {one.peak_rss_mb:.0f} MB")
     results = list(merged.values())
+    for (name, wl), errors in failed_rounds.items():
+        if not merged[name, wl].runs:  # failed in every round
+            merged[name, wl].error = errors[-1]
 
     scale: list[Measurement] = []
     if args.scale_steps > 0:
@@ -205,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.scale_steps, 1, timeout=900, extra_args=["--repeats", "1"]))
 
     elapsed = time.perf_counter() - started
-    report = render(results, scale, versions, skipped, peer_names, args, elapsed, not_applicable)
+    report = render(results, scale, versions, skipped, peer_names, args, elapsed, not_applicable, failed_rounds)
     print(report)
     if args.output != "-":
         Path(args.output).write_text(report + "\n")
@@ -222,6 +237,7 @@ def render(
     args: argparse.Namespace,
     elapsed: float,
     not_applicable: dict[tuple[str, str], str] | None = None,
+    failed_rounds: dict[tuple[str, str], list[str]] | None = None,
 ) -> str:
     cmd = "python benchmarks/compare.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     out = [
@@ -241,6 +257,14 @@ def render(
         table(results, not_applicable),
         "",
     ]
+    ran = {(m.framework, m.workload) for m in results if m.ok}
+    partial = {k: v for k, v in (failed_rounds or {}).items() if k in ran}
+    if partial:
+        out += ["Rounds that failed (the row shows the rounds that ran):", ""] + [
+            f"- {fw} {wl}: " + "; ".join(e.strip().splitlines()[0] + " … " + e.strip().splitlines()[-1][:100]
+                                         for e in errs)
+            for (fw, wl), errs in partial.items()
+        ] + [""]
     if skipped:
         out += ["Skipped peers:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
     if scale:
