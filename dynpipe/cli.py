@@ -88,6 +88,19 @@ def resolve_run(client: Client, ref: str) -> PipelineRun:
     )
 
 
+def short_origin(origin: str | None, width: int = 32) -> str:
+    """A run's origin for a table cell: whole if it fits, else ``…/`` and the file's basename
+    (the part that tells notebooks and scripts apart), cut only if the basename alone is too long."""
+    if not origin:
+        return "-"
+    if len(origin) <= width:
+        return origin
+    base = origin.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    if origin.startswith("schedule:") or not base:
+        return truncate(origin, width)
+    return truncate(f"…/{base}", width)
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = Client()
     scheduled: set[str] | None = None
@@ -106,11 +119,12 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [r.name, r.pipeline_name, r.status.value, format_time(r.start_time), format_duration(r.active_duration),
-         format_duration(r.duration), _run_summary_counts(r)]
+         format_duration(r.duration), _run_summary_counts(r), short_origin(r.origin)]
         for r in runs
     ]
     # ACTIVE: time some step was running; OPEN: from start to end (a notebook run spans its cells).
-    print(format_table(["run", "pipeline", "status", "started", "active", "open", "steps"], rows))
+    # ORIGIN: the notebook, script or schedule that started it (runs show gives it in full).
+    print(format_table(["run", "pipeline", "status", "started", "active", "open", "steps", "origin"], rows))
     return 0
 
 
@@ -163,6 +177,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     print(f"pipeline  {esc(run.pipeline_name)}")
     print(f"status    {run.status.value}")
     print(f"started   {format_time(run.start_time)}   duration {format_duration(run.duration)}")
+    if run.origin:
+        print(f"origin    {esc(run.origin)}")
     if run.config.get("parameters"):
         print(f"params    {esc(truncate(_parameters(run.config['parameters']), 2000))}")
     if run.parent_run_id:

@@ -155,8 +155,10 @@ class DaskSettings(_CheckedModel):
 
     ``resources`` are Dask worker resources (``{"GPU": 1}``); ``workers`` restricts the step to
     those worker addresses or names (others too with ``allow_other_workers``); a higher
-    ``priority`` runs first. ``ResourceSettings(gpu_count=n)`` asks for ``{gpu_resource: n}``
-    unless ``resources`` names it (``gpu_resource=None`` turns that off).
+    ``priority`` runs first. ``ResourceSettings`` asks for Dask resources too, each unless
+    ``resources`` names it: ``gpu_count`` as ``{gpu_resource: n}``, ``cpu_count`` as
+    ``{cpu_resource: n}``, ``memory`` as ``{memory_resource: bytes}`` (a name set to ``None``
+    turns that mapping off).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -166,6 +168,8 @@ class DaskSettings(_CheckedModel):
     allow_other_workers: bool = False
     priority: int = 0
     gpu_resource: str | None = "GPU"
+    cpu_resource: str | None = "CPU"
+    memory_resource: str | None = "MEMORY"
 
     @field_validator("resources")
     @classmethod

@@ -191,6 +191,12 @@ def widget_interval() -> float:
     return seconds("DYNPIPE_WIDGET_INTERVAL", 0.25, minimum=0.01, maximum=60.0)
 
 
+def run_origin() -> str | None:
+    """``DYNPIPE_RUN_ORIGIN``: what a run records as its origin instead of its notebook or script
+    (the schedule runner sets ``schedule:NAME``)."""
+    return text("DYNPIPE_RUN_ORIGIN")
+
+
 def k8s_namespace() -> str:
     return text("DYNPIPE_K8S_NAMESPACE") or "default"
 

@@ -3,10 +3,12 @@
 kmock serves the real API over HTTP, so the runtime under test uses the official
 ``kubernetes`` client unchanged. kmock has no controllers, so :class:`KubeCluster` plays
 them: for each created Job it creates a Pod, moves its status as a kubelet would and runs
-the container's command as a local process with the manifest's environment. It adds what
+the container's command as a local process in an empty folder with only the manifest's
+environment (and PATH). It adds what
 kmock lacks: label selectors on list and watch, ``text/plain`` pod logs (followed), and
 resource versions with on-demand 410 Gone for watches. Behaviours per step name make a pod
-run, exceed its memory limit (killed, ``OOMKilled``, like a cgroup), get evicted, never
+run (ConfigMap and emptyDir volumes mounted as local folders, the command and env
+following them), exceed its memory limit (killed, ``OOMKilled``, like a cgroup), get evicted, never
 pull its image, never schedule, or run past ``activeDeadlineSeconds``.
 
 Requests of the fixture itself carry the user agent ``fake-kubelet`` and are not counted
@@ -19,8 +21,10 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -108,6 +112,9 @@ class _Pod:
         self.done = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_for: str | None = None
+        self.env: dict[str, str] = {}
+        self.command: list[str] = []
+        self.cwd = ""
 
 
 class KubeCluster:
@@ -123,11 +130,13 @@ class KubeCluster:
         self.job_pods: dict[str, str] = {}
         self.created_jobs: list[dict[str, Any]] = []
         self.secrets: dict[tuple[str, str], str] = {}
+        self.volume_root = Path(tempfile.mkdtemp(prefix="kube-volumes-"))
         self.eviction_message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 40Mi."
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Future[None] | None = None
         self._handler: Any = None
+        self._main: asyncio.Task[None] | None = None
         self.url = ""
         self._server_thread = threading.Thread(target=self._serve, name="kmock", daemon=True)
         self._controller = threading.Thread(target=self._control, name="fake-controller", daemon=True)
@@ -147,9 +156,22 @@ class KubeCluster:
                 pod.proc.kill()
                 pod.proc.wait(DEADLINE)
         if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            self._loop.call_soon_threadsafe(self._end_streams_and_stop)
         self._server_thread.join(DEADLINE)
         self._controller.join(DEADLINE)
+        shutil.rmtree(self.volume_root, ignore_errors=True)
+        for pod in self.pods.values():
+            if pod.cwd:
+                shutil.rmtree(pod.cwd, ignore_errors=True)
+
+    def _end_streams_and_stop(self) -> None:
+        """Close open watch and log streams (a runtime keeps its watch a while after a run), so
+        the server stops at once instead of waiting for its clients to hang up."""
+        assert self._stop is not None
+        for task in asyncio.all_tasks(self._loop):
+            if task is not self._main:
+                task.cancel()
+        self._stop.set_result(None)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -165,7 +187,8 @@ class KubeCluster:
                 self._ready.set()
                 await self._stop
 
-        self._loop.run_until_complete(main())
+        self._main = self._loop.create_task(main())
+        self._loop.run_until_complete(self._main)
 
     # -- what tests use ----------------------------------------------------------------------
     def api_client(self) -> kclient.ApiClient:
@@ -268,7 +291,7 @@ class KubeCluster:
             return
         self._patch_status("pods", ns, pod_name, {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True"}]})
-        proc = self._start_container(container)
+        proc = self._start_container(container, pod, ns, template["spec"].get("volumes") or [])
         pod.proc = proc
         self._patch_status("pods", ns, pod_name, {"phase": "Running", "containerStatuses": [{
             "name": "step", "ready": True, "restartCount": 0, "image": container["image"], "imageID": "",
@@ -295,7 +318,10 @@ class KubeCluster:
 
     def _finish(self, ns: str, job_name: str, pod: _Pod, rc: int, image: str) -> None:
         if pod.killed_for == "deleted":
-            self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            try:
+                self._call("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod.name}")
+            except OSError:  # the cluster is being stopped
+                pass
             return
         code = 137 if rc < 0 else rc
         reason = {"oom": "OOMKilled", "deadline": "Error", "evict": "Error"}.get(pod.killed_for or "",
@@ -325,18 +351,60 @@ class KubeCluster:
                                                        "message": "Job has reached the specified backoff limit"}]}
         self._patch_status("jobs", ns, job_name, job_status)
 
-    def _start_container(self, container: dict[str, Any]) -> subprocess.Popen[bytes]:
-        command = [sys.executable if c == "python" else c for c in container["command"]]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNPIPE_")}
+    def _mounts(self, container: dict[str, Any], ns: str, pod_name: str,
+                volumes: list[dict[str, Any]]) -> dict[str, str]:
+        """Mount paths -> local folders: a ConfigMap's keys as files (read through the API, as the
+        kubelet does), an emptyDir as an empty folder. /tmp and claims stay where they are (a claim
+        stands for a folder shared with this machine at the same path)."""
+        by_name = {v["name"]: v for v in volumes}
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            source = by_name.get(mount["name"], {})
+            if mount["mountPath"] == "/tmp" or "persistentVolumeClaim" in source:
+                continue
+            folder = self.volume_root / pod_name / mount["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            if "configMap" in source:
+                cm = self._call("GET", f"/api/v1/namespaces/{ns}/configmaps/{source['configMap']['name']}")
+                for key, text in (cm.get("data") or {}).items():
+                    (folder / key).write_text(text)
+            mounts[mount["mountPath"]] = str(folder)
+        return mounts
+
+    def _start_container(self, container: dict[str, Any], pod: _Pod, ns: str = "default",
+                         volumes: list[dict[str, Any]] | None = None) -> subprocess.Popen[bytes]:
+        """The container's command in a fresh empty cwd with ONLY the manifest's env (plus PATH and
+        the "image" contents on PYTHONPATH), its ConfigMap and emptyDir volumes mounted as local
+        folders: nothing reaches the pod from this machine's disk or environment except through
+        what the Job says."""
+        pod_name = pod.name
+        mounts = self._mounts(container, ns, pod_name, volumes or [])
+
+        def mounted(text: str) -> str:
+            for path, folder in mounts.items():
+                if text == path or text.startswith(path + "/"):
+                    return folder + text[len(path):]
+            return text
+
+        command = [sys.executable if c == "python" else mounted(c) for c in container["command"]]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for source in container.get("envFrom") or []:
+            secret = source.get("secretRef", {}).get("name")
+            env.update({key: value for (name, key), value in self.secrets.items() if name == secret})
         for entry in container.get("env", []):
             if "value" in entry:
-                env[entry["name"]] = entry["value"]
+                env[entry["name"]] = mounted(entry["value"])
+            elif "fieldRef" in entry["valueFrom"]:
+                field = entry["valueFrom"]["fieldRef"]["fieldPath"]
+                env[entry["name"]] = pod_name if field == "metadata.name" else f"uid-{pod_name}"
             else:
                 ref = entry["valueFrom"].get("secretKeyRef") or entry["valueFrom"].get("configMapKeyRef")
                 env[entry["name"]] = self.secrets.get((ref["name"], ref["key"]), "")
         # The "image" holds dynpipe and the pipeline's code (this tests folder).
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS)])
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pod.env, pod.command = env, command
+        pod.cwd = tempfile.mkdtemp(prefix="kubelet-pod-")
+        return subprocess.Popen(command, env=env, cwd=pod.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def _read_output(self, pod: _Pod, proc: subprocess.Popen[bytes]) -> None:

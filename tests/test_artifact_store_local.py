@@ -108,6 +108,9 @@ def test_store_describe_names_where_metadata_and_artifacts_live(tmp_path: Path) 
 
     folder = tmp_path / "arts"
     info = Store(tmp_path / "s1", artifact_store=str(folder)).describe()
-    assert info == {"metadata": str(tmp_path / "s1" / "metadata.db"), "artifacts": folder.as_uri()}
+    assert info["metadata"] == str(tmp_path / "s1" / "metadata.db") and info["metadata_kind"] == "sqlite"
+    assert info["artifacts"] == folder.as_uri() and info["artifacts_reachable"] == "yes"
+    assert info["artifacts_kind"].startswith("file (fsspec")
     default = Store(tmp_path / "s2").describe()
     assert default["artifacts"] == str(tmp_path / "s2" / "artifacts")
+    assert default["artifacts_kind"] == "local folder (the store's own)"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from backends import PostgresServer
 
 from dynpipe import Client, pipeline, step
 
@@ -74,6 +75,20 @@ def test_small_artifacts_live_in_the_database_large_ones_in_files(store_home: Pa
     # A cached re-run finds the artifact wherever it lives.
     assert p().steps["make"].status.value == "cached"
     assert Client().get_pipeline("p").last_run.steps["make"].output.load() == "x" * size
+
+
+def test_store_overhead_smoke(postgres_server: PostgresServer) -> None:
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    url = postgres_server.url(postgres_server.new_database())
+    proc = _run([str(BENCH / "store_overhead.py"), "--steps", "3", "--repeats", "1", "--workloads", "sequential",
+                 "--store-url", url, "--source", str(BENCH.parent)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SQLite + local files" in proc.stdout and "PostgreSQL + S3 (moto)" in proc.stdout
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("sequential inline step"))
+    local, team = (float(x) for x in row.split()[3:5])
+    assert local > 0 and team > 0
+    assert "error" not in proc.stdout
 
 
 # -- round 2: Dask as a peer, the scale benchmark, same-run ratios -----------------------------

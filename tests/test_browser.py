@@ -2,7 +2,8 @@
 
 Runs a ``%%pipeline`` cell that submits slow steps, then watches the page: node statuses
 must go from running to completed while nobody re-runs the cell (updates come from the
-kernel's background threads). Saves a screenshot to test-artifacts/live-dag.png.
+kernel's background threads). Screenshots go to test-artifacts/, and replace the README's
+pictures in docs/ only with DYNPIPE_UPDATE_SCREENSHOTS=1 (tests/screenshots.py).
 
 A cell's widget stays live while any of its steps runs, then becomes a static picture;
 the cells here keep a ``hold`` step running (released through a flag file) while the
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,10 +29,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from screenshots import publish, shot
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -103,7 +103,8 @@ def free_port() -> int:
 
 @pytest.fixture()
 def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs."""
+    """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs, and
+    dynpipe's own JupyterLab extension disabled."""
     root = tmp_path / "root"
     root.mkdir()
     setup = SETUP.format(home=str(tmp_path / "store"))
@@ -122,6 +123,12 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("IPYTHONDIR", "ipython")):
         env[var] = str(tmp_path / sub)
+    # Without dynpipe's JupyterLab extension, as in VS Code or a Notebook 7 without it: the
+    # widget and the static picture must do on their own (tests/test_labextension_browser.py
+    # covers the extension's renderer of saved DAGs).
+    labconfig = tmp_path / "cfg" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text('{"disabledExtensions": {"dynpipe": true}}')
     news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
@@ -219,7 +226,7 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                 ".dynpipe-dag g.node", "els => els.map(e => e.dataset.dpStatus)"
             )
             assert "running" in running_seen
-            ARTIFACTS.mkdir(exist_ok=True)
+            mid_run = False
             try:  # a picture of the DAG mid-run (some steps done, some running) for the README
                 page.wait_for_function(
                     """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
@@ -227,7 +234,8 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                                return s.includes('running') && s.filter(x => x === 'completed').length >= 3; }""",
                     timeout=20_000,
                 )
-                dag.first.screenshot(path=str(ARTIFACTS / "live-dag.png"))
+                dag.first.screenshot(path=shot("live-dag.png"))
+                mid_run = True
             except Exception:
                 pass
             # ...and every node reaches 'completed' with no further cell execution.
@@ -252,8 +260,8 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
             info.wait_for(timeout=10_000)
             text = info.inner_text()
             assert "pick_best" in text and "completed" in text and "train" in text
-            dag.first.screenshot(path=str(ARTIFACTS / "live-dag-final.png"))
-            page.screenshot(path=str(ARTIFACTS / "live-dag-page.png"))
+            dag.first.screenshot(path=shot("live-dag-final.png"))
+            page.screenshot(path=shot("live-dag-page.png"))
 
             # A fan-out past the group threshold is one group node; expand and collapse it.
             run_cell(page, 2, "[3]")
@@ -284,15 +292,9 @@ def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) ->
                              && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
                 timeout=60_000,
             )
-            if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):  # refresh the README's picture
-                (ROOT / "docs").mkdir(exist_ok=True)
-                picture = ARTIFACTS / "live-dag.png"
-                if not picture.exists():
-                    picture = ARTIFACTS / "live-dag-final.png"
-                shutil.copyfile(picture, ROOT / "docs" / "live-dag.png")
+            publish("live-dag.png" if mid_run else "live-dag-final.png", "live-dag.png")  # the README's picture
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+            page.screenshot(path=shot("browser-failure.png"))
             raise
         finally:
             context.close()
@@ -332,8 +334,6 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
     base, token = lab
     url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/timers.ipynb?reset&token={token}"
     saved = tmp_path / "root" / "timers.ipynb"
-    shots = ROOT / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
@@ -363,7 +363,8 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             assert wait_for_tick(page, label, LABEL_JS) != label
             assert wait_for_tick(page, head, HEAD_JS) != head
             assert page.locator(".dynpipe-dag g.node[data-dp-status='running']").count() == 1
-            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "running-timers.png"))
+            page.locator(".dynpipe-dag").first.screenshot(path=shot("running-timers.png"))
+            publish("running-timers.png", "screenshots/running-timers.png")
 
             # 3. Released, the cell's work is done: its widget becomes the static picture.
             (tmp_path / "flags" / "timers").touch()
@@ -413,10 +414,10 @@ def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str
             sources = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output img", "els => els.map(e => e.src)")
             assert len(sources) == 2 and all(s.startswith("data:image/svg+xml") for s in sources), sources
             page.locator(".jp-Notebook .jp-CodeCell").nth(2).scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "reopened-after-restart.png"))
+            page.screenshot(path=shot("reopened-after-restart.png"))
+            publish("reopened-after-restart.png", "screenshots/reopened-after-restart.png")
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-failure-timers.png"))
+            page.screenshot(path=shot("browser-failure-timers.png"))
             raise
         finally:
             context.close()
@@ -432,7 +433,17 @@ def crash(lines: int) -> int:
 
 @step(enable_cache=False)
 def train_lr(lr: float) -> float:
-    return lr * 2'''
+    return lr * 2
+
+from dynpipe import StepRetryConfig
+flaky_calls = []
+
+@step(enable_cache=False, retry=StepRetryConfig(max_retries=2, delay=0))
+def flaky() -> int:
+    flaky_calls.append(1)
+    if len(flaky_calls) < 3:
+        raise KeyError("first kind")
+    raise RuntimeError("second kind")'''
 
 BIG = '''%%pipeline big_fan
 ticks = [tick.submit(i) for i in range(300)]
@@ -441,6 +452,7 @@ held = hold.submit({flag!r})'''
 FAILING = '''%%pipeline failing --mode continue_on_failure
 model = train_lr(0.03)
 bad = crash.submit(60)
+retried = flaky.submit()
 held = hold.submit({flag!r})'''
 
 VIEW_JS = """() => { const d = document.querySelector('.dynpipe-dag');
@@ -467,8 +479,6 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "views.ipynb")
     url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/views.ipynb?reset&token={token}"
-    shots = ROOT / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
@@ -495,7 +505,8 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
             fitted = page.evaluate(VIEW_JS)
             assert fitted["zoom"] < 1 and fitted["drawnW"] <= fitted["boxW"] + 1, fitted
             assert fitted["boxH"] <= 600, fitted
-            page.locator(".dynpipe-dag").first.screenshot(path=str(shots / "zoomed-out-300.png"))
+            page.locator(".dynpipe-dag").first.screenshot(path=shot("zoomed-out-300.png"))
+            publish("zoomed-out-300.png", "screenshots/zoomed-out-300.png")
             # 2. Zoom in with the button and with the wheel (after focusing the picture).
             big.locator(".dp-tools button", has_text="+").click()
             zoomed = page.evaluate(VIEW_JS)
@@ -523,7 +534,8 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
             #    a completed step's artifact id with a Client snippet; parameters in the label.
             run_cell(page, 2, "[3]")
             failing = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
-            failing.locator("g.node[data-dp-status='failed']").wait_for(timeout=60_000)
+            crashed = failing.locator("g.node[data-dp-status='failed']", has_text="crash")
+            crashed.wait_for(timeout=60_000)
             assert failing.locator("g.node", has_text="train_lr lr=0.03").count() == 1
             failing.locator("g.node", has_text="train_lr").click()
             info = failing.locator(".dp-info")
@@ -532,7 +544,7 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
                 ".some(c => c.textContent.startsWith('Client().get_artifact_version(\"'))", timeout=10_000,
             )
             assert "inline (in the kernel's process)" in info.inner_text()
-            failing.locator("g.node[data-dp-status='failed']").click()
+            crashed.click()
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.dp-info pre.dp-log')]"
                 ".some(p => p.textContent.includes('log line 59'))",
@@ -554,10 +566,26 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
             assert style["themed"] and style["bg"] == style["want"], style
             assert failing.locator(".dp-tools button.jp-Button.jp-mod-styled").count() == 3
             failing.locator(".dp-info").scroll_into_view_if_needed()
-            failing.screenshot(path=str(shots / "failed-step-details.png"))
+            failing.screenshot(path=shot("failed-step-details.png"))
+            publish("failed-step-details.png", "screenshots/failed-step-details.png")
+
+            # 6. A step that failed on 3 attempts: its badge and the panel count alike, and each
+            #    distinct error is shown once with the attempts that raised it.
+            flaky = failing.locator("g.node[data-dp-status='failed']", has_text="flaky")
+            flaky.wait_for(timeout=60_000)
+            badge = flaky.locator("text").all_text_contents()[-1]
+            assert badge.startswith("failed · ") and badge.endswith(" · ⟳2"), badge  # 2 retries
+            flaky.click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.dp-info')].some(i => !i.hidden"
+                " && i.textContent.includes(\"step 'flaky' failed 3 attempts\"))", timeout=10_000,
+            )
+            text = info.inner_text()
+            assert re.search(r"attempts\s+3 \(⟳2 retries\)", text), text  # 3 attempts = the badge's ⟳2 + 1
+            assert "attempts 1, 2: KeyError: 'first kind'" in text and "attempt 3: RuntimeError: second kind" in text
+            assert text.count("KeyError: 'first kind'") == 1 and text.count("attempt 3:") == 1, text
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-failure-views.png"))
+            page.screenshot(path=shot("browser-failure-views.png"))
             raise
         finally:
             for flag in ("big", "failing"):

@@ -266,3 +266,40 @@ def test_runs_list_shows_active_time_apart_from_how_long_the_run_was_open() -> N
     assert run.duration - run.active_duration >= 1.5  # the idle gap is not active time
     header, row = dynpipe("runs", "list", "--pipeline", "idle_between").stdout.strip().splitlines()
     assert header.split()[4:6] == ["ACTIVE", "OPEN"]
+
+
+ORIGIN_SCRIPT = '''
+from dynpipe import pipeline, step
+
+@step(enable_cache=False)
+def one() -> int:
+    return 1
+
+@pipeline(dynamic=True)
+def {name}() -> None:
+    one()
+
+if __name__ == "__main__":
+    {name}()
+'''
+
+
+def test_runs_list_shows_the_script_or_schedule_a_run_came_from(tmp_path: Path) -> None:
+    from dynpipe.schedule.runner import run_command
+
+    folder = tmp_path / "a folder with a rather long name to be shortened"
+    folder.mkdir()
+    script = folder / "nightly_origin.py"
+    script.write_text(ORIGIN_SCRIPT.format(name="from_script"))
+    # sys.argv[0] as the user gave it: a relative path stays relative, a long one keeps its basename
+    subprocess.run([sys.executable, script.name], cwd=folder, check=True, timeout=120)
+    dynpipe("run", str(script))  # dynpipe run: the module it was given, not the dynpipe command
+    (tmp_path / "by_schedule.py").write_text(ORIGIN_SCRIPT.format(name="by_schedule"))
+    command = run_command("by_schedule.py:by_schedule", [], "fired-{time}", schedule="hourly")
+    subprocess.run(command, check=True, timeout=120, capture_output=True)
+    header, *rows = dynpipe("runs", "list").stdout.strip().splitlines()
+    assert header.split()[-1] == "ORIGIN"
+    origins = [row.split("  ")[-1].strip() for row in rows]  # newest first
+    assert origins == ["schedule:hourly", "…/nightly_origin.py", "nightly_origin.py"]
+    shown = dynpipe("runs", "show", "from_script").stdout
+    assert f"origin    {script}\n" in shown

@@ -1,10 +1,11 @@
-"""Isolated steps on a real Dask cluster: a LocalCluster of two worker processes, one thread each.
+"""Isolated steps on a real Dask cluster: a LocalCluster of two worker processes, four threads each.
 
 The cluster is module-scoped (starting one costs seconds on a loaded 2-core machine); each
 test hands its client over with ``use_dask`` and selects ``DYNPIPE_ISOLATED_BACKEND=dask``.
 Steps defined at module level travel by import path (the spawned workers inherit sys.path);
-concurrency is proven with file barriers, never with timing. The test that kills a worker
-runs last: the nanny restarts it under a new address and without the GPU resource.
+concurrency is proven with file barriers, never with timing (eight steps inside a barrier
+of eight need both workers' four threads). The tests that kill a worker run last: the nanny
+restarts it under a new address and without the resources earlier tests gave it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from dynpipe.runtimes import dask_runtime, get_runtime  # noqa: E402
 from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
 from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
 from dynpipe.runtimes.dask_worker import can_read  # noqa: E402
+from dynpipe.runtimes.local import shutdown_shared_runtime  # noqa: E402
 from dynpipe.runtimes.shipping import func_ref  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
@@ -48,7 +52,7 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None, silence_logs=50
     )
     client = distributed.Client(cluster, set_as_default=False)
     client.wait_for_workers(2, timeout=DEADLINE * 2)
@@ -78,7 +82,7 @@ def _workers(client: Any) -> set[str]:
 @step(runtime="isolated", enable_cache=False)
 def meet_and_say_where(directory: str, parties: int) -> str:
     file_barrier(directory, parties)  # returns only if `parties` steps run at the same time
-    return distributed.get_worker().address
+    return f"{distributed.get_worker().address} {os.getpid()}"
 
 
 @step(runtime="isolated", enable_cache=False)
@@ -101,6 +105,20 @@ def pid_then_wait(pid_file: str, release: str) -> int:
     """Writes its worker's pid, then waits (in Python, so a cancel can interrupt it)."""
     Path(pid_file).write_text(f"{os.getpid()} {distributed.get_worker().address}")
     wait_until(Path(release).exists, timeout=DEADLINE * 4, what="a release that never comes")
+    return os.getpid()
+
+
+@step(runtime="isolated", enable_cache=False)
+def hold_until_released(started: str, release: str) -> str:
+    """Marks that it started, then waits for the test's release file."""
+    Path(started).mkdir(exist_ok=True)
+    (Path(started) / uuid.uuid4().hex).touch()
+    wait_until(Path(release).exists, what="the test to release the step")
+    return distributed.get_worker().address
+
+
+@step(runtime="isolated", enable_cache=False)
+def my_pid() -> int:
     return os.getpid()
 
 
@@ -139,20 +157,37 @@ def test_backend_selection_and_missing_scheduler(monkeypatch: pytest.MonkeyPatch
     assert isinstance(get_runtime("isolated"), DaskRuntime)
 
 
-def test_fan_out_runs_on_both_workers(tmp_path: Path, dask_client: Any) -> None:
+def test_eight_steps_run_at_once_in_both_worker_processes_and_the_dag_names_them(
+    tmp_path: Path, dask_client: Any
+) -> None:
     barrier = tmp_path / "barrier"
+    where_while_running: dict[str, str | None] = {}
 
     @pipeline(dynamic=True)
     def fan_out() -> None:
-        futures = [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]
+        futures = [meet_and_say_where.submit(str(barrier), 8) for _ in range(8)]
+        # Each step sits in the barrier until all 8 are in it: all are running now, and the
+        # live DAG already says where (from the workers' start notices).
+        wait_until(lambda: len(list(barrier.glob("*"))) == 8, what="8 steps inside the barrier")
+        ctx = current_run()
+        assert ctx is not None
+        nodes = {n.invocation_id: n for n in ctx.graph.snapshot()}
+        wait_until(lambda: all(n.where for n in nodes.values()), what="every running node to know its worker")
+        where_while_running.update({i: n.where for i, n in nodes.items()})
         for fut in futures:
             fut.wait()
 
     run = fan_out()
-    addresses = {sr.output.load() for sr in run.steps.values()}
-    # One thread per worker: two steps inside the barrier at once must be on two workers.
-    assert addresses == _workers(dask_client)
-    assert len(addresses) == 2
+    assert run.status == "completed"
+    ran = {sid: sr.output.load().split() for sid, sr in run.steps.items()}
+    # No step leaves the barrier before the eighth is in it: peak concurrency 8, which four
+    # threads per worker reach only on both workers, in the workers' own processes.
+    assert len(ran) == 8
+    pids = dask_client.run(os.getpid)
+    assert {address for address, _ in ran.values()} == set(pids) == _workers(dask_client)
+    assert all(str(pids[address]) == pid for address, pid in ran.values())
+    host = socket.gethostname()
+    assert where_while_running == {sid: f"dask {a} (host {host}, pid {p})" for sid, (a, p) in ran.items()}
 
 
 def test_notebook_style_step_travels_by_value() -> None:
@@ -248,6 +283,88 @@ def test_workers_restriction(dask_client: Any) -> None:
     assert {sr.output.load() for sr in run.steps.values()} == {target}
 
 
+def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_queued(
+    tmp_path: Path, dask_client: Any
+) -> None:
+    small = sorted(_workers(dask_client))[1]
+
+    async def offer(dask_worker: Any) -> None:
+        await dask_worker.set_resources(CPU=1, MEMORY=2e9)
+
+    dask_client.run(offer, workers=[small])
+    wait_until(
+        lambda: dask_client.scheduler_info(n_workers=-1)["workers"][small]["resources"].get("MEMORY") == 2e9,
+        what="the scheduler to know the worker's CPU and MEMORY",
+    )
+    started, release = tmp_path / "started", tmp_path / "release"
+    limited = hold_until_released.with_options(settings={"resources": ResourceSettings(cpu_count=1, memory="1GB")})
+    statuses: list[str] = []
+
+    @pipeline(dynamic=True)
+    def one_cpu() -> None:
+        futures = [limited.submit(str(started), str(release)) for _ in range(2)]
+        ctx = current_run()
+        assert ctx is not None
+        nodes = ctx.graph.snapshot()
+        # One CPU on one worker: one step runs there, the other waits in Dask, still queued
+        # (a step counts as running only once a worker has started it).
+        statuses.extend(
+            wait_until(
+                lambda: (s := sorted(str(n.status) for n in nodes)) == ["queued", "running"] and s,
+                what="one step running and one queued",
+            )
+        )
+        assert len(list(started.iterdir())) == 1
+        release.touch()
+        for fut in futures:
+            fut.wait()
+
+    run = one_cpu()
+    assert statuses == ["queued", "running"]
+    assert {sr.output.load() for sr in run.steps.values()} == {small}  # the only worker offering CPU
+
+    @pipeline(dynamic=True)
+    def too_much() -> None:
+        where.with_options(settings={"resources": ResourceSettings(cpu_count=1, memory="4GB")})()
+
+    with pytest.raises(RuntimeError, match=r"step 'where'.*MEMORY=4e\+09: the most a worker offers is 2e\+09"):
+        too_much()
+
+    @pipeline(dynamic=True)
+    def unknown() -> None:
+        where.with_options(settings={"dask": {"resources": {"TPU": 1}}})()
+
+    with pytest.raises(RuntimeError, match="TPU=1: no worker advertises TPU"):
+        unknown()
+
+    @pipeline(dynamic=True)
+    def mapping_off() -> None:
+        where.with_options(
+            settings={"resources": ResourceSettings(memory="4GB"), "dask": DaskSettings(memory_resource=None)}
+        )()
+
+    assert mapping_off().status == "completed"
+
+
+def test_the_local_pool_names_its_worker_process_in_the_dag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNPIPE_ISOLATED_BACKEND", "local")
+    monkeypatch.setenv("DYNPIPE_WORKERS", "1")
+    seen: list[str | None] = []
+
+    @pipeline(dynamic=True)
+    def on_the_pool() -> None:
+        my_pid()
+        ctx = current_run()
+        assert ctx is not None
+        seen.append(ctx.graph.nodes["my_pid"].where)
+
+    try:
+        run = on_the_pool()
+    finally:
+        shutdown_shared_runtime()
+    assert seen == [f"pid {run.steps['my_pid'].output.load()}"]
+
+
 def test_yaml_dask_settings_place_the_step_and_bad_ones_name_the_key(tmp_path: Path, dask_client: Any) -> None:
     target = sorted(_workers(dask_client))[0]
 
@@ -307,12 +424,12 @@ def test_fail_fast_cancels_the_dask_task_and_frees_its_worker(tmp_path: Path) ->
     run = Client().get_pipeline("fast").last_run
     assert run.steps["pid_then_wait"].status == "stopped"
     assert run.steps["fail_soon"].status == "failed"
-    # The cancelled step's thread was interrupted: both single-thread workers take a step at once.
+    # The cancelled step's thread was interrupted: all 8 worker threads take a step at once.
     barrier = tmp_path / "barrier"
 
     @pipeline(dynamic=True)
     def both_free() -> None:
-        for fut in [meet_and_say_where.submit(str(barrier), 2) for _ in range(2)]:
+        for fut in [meet_and_say_where.submit(str(barrier), 8) for _ in range(8)]:
             fut.wait()
 
     assert both_free().status == "completed"

@@ -53,6 +53,7 @@ def _env(kube: KubeCluster, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNPIPE_", "KUBERNETES_"))}
     env.update(KUBECONFIG=str(config), DYNPIPE_ISOLATED_BACKEND="kubernetes", DYNPIPE_K8S_IMAGE="example/app:1",
                DYNPIPE_K8S_NAMESPACE="pipelines", DYNPIPE_HOME=str(tmp_path / "store"), DYNPIPE_ECHO_LOGS="false",
+               DYNPIPE_K8S_PVC="dynpipe-store",  # the local store, declared shared with the pods
                PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     return env
 

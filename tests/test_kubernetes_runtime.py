@@ -32,6 +32,9 @@ def kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeCluster]:
         monkeypatch.setenv("DYNPIPE_K8S_IMAGE", "example/dynpipe:test")
         monkeypatch.setenv("DYNPIPE_K8S_NAMESPACE", "pipelines")
         monkeypatch.setenv("DYNPIPE_ECHO_LOGS", "false")
+        # The local store is declared shared (as a ReadWriteMany claim would be); the object-store
+        # transport is tested in test_kubernetes_artifact_store.py.
+        monkeypatch.setenv("DYNPIPE_K8S_PVC", "dynpipe-store")
         yield c
 
 

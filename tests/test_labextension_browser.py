@@ -5,8 +5,12 @@ A script fills the store before JupyterLab starts (two ``etl`` runs), another ke
 command palette, must list all three newest first, show the slow run as running and then
 as completed once released (it polls; nobody reloads). Opening an ``etl`` run shows its
 DAG, and selecting a node shows that step's log and artifact preview. A saved notebook
-whose output holds the DAG MIME payload renders it with no kernel. Screenshots go to
-test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_DOCS_SCREENSHOT=1).
+whose output holds the DAG MIME payload renders it with no kernel. A notebook whose
+``%%pipeline`` cells run in JupyterLab's own kernel, saved, kernel shut down, page
+reloaded, draws every cell's DAG with the MIME renderer (never "Error displaying
+widget"). The schedule dialog, opened from that notebook's toolbar, previews fire times,
+refuses a bad cron, and creates a schedule that ``dynpipe schedule list`` shows.
+Screenshots go to test-artifacts/ (and docs/screenshots/ with DYNPIPE_UPDATE_SCREENSHOTS=1: tests/screenshots.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,12 +29,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from screenshots import ARTIFACTS, publish, shot
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = ROOT / "dynpipe" / "labextension"
-ARTIFACTS = ROOT / "test-artifacts"
-SHOTS = ROOT / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -39,7 +41,7 @@ pytestmark = [
         not (BUILT / "package.json").exists(),
         reason="the JupyterLab extension is not built (dynpipe/labextension/): run ./dev build",
     ),
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
 ]
 
 RUNS = '''
@@ -76,8 +78,15 @@ def etl() -> None:
 def slow() -> None:
     held(first())
 
+@pipeline(dynamic=True, name="bulk")
+def bulk() -> None:
+    first()
+
 if sys.argv[1] == "etl":
     etl(); etl()
+elif sys.argv[1] == "bulk":
+    for _ in range(int(sys.argv[2])):
+        bulk()
 else:
     slow()
 '''
@@ -137,6 +146,7 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
          "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands without keyboard races
          f"--LabServerApp.user_settings_dir={tmp_path / 'settings'}"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
     )
@@ -152,7 +162,8 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
                 time.sleep(0.3)
-        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow}
+        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow,
+               "script": script, "env": env, "tmp": tmp_path}
     finally:
         gate.touch()
         try:
@@ -186,6 +197,47 @@ def saved_notebook(root: Path, store: Path) -> None:
     )]
     nb.cells = [cell]
     nbformat.write(nb, root / "saved.ipynb")
+
+
+DAG_MIME = "application/vnd.dynpipe.dag+json"
+#: Generous: the machine is shared, a kernel start and a first run can take long under load.
+SLOW = 180_000
+
+PIPES_CELLS = [
+    ("code", "%load_ext dynpipe\nfrom dynpipe import step\n\n@step(enable_cache=False)\n"
+             "def load(n: int) -> list:\n    return list(range(n))\n\n@step(enable_cache=False)\n"
+             "def total(rows: list) -> int:\n    return sum(rows)"),
+    ("parameters", "rows = 3"),
+    ("code", "%%pipeline pipes\ndata = load(rows)"),
+    ("code", "%%pipeline pipes\nresult = total(data)"),
+]
+
+
+def pipes_notebook(root: Path) -> Path:
+    """A notebook with two ``%%pipeline`` cells of one run and a ``parameters`` cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(src, metadata={"tags": ["parameters"]} if kind == "parameters" else {})
+        for kind, src in PIPES_CELLS
+    ]
+    path = root / "pipes.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def dag_outputs(path: Path) -> list[dict[str, Any]]:
+    """The DAG payloads in the saved notebook's outputs, in cell order."""
+    nb = json.loads(path.read_text())
+    return [o["data"][DAG_MIME] for c in nb["cells"] for o in c.get("outputs", []) if DAG_MIME in o.get("data", {})]
+
+
+def api(lab: dict[str, Any], path: str, method: str = "GET") -> Any:
+    req = urllib.request.Request(f"{lab['base']}{path}", method=method,
+                                 headers={"Authorization": f"token {lab['token']}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        body = r.read()
+    return json.loads(body) if body else None
 
 
 def run_command(page: Any, label: str, done: Any) -> None:
@@ -247,8 +299,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                            return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
                 timeout=60_000,
             )
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "runs-panel-running.png"))
+            page.screenshot(path=shot("runs-panel-running.png"))
             # The filter narrows the list on the server side.
             panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
             page.wait_for_function(
@@ -267,7 +318,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
                 timeout=60_000,
             )
             assert slow_run.get_attribute("data-status") == "completed"
-            page.screenshot(path=str(ARTIFACTS / "runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
+            page.screenshot(path=shot("runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
 
             # Open the older etl run (keyboard: focus it, press Enter).
             etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
@@ -291,7 +342,7 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             snippet.wait_for(timeout=30_000)
             assert "Client().get_artifact_version(" in snippet.inner_text()
             assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
-            page.screenshot(path=str(ARTIFACTS / "run-detail.png"))
+            page.screenshot(path=shot("run-detail.png"))
 
             # A saved notebook's DAG renders from its output alone (no kernel is started).
             page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
@@ -312,20 +363,142 @@ def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) 
             before = mime.locator("svg g").first.get_attribute("transform")
             mime.locator("button[aria-label='Zoom in (+)']").click()
             assert mime.locator("svg g").first.get_attribute("transform") != before
-            mime.screenshot(path=str(ARTIFACTS / "saved-dag.png"))
+            mime.screenshot(path=shot("saved-dag.png"))
 
             # "Export notebook to pipeline module" writes the module beside the notebook.
             module = lab["root"] / "saved_pipeline.py"
-            run_command(page, "Export notebook to pipeline module", module.exists)
+            # Done once the module is written whole (the file exists a moment before its text).
+            run_command(page, "Export notebook to pipeline module",
+                        lambda: module.exists() and "total(load(4))" in module.read_text())
             source = module.read_text()
             assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
-            if os.environ.get("DYNPIPE_UPDATE_DOCS_SCREENSHOT"):
-                SHOTS.mkdir(parents=True, exist_ok=True)
-                for name in ("runs-panel.png", "run-detail.png"):
-                    shutil.copyfile(ARTIFACTS / name, SHOTS / name)
+            check_pipes_notebook(page, lab)
+            check_schedule_dialog(page, lab)
+            check_older_pages(page, lab)
+            for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
+                publish(name, f"screenshots/{name}")
         except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "labext-failure.png"))
+            page.screenshot(path=shot("labext-failure.png"))
             raise
         finally:
             context.close()
+
+
+def check_pipes_notebook(page: Any, lab: dict[str, Any]) -> None:
+    """Run %%pipeline cells in JupyterLab, save, shut the kernel down, reload: every DAG is
+    drawn from the saved MIME payload and is clickable; no widget error anywhere."""
+    path = pipes_notebook(lab["root"])
+    page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/pipes.ipynb?reset&token={lab['token']}")
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.context"
+        " && window.jupyterapp.shell.currentWidget.context.path === 'pipes.ipynb'"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel", timeout=SLOW,
+    )
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # Each finished cell's live widget is replaced by the payload: cell 3 shows load, cell 4 load+total.
+    page.wait_for_function(
+        """() => { const outs = [...document.querySelectorAll('.jp-Notebook .jp-dynpipe-mime')];
+                   return outs.length === 2
+                     && outs.map(o => o.querySelectorAll('.jp-dynpipe-node').length).join() === '1,2'; }""",
+        timeout=SLOW,
+    )
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    wait_until(lambda: len(dag_outputs(path)) == 2, "the saved notebook to hold both DAG payloads", 120)
+    saved = path.read_text()
+    assert "application/vnd.jupyter.widget-view+json" not in saved
+    payloads = dag_outputs(path)
+    assert [[n["step"] for n in p["nodes"]] for p in payloads] == [["load"], ["load", "total"]]
+    nodes = sum(len(p["nodes"]) for p in payloads)
+    per_node = sum(len(json.dumps(p, indent=1)) for p in payloads) / nodes
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "saved-dag-bytes.txt").write_text(
+        f"{nodes} nodes in {len(payloads)} outputs: {per_node:.0f} bytes per node (nbformat indent=1 JSON)\n"
+    )
+    # Shut the kernel down (its session too), then reload: nothing live is left.
+    for session in api(lab, "/api/sessions"):
+        if session["path"].endswith("pipes.ipynb"):
+            api(lab, f"/api/sessions/{session['id']}", method="DELETE")
+    wait_until(lambda: not api(lab, "/api/kernels"), "the kernel to shut down", 120)
+    page.reload()
+    page.wait_for_function(
+        """() => { const outs = [...document.querySelectorAll('.jp-Notebook .jp-dynpipe-mime')];
+                   return outs.length === 2 && outs.every(o => o.querySelector('.jp-dynpipe-node')); }""",
+        timeout=SLOW,
+    )
+    text = page.locator(".jp-Notebook").inner_text()
+    assert "Error displaying widget" not in text and "model not found" not in text
+    assert page.locator(".jp-Notebook .jp-dynpipe-mime .jp-dynpipe-error:visible").count() == 0
+    second = page.locator(".jp-Notebook .jp-dynpipe-mime").nth(1)
+    second.locator(".jp-dynpipe-node[data-id='total']").click()
+    details = second.locator(".jp-dynpipe-dag-details")
+    wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(),
+               "the node details of the reloaded notebook's DAG", 60)
+    second.screenshot(path=str(ARTIFACTS / "saved-notebook-dag.png"))
+
+
+def check_schedule_dialog(page: Any, lab: dict[str, Any]) -> None:
+    """The notebook toolbar's "Schedule…" opens the dialog; a bad cron is named in the
+    preview; the schedule it creates is listed by ``dynpipe schedule list``."""
+    page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='dynpipe-schedule'] button").click()
+    form = page.locator(".jp-Dialog .jp-dynpipe-schedule-form")
+    form.wait_for(timeout=60_000)
+    preview = form.locator(".jp-dynpipe-schedule-preview")
+    form.locator(".jp-dynpipe-schedule-cron").fill("0 3 * *")
+    page.wait_for_function(
+        """() => { const p = document.querySelector('.jp-dynpipe-schedule-preview');
+                   return p.dataset.state === 'error' && p.textContent.includes('has 4 fields'); }""", timeout=60_000,
+    )
+    form.locator(".jp-dynpipe-schedule-timezone").fill("UTC")
+    form.locator(".jp-dynpipe-schedule-cron").fill("30 2 * * *")
+    page.wait_for_function(
+        """() => { const p = document.querySelector('.jp-dynpipe-schedule-preview');
+                   return p.dataset.state === 'ok' && p.querySelectorAll('li').length === 6; }""", timeout=60_000,
+    )
+    assert all(t.endswith("02:30 UTC") for t in preview.locator("li").all_inner_texts()[1:])
+    rows = form.locator("input[data-param='rows']")
+    assert rows.input_value() == "3"  # prefilled from the parameters cell
+    rows.fill("5")
+    form.locator(".jp-dynpipe-schedule-name").fill("pipes-nightly")
+    form.screenshot(path=str(ARTIFACTS / "schedule-dialog.png"))
+    page.locator(".jp-Dialog button.jp-mod-accept").click()
+    module = lab["root"] / "pipes_pipeline.py"
+    env = dict(os.environ, DYNPIPE_HOME=str(lab["store"]), PYTHONPATH=str(ROOT))
+
+    def listed() -> str | None:
+        if not module.exists():
+            return None
+        out = subprocess.run(
+            [sys.executable, "-c", "from dynpipe.cli import main; raise SystemExit(main())", "schedule", "list"],
+            capture_output=True, text=True, timeout=60, env=env, check=True,
+        ).stdout
+        return out if "pipes-nightly" in out else None
+
+    out = wait_until(listed, "dynpipe schedule list to show the dialog's schedule", 120)
+    assert "30 2 * * * (UTC)" in out and "pipes_pipeline.py" in out
+    assert page.locator(".jp-Dialog .jp-dynpipe-schedule-form").count() == 0  # accepted: the dialog closed
+
+
+def check_older_pages(page: Any, lab: dict[str, Any]) -> None:
+    """More runs than a page: the panel shows the newest 50, "Show more runs" the rest,
+    none twice, down to the oldest."""
+    subprocess.run([sys.executable, str(lab["script"]), "bulk", "55"], env=lab["env"], check=True, timeout=300,
+                   cwd=lab["tmp"])
+    page.evaluate("() => window.jupyterapp.commands.execute('dynpipe:show-runs')")
+    count = "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length"
+    page.wait_for_function(f"() => ({count})() === 50", timeout=60_000)
+    more = page.locator("#dynpipe-runs .jp-dynpipe-more")
+    more.wait_for(state="visible", timeout=30_000)
+    more.click()
+    # Every run of the store, newest first: the 55 bulk runs above the earlier ones.
+    expected = [r["id"] for r in api(lab, "/dynpipe/api/runs?per_page=200")["runs"]]
+    assert 50 < len(expected) < 100
+    page.wait_for_function(f"() => ({count})() === {len(expected)}", timeout=60_000)
+    ids = page.eval_on_selector_all("#dynpipe-runs .jp-dynpipe-run", "els => els.map(e => e.dataset.runId)")
+    assert ids == expected  # none twice, none skipped, down to the oldest
+    pipelines = page.eval_on_selector_all(
+        "#dynpipe-runs .jp-dynpipe-run-pipeline", "els => els.map(e => e.textContent)"
+    )
+    assert pipelines[:55] == ["bulk"] * 55 and pipelines[-3:] == ["slow", "etl", "etl"]
+    assert more.is_hidden()

@@ -163,6 +163,9 @@ def test_two_cells_form_one_run_and_a_future_crosses_cells(kernel: Kernel) -> No
         "print(len(runs), runs[0].status, sorted(runs[0].steps))"
     )
     assert "1 completed ['add', 'slow', 'slow_2']" in stdout(msgs)
+    # a kernel that was not told its notebook (not started by jupyter_server) says "notebook"
+    reply, msgs = kernel.execute("print('origin', Client().get_pipeline('two_cells').last_run.origin)")
+    assert "origin notebook\n" in stdout(msgs)
 
 
 def test_widget_gets_updates_from_background_threads_after_the_cell_returned(kernel: Kernel) -> None:
@@ -263,7 +266,12 @@ def test_new_finishes_the_open_run_and_bad_input_is_named(kernel: Kernel) -> Non
 
 
 def test_nbclient_saves_snapshots_not_widgets(tmp_path: Path) -> None:
-    """A notebook executed headless (nbclient, as nbconvert does) keeps the final DAG."""
+    """A notebook executed headless (nbclient, as nbconvert does) keeps the final DAG; its run
+    records the notebook it came from, which ``runs list`` shows."""
+    import os
+    import subprocess
+    import sys
+
     import nbclient
 
     nb = nbformat.v4.new_notebook()
@@ -273,7 +281,19 @@ def test_nbclient_saves_snapshots_not_widgets(tmp_path: Path) -> None:
         nbformat.v4.new_code_cell("%%pipeline saved\nprint(add(fs).load())"),
         nbformat.v4.new_code_cell("%pipeline end saved"),
     ]
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    path = tmp_path / "notebooks" / "saved_analysis.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    nb = nbformat.read(path, as_version=4)
+    # jupyter_server tells a kernel its notebook this way; ipykernel makes it `__session__`
+    env = {**os.environ, "JPY_SESSION_NAME": str(path)}
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "dynpipe.cli", "runs", "list", "--pipeline", "saved"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    header, row = listed.strip().splitlines()
+    assert header.split()[-1] == "ORIGIN" and row.endswith("  …/saved_analysis.ipynb"), listed
     bundles = [o["data"] for c in nb.cells[1:3] for o in c.outputs if o["output_type"] == "display_data"]
     assert len(bundles) == 2
     for data in bundles:

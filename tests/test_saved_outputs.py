@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from test_notebook_kernel import SETUP, WIDGET_MIME, Kernel, displays, widget_of
 
+from dynpipe.server.dag_payload import MIME_TYPE as DAG_MIME
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -46,6 +48,11 @@ def test_newest_cell_of_an_open_run_becomes_a_picture_answering_its_own_request(
     assert frozen["parent_header"]["msg_id"] == first_id
     assert WIDGET_MIME not in frozen["content"]["data"] and "image/svg+xml" in frozen["content"]["data"]
     assert frozen["content"]["data"]["text/plain"].startswith("dynpipe run 'saved_open' (open): 1 step")
+    # Beside the SVG: the DAG payload the JupyterLab extension draws interactively.
+    payload = frozen["content"]["data"][DAG_MIME]
+    assert payload["run"]["pipeline"] == "saved_open" and payload["run"]["status"] == "open"
+    assert [(n["step"], n["status"], n["upstream"]) for n in payload["nodes"]] == [("slow", "completed", [])]
+    assert payload["nodes"][0]["duration"] is not None
 
     # A newer cell takes over the whole run: the first keeps its own part, re-sent both as a
     # reply to its own request (JupyterLab) and to the running one (nbclient).
@@ -67,4 +74,7 @@ def test_newest_cell_of_an_open_run_becomes_a_picture_answering_its_own_request(
     assert final and final[-1]["content"]["data"]["text/plain"].startswith(
         "dynpipe run 'saved_open' (completed): 2 steps"
     )
+    last = final[-1]["content"]["data"][DAG_MIME]
+    assert last["run"]["status"] == "completed"
+    assert [(n["step"], n["upstream"]) for n in last["nodes"]] == [("slow", []), ("add", [payload["nodes"][0]["id"]])]
     assert not updates_of(msgs, display_id)

@@ -37,6 +37,8 @@ def train(epochs: int) -> int:
 def nightly_train(epochs: int = 1) -> None:
     train(epochs)
 """
+SHARED = {"DYNPIPE_STORE_URL": "postgresql://dynpipe@db.ml.svc:5432/dynpipe",
+          "DYNPIPE_ARTIFACT_STORE": "s3://team-artifacts/ml"}
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -76,7 +78,7 @@ def test_cli_writes_valid_cronjob_and_configmap(module: Path, tmp_path: Path) ->
         "--timezone", "Europe/Berlin", "--target", "kubernetes", "--image", "registry.local/ml:1",
         "--namespace", "ml", "--service-account", "pipelines", "--env", "LOG_LEVEL=debug", "--secret-env", "s3-creds",
         "--gpu", "1", "--toleration", "nvidia.com/gpu:NoSchedule", "--toleration", "pool=batch:NoExecute",
-        "-p", "epochs=3", "--overlap", "replace", "--output", str(out_file),
+        "-p", "epochs=3", "--overlap", "replace", "--output", str(out_file), env=SHARED,
     )
     assert "wrote ConfigMap/" in out.stdout and "CronJob/" in out.stdout
     configmap, cronjob = list(yaml.safe_load_all(out_file.read_text()))
@@ -102,12 +104,15 @@ def test_cli_writes_valid_cronjob_and_configmap(module: Path, tmp_path: Path) ->
     ]
     (container,) = pod["containers"]
     assert container["securityContext"] == {
-        "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
     }
-    assert container["command"][:4] == ["python", "-m", "dynpipe.schedule.runner",
-                                        "/dynpipe/module/nightly_train.py:nightly_train"]
-    assert container["command"][-1] == "epochs=3"
+    # the pod of `dynpipe run --on kubernetes`: dynpipe run on the shipped module, tagged by its run name
+    assert container["command"] == ["python", "-m", "dynpipe.cli", "run",
+                                    "/dynpipe/module/nightly_train.py:nightly_train", "-p", "epochs=3",
+                                    "--run-name", "Nightly_Train" + "x" * 60 + "-{date}-{time}"]
+    for name, value in SHARED.items():  # the shared store reaches the pod through its env
+        assert {"name": name, "value": value} in container["env"]
     assert not any(str(tmp_path) in part for part in container["command"])  # no local paths in the pod
     assert {"name": "LOG_LEVEL", "value": "debug"} in container["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
@@ -120,7 +125,8 @@ def test_cli_writes_valid_cronjob_and_configmap(module: Path, tmp_path: Path) ->
                                                               ("replace", "Replace", 300)])
 def test_overlap_maps_to_concurrency_policy(module: Path, overlap: str, policy: str, deadline: int) -> None:
     path, info = resolve_module(str(module))
-    spec = CronJobSpec(name="n", cron="*/5 * * * *", image="i:1", overlap=overlap, active_deadline=3600)
+    spec = CronJobSpec(name="n", cron="*/5 * * * *", image="i:1", overlap=overlap, active_deadline=3600,
+                       allow_local_store=True)
     (_, cronjob) = manifests(spec, path, info)
     validate(cronjob)
     assert cronjob["spec"]["concurrencyPolicy"] == policy
@@ -129,11 +135,11 @@ def test_overlap_maps_to_concurrency_policy(module: Path, overlap: str, policy: 
 
 def test_module_in_image_needs_no_configmap(module: Path) -> None:
     out = cli("schedule", "create", "n", "/app/train.py:nightly_train", "--cron", "0 3 * * *", "--target",
-              "kubernetes", "--image", "i:1", "--module-in-image", "/app/train.py")
+              "kubernetes", "--image", "i:1", "--module-in-image", "/app/train.py", "--store-claim", "dynpipe-store")
     (cronjob,) = list(yaml.safe_load_all(out.stdout))
     validate(cronjob)
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][3] == "/app/train.py:nightly_train"
+    assert container["command"][4] == "/app/train.py:nightly_train"
     bad = subprocess.run([sys.executable, "-m", "dynpipe.cli", "schedule", "create", "n", str(module), "--cron",
                           "0 3 * * *", "--target", "kubernetes", "--image", "i:1", "--toleration", "gpu:Sometimes"],
                          capture_output=True, text=True, timeout=120)
@@ -180,7 +186,7 @@ def test_apply_creates_then_updates_through_the_api(module: Path, api_server: An
     }))
     out = cli("schedule", "create", "nightly", str(module), "--cron", "0 3 * * *", "--target", "kubernetes",
               "--image", "i:1", "--namespace", "ml", "--service-account", "pipelines", "--apply",
-              env={"KUBECONFIG": str(kubeconfig)})
+              env={"KUBECONFIG": str(kubeconfig), **SHARED})
     assert "ConfigMap/nightly-module created" in out.stdout and "CronJob/nightly created" in out.stdout
     cronjob = _stored(api_server, "cronjobs", "nightly")
     assert cronjob["spec"]["schedule"] == "0 3 * * *"
@@ -188,7 +194,8 @@ def test_apply_creates_then_updates_through_the_api(module: Path, api_server: An
     assert _stored(api_server, "configmaps", "nightly-module")["data"] == {"nightly_train.py": MODULE}
 
     path, info = resolve_module(str(module))
-    changed = manifests(CronJobSpec(name="nightly", cron="30 4 * * *", image="i:2", namespace="ml"), path, info)
+    changed = manifests(CronJobSpec(name="nightly", cron="30 4 * * *", image="i:2", namespace="ml",
+                                    allow_local_store=True), path, info)
     api = client.ApiClient(client.Configuration(host=url))
     assert apply(changed, api) == ["ConfigMap/nightly-module updated", "CronJob/nightly updated"]
     cronjob = _stored(api_server, "cronjobs", "nightly")

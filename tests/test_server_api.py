@@ -9,7 +9,9 @@ query parameters (400, naming the parameter).
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ async def test_runs_are_listed_newest_first_in_pages_with_filters(jp_fetch: Any)
     assert head["pipeline"] == "etl" and head["status"] == "completed" and head["active"] is False
     assert head["steps"] == 2 and head["step_counts"] == {"completed": 2}
     assert head["active_seconds"] >= 0
+    assert "origin" in head  # None until the store records where a run came from
 
     page1 = await get_json(jp_fetch, "runs", per_page="2")
     page2 = await get_json(jp_fetch, "runs", per_page="2", page="2")
@@ -166,7 +169,10 @@ async def test_a_dataframe_previews_as_a_small_table(jp_fetch: Any) -> None:
     assert len(table["rows"]) == previews.TABLE_ROWS and table["rows"][3] == ["3", "'r3'"]
 
 
-@pytest.mark.parametrize("parts", [("runs",), ("runs", "x"), ("runs", "x", "steps", "y", "logs"), ("artifacts", "x")])
+@pytest.mark.parametrize("parts", [
+    ("runs",), ("runs", "x"), ("runs", "x", "steps", "y", "logs"), ("artifacts", "x"),
+    ("schedules",), ("schedules", "preview"), ("notebook-parameters",),
+])
 async def test_requests_without_a_valid_token_get_403(jp_fetch: Any, parts: tuple[str, ...]) -> None:
     etl()
     with pytest.raises(HTTPClientError) as info:
@@ -174,11 +180,15 @@ async def test_requests_without_a_valid_token_get_403(jp_fetch: Any, parts: tupl
     assert info.value.code == 403
 
 
-async def test_export_without_a_valid_token_gets_403(jp_fetch: Any) -> None:
+@pytest.mark.parametrize("endpoint", ["export", "schedules"])
+async def test_posts_without_a_valid_token_get_403(jp_fetch: Any, jp_root_dir: Path, endpoint: str) -> None:
+    _notebook(jp_root_dir / "a.ipynb")
+    body = {"path": "a.ipynb", "name": "nightly", "cron": "@daily"}
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("dynpipe", "api", "export", method="POST", body=json.dumps({"path": "a.ipynb"}),
+        await jp_fetch("dynpipe", "api", endpoint, method="POST", body=json.dumps(body),
                        headers={"Authorization": "token not-the-token"})
     assert info.value.code == 403
+    assert not (jp_root_dir / "a_pipeline.py").exists()
 
 
 async def test_unknown_runs_steps_and_bad_parameters_are_named(jp_fetch: Any) -> None:
@@ -196,7 +206,7 @@ async def test_unknown_runs_steps_and_bad_parameters_are_named(jp_fetch: Any) ->
     assert info.value.code == 400 and "'per_page'" in str(info.value.message)
 
 
-def _notebook(path: Path) -> None:
+def _notebook(path: Path, parameters: str = "") -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
@@ -204,6 +214,8 @@ def _notebook(path: Path) -> None:
         ),
         nbformat.v4.new_code_cell("%%pipeline nbpipe\nx = one()"),
     ]
+    if parameters:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     nbformat.write(nb, path)
 
 
@@ -259,3 +271,62 @@ def test_dag_payload_of_a_live_graph_has_the_documented_shape() -> None:
     assert part["run"]["status"] == "completed" and part["nodes"][0]["upstream"] == []
     with pytest.raises(TypeError, match="expected a PipelineRun or a RunGraph, got int"):
         dag_payload(3)  # type: ignore[arg-type]
+
+
+async def test_schedule_preview_lists_next_fire_times_or_says_what_is_wrong(jp_fetch: Any) -> None:
+    data = await get_json(jp_fetch, "schedules", "preview", cron="@daily", timezone="Europe/Berlin", count="3")
+    assert data["cron"] == "0 0 * * *" and data["timezone"] == "Europe/Berlin"
+    times = [datetime.fromisoformat(f["utc"]) for f in data["next"]]
+    assert len(times) == 3 and times[0] > datetime.now(timezone.utc)
+    assert all(timedelta(hours=23) <= b - a <= timedelta(hours=25) for a, b in itertools.pairwise(times))  # DST
+    assert all(f["local"].endswith((" 00:00 CET", " 00:00 CEST")) for f in data["next"])
+    for params, words in [
+        ({"cron": "0 3 * *"}, "has 4 fields; give five"),
+        ({"cron": "61 * * * *"}, "is not valid"),
+        ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"cron": "@daily", "count": "500"}, "'count' must be in 1..20"),
+    ]:
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("dynpipe", "api", "schedules", "preview", params=params)
+        assert info.value.code == 400 and words in str(info.value.message), (params, info.value)
+
+
+async def test_a_notebook_is_scheduled_with_its_parameters_and_listed(jp_fetch: Any, jp_root_dir: Path) -> None:
+    from dynpipe.store.schedules import ScheduleStore
+
+    (jp_root_dir / "work").mkdir()
+    _notebook(jp_root_dir / "work" / "flow.ipynb", parameters="rows = 5\nlabel = 'demo'")
+    got = await get_json(jp_fetch, "notebook-parameters", path="work/flow.ipynb")
+    assert [(p["name"], p["value"]) for p in got["parameters"]] == [("rows", "5"), ("label", "demo")]
+
+    body = {"path": "work/flow.ipynb", "name": "nightly-flow", "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+            "params": {"rows": "7"}, "target": "local"}
+    response = await jp_fetch("dynpipe", "api", "schedules", method="POST", body=json.dumps(body))
+    created = json.loads(response.body)
+    assert created["module"] == "work/flow_pipeline.py" and created["params"] == {"rows": "7"}
+    assert created["next"].endswith((" 02:30 CET", " 02:30 CEST"))
+    assert "x = one()" in (jp_root_dir / "work" / "flow_pipeline.py").read_text()
+    store = ScheduleStore(Client().store.root)
+    try:
+        record = store.get("nightly-flow")
+    finally:
+        store.close()
+    assert (record.cron, record.timezone, record.module) == (
+        "30 2 * * *", "Europe/Berlin", str((jp_root_dir / "work" / "flow_pipeline.py").resolve())
+    )
+    listed = (await get_json(jp_fetch, "schedules"))["schedules"]
+    assert [(s["name"], s["state"], s["params"]) for s in listed] == [("nightly-flow", "active", {"rows": "7"})]
+    assert listed[0]["next"] == created["next"]
+
+    for change, code, words in [
+        ({}, 409, "a schedule named 'nightly-flow' already exists"),
+        ({"name": "other", "cron": "0 3 * *"}, 400, "has 4 fields"),
+        ({"name": "other", "params": {"nope": "1"}}, 400, "nope"),
+        ({"name": "other", "target": "kubernetes"}, 400, "target 'kubernetes' is not supported"),
+        ({"name": "../x"}, 400, "schedule name '../x'"),
+        ({"path": "../flow.ipynb"}, 403, "outside the server root"),
+    ]:
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("dynpipe", "api", "schedules", method="POST", body=json.dumps({**body, **change}))
+        assert info.value.code == code and words in str(info.value.message), (change, info.value)
+    assert [s["name"] for s in (await get_json(jp_fetch, "schedules"))["schedules"]] == ["nightly-flow"]

@@ -59,7 +59,12 @@ def test_wheel_installs_the_labextension_and_enables_the_server_extension(tmp_pa
     assert f"{data}share/jupyter/labextensions/dynpipe/package.json" in names
     assert any(re.match(rf"{data}share/jupyter/labextensions/dynpipe/static/remoteEntry\.\w+\.js$", n) for n in names)
     assert f"{data}etc/jupyter/jupyter_server_config.d/dynpipe.json" in names
-    assert "dynpipe/server/handlers.py" in names and "dynpipe/server/dag_payload.py" in names
+    server_modules = {"handlers.py", "dag_payload.py", "schedules_api.py"}
+    assert {f"dynpipe/server/{name}" for name in server_modules} <= set(names)
+    # The bundle stays small: every script of the prebuilt extension together, well under 1 MB.
+    with zipfile.ZipFile(wheel) as zf:
+        js = sum(i.file_size for i in zf.infolist() if re.search(r"/labextensions/dynpipe/static/.*\.js$", i.filename))
+    assert 0 < js < 500_000, js
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])

@@ -273,3 +273,28 @@ def test_a_later_cells_live_widget_leaves_out_unrelated_earlier_steps() -> None:
         feed.stop()
         first.close()
         later.close()
+
+
+def test_details_keep_queue_time_apart_and_a_failed_log_leaves_errors_to_the_error_section(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graph = RunGraph("run-id", "demo-1", "demo")
+    waited = graph.add_node("train", "train", [], "isolated")
+    waited.queued_at = 1000.0  # waited 3 s for a worker, then ran 1.2 s
+    graph.update(waited, status="completed", start=1003.0, end=1004.2)
+    assert render.node_details(waited)["duration"] == "1.2 s (queued 3.0 s before)"
+    flaky = graph.add_node("flaky", "flaky", [], "inline")
+    for line in ("working", "KeyError: 'first kind'", "working", "KeyError: 'first kind'", "RuntimeError: second kind"):
+        graph.add_log_line(flaky, line)
+    graph.update(flaky, status="retrying", error="KeyError: 'first kind'")
+    assert render.node_details(flaky)["logs"].count("KeyError") == 2  # while it retries, the echo is the news
+    note = (
+        "dynpipe: step 'flaky' failed 3 attempts:\n"
+        "  attempts 1, 2: KeyError: 'first kind'\n  attempt 3: RuntimeError: second kind"
+    )
+    graph.update(flaky, status="failed", error="RuntimeError: second kind",
+                 traceback=f"Traceback (most recent call last):\nRuntimeError: second kind\n{note}\n")
+    assert render.node_details(flaky)["logs"] == "working\nworking"  # the error section lists each once
+    # The group threshold is read when drawing, not frozen when dynpipe was imported.
+    monkeypatch.setenv("DYNPIPE_GROUP_THRESHOLD", "3")
+    assert [i.group for i in render.layout_items(fan_graph(4).snapshot())[0] if i.group] == ["train"]

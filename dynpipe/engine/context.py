@@ -25,6 +25,8 @@ from ..store.store import Store
 from .dag import RunGraph
 from .heartbeat import Heartbeat
 from .lineage import LoadedValues
+from .origin import run_origin
+from .starts import DeferredStarts
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -107,6 +109,7 @@ class RunContext:
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
         self.heartbeat: Heartbeat | None = None
+        self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
 
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:
@@ -152,6 +155,7 @@ class RunContext:
                 "parameters": self.config.parameters,
                 "tags": list(self.config.tags),
                 "model": self.config.model.model_dump(exclude_defaults=True) if self.config.model else None,
+                "origin": run_origin(),  # the notebook, script or schedule: runs list shows it
             },
             parent_run_id=self.parent_run_id,
             unlisted=self.unlisted,

@@ -27,7 +27,7 @@ class NodeState:
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
         "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
-        "parameters", "order", "artifacts", "queued_at", "loaded_from",
+        "parameters", "order", "artifacts", "queued_at", "loaded_from", "where",
     )
 
     def __init__(
@@ -58,6 +58,9 @@ class NodeState:
         # Upstream steps whose loaded value (``future.load()``) this step received, so the
         # view can draw those edges apart (they are in ``upstream`` too).
         self.loaded_from: list[str] = []
+        #: Where the latest attempt runs or ran, as its runtime says it ("pid 1234",
+        #: "dask tcp://10.0.0.5:40123 (host node-5, pid 1234)"); None: inline, or not known.
+        self.where: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -81,6 +84,7 @@ class NodeState:
             "loaded_from": list(self.loaded_from),
             "queue_time": self.queue_time,
             "runtime": self.runtime,
+            "where": self.where,
             "duration": self.duration,
             "attempts": self.attempts,
             "cached": self.cached,

@@ -184,6 +184,7 @@ def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) 
                     launch.cancel()
                     return
             result = launch.result()
+            node.where = result.where or node.where  # where this attempt ran, if its runtime says
         except BaseException:
             launch.cancel()
             raise
@@ -230,6 +231,7 @@ def _started(inv: Invocation, launch: Any) -> bool:
     """
     wait_started = getattr(launch, "wait_started", None)
     start = wait_started() if wait_started is not None else None
+    inv.node.where = getattr(launch, "where", None)  # shown while it runs (a worker pid, a Dask worker)
     if inv.stop_reason is not None:
         return True
     return transition(inv, S.RUNNING, start=start)

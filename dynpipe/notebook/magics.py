@@ -7,6 +7,8 @@
     %pipeline status        list open runs with their progress
     %pipeline export [NAME] [-o module.py] [--notebook PATH]
                             write the saved notebook's run NAME as a pipeline module
+    %pipeline schedule NAME --cron CRON [--run RUN] [...]
+                            export it and create schedule NAME (local or a CronJob)
 
 Open runs are finished when the kernel shuts down (at interpreter exit, before the worker
 pool stops; running steps are stopped) or the extension is unloaded.
@@ -165,7 +167,7 @@ class PipelineMagics(Magics):
 
     @line_magic("pipeline")  # type: ignore[arg-type]  # IPython types a named magic as Never
     def pipeline_line(self, line: str) -> None:
-        """``%pipeline end NAME`` | ``%pipeline status`` | ``%pipeline export ...``."""
+        """``%pipeline end NAME`` | ``%pipeline status`` | ``%pipeline export ...`` | ``%pipeline schedule ...``."""
         sessions = self.sessions
         words = line.split()
         if not words or words[0] == "status":
@@ -180,6 +182,11 @@ class PipelineMagics(Magics):
 
             print(export_magic(self.shell, line.strip()[len("export"):]))
             return
+        if words[0] == "schedule":
+            from .schedule_magic import schedule_magic
+
+            print(schedule_magic(self.shell, line.strip()[len("schedule"):]))
+            return
         if words[0] == "end" and len(words) == 2:
             try:
                 print(sessions.end(words[1]))
@@ -188,7 +195,8 @@ class PipelineMagics(Magics):
                 raise ValueError(f"%pipeline end: no open run named {words[1]!r} (open: {open_names})") from None
             return
         raise ValueError(
-            f"%pipeline {line!r}: use '%pipeline end NAME', '%pipeline status' or '%pipeline export [NAME]'"
+            f"%pipeline {line!r}: use '%pipeline end NAME', '%pipeline status', '%pipeline export [NAME]'"
+            " or '%pipeline schedule NAME --cron CRON'"
         )
 
 

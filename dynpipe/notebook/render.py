@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import settings
 from ..display import escape_control, format_duration, format_status_counts, truncate
 from ..engine.dag import NodeState
 from ..status import FINISHED
 
-GROUP_THRESHOLD = int(os.environ.get("DYNPIPE_GROUP_THRESHOLD", "12"))
+#: An expanded group's grid has at least this many rows.
+MIN_GRID_ROWS = 12
+#: A node's details give its queue time beside its run time from this many seconds on.
+QUEUE_SHOWN = 0.1
 #: An expanded group larger than this stays collapsed (dot on thousands of nodes is slow).
 MAX_EXPANDED = 300
 #: Members listed in a group's details (failed and unfinished first).
@@ -135,9 +138,14 @@ def related_part(nodes: list[NodeState], before: set[str] | frozenset[str]) -> l
 
 def layout_items(
     nodes: list[NodeState], expanded: set[str] | frozenset[str] = frozenset(),
-    threshold: int = GROUP_THRESHOLD, timings: bool = True,
+    threshold: int | None = None, timings: bool = True,
 ) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Group siblings, map every invocation to the item that draws it, derive edges."""
+    """Group siblings, map every invocation to the item that draws it, derive edges.
+
+    ``threshold`` defaults to ``DYNPIPE_GROUP_THRESHOLD``, read now (a notebook may change it).
+    """
+    if threshold is None:
+        threshold = settings.group_threshold()
     by_step: dict[str, list[NodeState]] = {}
     for node in nodes:
         by_step.setdefault(node.step_name, []).append(node)
@@ -177,7 +185,7 @@ def layout_items(
 def grid_rows(count: int) -> int:
     """Rows of an expanded group's grid: about twice as many rows as columns, since a
     node is about twice as wide as it is tall."""
-    return max(GROUP_THRESHOLD, math.ceil(math.sqrt(count * 2.5)))
+    return max(MIN_GRID_ROWS, math.ceil(math.sqrt(count * 2.5)))
 
 
 def to_dot(
@@ -256,10 +264,13 @@ def node_details(node: NodeState) -> dict[str, Any]:
     """The details the front-end shows on click (pushed with each frame)."""
     data = node.as_dict()
     data["duration"] = format_duration(data["duration"], missing="") or None
+    queued = node.queue_time  # waiting for its inputs, a thread or a worker: not run time
+    if data["duration"] and queued is not None and queued >= QUEUE_SHOWN:
+        data["duration"] += f" (queued {format_duration(queued)} before)"
     data["error"] = truncate(data["error"], 2000) if data["error"] else None
     data["traceback"] = _cut_head(data["traceback"], 3000)
     data["preview"] = truncate(data["preview"], 500) if data["preview"] else None
-    data["logs"] = _log_text(data["logs"])
+    data["logs"] = _log_text(_without_attempt_errors(node, data["logs"]))
     data["inputs"] = {k: _input_text(v) for k, v in data["inputs"].items()}
     data["artifacts"] = dict(getattr(node, "artifacts", {}) or {})
     data["kind"] = "node"
@@ -267,6 +278,23 @@ def node_details(node: NodeState) -> dict[str, Any]:
     data["start"] = node.start
     data["end"] = node.end
     return data
+
+
+#: A line of the note a step failed on several attempts ends with (engine/execution.py).
+_ATTEMPTS_LINE = re.compile(r"^  attempts? \d+(?:, \d+)*: (.+)$")
+
+
+def _without_attempt_errors(node: NodeState, lines: list[str]) -> list[str]:
+    """A failed step's log without the one-line echo of each attempt's error: the panel's error
+    section shows the traceback and lists each distinct error once with its attempt numbers."""
+    if node.status != "failed" or not node.error:
+        return lines  # while it runs or retries, the echo is the news
+    shown = {node.error}
+    for line in (node.traceback or "").splitlines():
+        match = _ATTEMPTS_LINE.match(line)
+        if match:
+            shown.add(match.group(1))
+    return [line for line in lines if line not in shown]
 
 
 def _log_text(lines: list[str]) -> str:
@@ -367,7 +395,7 @@ def dot_available() -> bool:
 
 def render(
     name: str, nodes: list[NodeState], run_status: str, expanded: set[str] | frozenset[str] = frozenset(),
-    timings: bool = True, threshold: int = GROUP_THRESHOLD,
+    timings: bool = True, threshold: int | None = None,
 ) -> View:
     """One frame: SVG (or an HTML table without dot), node details, a summary line."""
     items, edges = layout_items(nodes, expanded, threshold, timings)

@@ -113,10 +113,11 @@ class Session:
             with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
                 cell.node_ids = set(self.graph.nodes) - cell.before
                 cell.returned = True
+        # A cell whose work is all done becomes its picture first, so no live frame (a dot
+        # layout in the cell's own time) is drawn for a widget about to be replaced.
+        self.sweep()
         if self.feed is not None:
             self.feed.refresh(force=True)
-        else:
-            self.sweep()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
         """Freeze every returned cell whose steps (and the steps feeding them) are done."""

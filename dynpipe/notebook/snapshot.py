@@ -7,7 +7,9 @@ timings, run ids or paths, so saved notebooks diff cleanly and nbval can compare
 The picture keeps what the live widget showed: the header (run name, status, counts,
 active time), each node's duration, and the click-for-details as hover text. No PNG: the
 front ends that matter (JupyterLab, nbconvert HTML, GitHub) all render SVG, and a PNG
-per cell made up most of a saved notebook's size.
+per cell made up most of a saved notebook's size. Beside the SVG sits
+``application/vnd.dynpipe.dag+json`` (``server/dag_payload.py``): JupyterLab with the
+dynpipe extension ranks it above the SVG and draws a clickable, zoomable DAG from it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from ..display import format_duration, format_status_counts
 from ..engine.dag import NodeState
+from ..server.dag_payload import MIME_TYPE, nodes_payload
 from . import render
 
 
@@ -49,6 +52,8 @@ def tooltip(item: render.Item) -> str:
     lines = [f"{node.invocation_id} ({node.step_name}, {node.runtime}): {node.status}"]
     if node.start is not None and node.status != "cached":
         lines.append("duration: " + format_duration(node.duration))
+    if node.where:
+        lines.append("ran on: " + node.where)
     if node.parameters:
         lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in node.parameters.items()))
     for output, artifact in (getattr(node, "artifacts", {}) or {}).items():
@@ -58,13 +63,20 @@ def tooltip(item: render.Item) -> str:
     return "\n".join(line[:300] for line in lines)
 
 
-def snapshot_bundle(name: str, nodes: list[NodeState], run_state: str, run_name: str = "") -> dict[str, Any]:
-    """The MIME bundle of a cell's final DAG: stable text, and an SVG with the header,
-    durations and hover details."""
+def snapshot_bundle(
+    name: str, nodes: list[NodeState], run_state: str, run_name: str = "", run_id: str = ""
+) -> dict[str, Any]:
+    """The MIME bundle of a cell's final DAG: stable text, an SVG with the header,
+    durations and hover details, and the DAG payload that the JupyterLab extension draws
+    interactively without a kernel (other front ends skip the type they do not know)."""
     items, edges = render.layout_items(nodes)
     bundle: dict[str, Any] = {"text/plain": text_summary(name, nodes, run_state)}
     if not items:
         return bundle
+    # Durations are kept: the SVG beside it shows them too, so the bundle changes per run anyway.
+    bundle[MIME_TYPE] = nodes_payload(
+        nodes, run_id=run_id, run_name=run_name or name, pipeline=name, status=run_state
+    )
     header = render.header_text(run_name or name, nodes, run_state)
     svg = render.render_svg(items, edges, header, {item.dom_id: tooltip(item) for item in items})
     if svg is None:

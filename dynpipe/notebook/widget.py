@@ -56,6 +56,8 @@ class DagWidget(anywidget.AnyWidget):
     #: durations from the details' start stamps and corrects its own clock by this.
     clock = traitlets.Float(0.0).tag(sync=True)
     expanded = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
+    #: The Dask dashboard of the cluster running the run's isolated steps ("": none): a header link.
+    dashboard = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, before: frozenset[str] = frozenset(), **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -76,10 +78,11 @@ class DagWidget(anywidget.AnyWidget):
             self.details = {}
             self.set_trait("_esm", CLOSED_ESM)  # an instance trait (the class holds a Path)
 
-    def show_frame(self, frame: render.View, run_status: str, run_name: str = "") -> None:
+    def show_frame(self, frame: render.View, run_status: str, run_name: str = "", dashboard: str = "") -> None:
         with self.hold_sync():
             self.clock = time.time()
             self.run_name = run_name
+            self.dashboard = dashboard
             self.svg = frame.svg
             self.html = frame.html
             self.details = frame.details
@@ -155,13 +158,14 @@ class LiveFeed:
             if self._dirty or force:
                 self._dirty = False
                 status = self.graph.status
+                dashboard = dask_dashboard(nodes)
                 frames: dict[tuple[tuple[str, ...], frozenset[str]], render.View] = {}
                 for widget in list(self.widgets):
                     key = (tuple(sorted(widget.expanded)), widget.before)
                     if key not in frames:
                         shown = render.related_part(nodes, widget.before)
                         frames[key] = render.render(self.name, shown, status, set(key[0]))
-                    widget.show_frame(frames[key], status, self.graph.run_name)
+                    widget.show_frame(frames[key], status, self.graph.run_name, dashboard)
                 self.frames += 1
             if self.after_frame is not None:
                 self.after_frame(nodes)
@@ -173,3 +177,15 @@ class LiveFeed:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+
+
+def dask_dashboard(nodes: list[NodeState]) -> str:
+    """The Dask dashboard link of a run with isolated steps on Dask ("" otherwise)."""
+    if not any(n.runtime == "isolated" for n in nodes):
+        return ""
+    from ..runtimes.dask_client import DASK  # loaded by ``import dynpipe`` (``use_dask``): no distributed
+
+    try:
+        return DASK.dashboard_link() or ""
+    except Exception:  # noqa: BLE001 - e.g. a bad DYNPIPE_ISOLATED_BACKEND: the step says so, not the view
+        return ""

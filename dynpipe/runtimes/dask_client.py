@@ -20,14 +20,21 @@ from .. import settings
 from ..errors import SettingError
 
 LOG_TOPIC = "dynpipe-step-log"
-"""The event topic of step log lines and start notices (``{"key", "line"|"start"}``)."""
+"""The event topic of step log lines and start notices (``{"key", "line"}`` or
+``{"key", "start": address, "host", "pid"}``)."""
+
+
+def where_text(address: str, host: object = None, pid: object = None) -> str:
+    """A Dask worker as the live DAG names it: ``dask tcp://10.0.0.5:40123 (host node-5, pid 1234)``."""
+    about = ", ".join(f"{label} {value}" for label, value in (("host", host), ("pid", pid)) if value)
+    return f"dask {address}" + (f" ({about})" if about else "")
 
 
 class DaskWatcher(Protocol):
     """What the bridge tells a launch: a line, where it started, that its worker died."""
 
     def add_line(self, line: str) -> None: ...
-    def started_on(self, worker: str) -> None: ...
+    def started_on(self, worker: str, where: str) -> None: ...
     def worker_died(self, worker: str) -> None: ...
 
 
@@ -59,7 +66,8 @@ class EventBridge:
         if "line" in msg:
             watcher.add_line(str(msg["line"]))
         elif "start" in msg:
-            watcher.started_on(str(msg["start"]))
+            worker = str(msg["start"])
+            watcher.started_on(worker, where_text(worker, msg.get("host"), msg.get("pid")))
 
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
         msg = event[1]
@@ -80,6 +88,7 @@ class DaskClients:
         self._given: Any = None
         self._connected: dict[str, Any] = {}
         self._bridges: dict[int, tuple[Any, EventBridge]] = {}
+        self._links: dict[int, tuple[Any, str | None]] = {}
 
     def use(self, client: Any) -> None:
         """Hand over a client (``None`` forgets it: ``DYNPIPE_DASK_SCHEDULER`` applies again)."""
@@ -133,11 +142,36 @@ class DaskClients:
             self._bridges[id(client)] = (client, bridge)
             return bridge
 
+    def dashboard_link(self) -> str | None:
+        """The dashboard URL of the cluster isolated steps use now, if it has one.
+
+        Never connects: only a handed-over client or one already connected counts, and only
+        while Dask is the isolated backend (the same choice as ``runtimes.get_runtime``).
+        """
+        backend = settings.isolated_backend()
+        if backend != "dask" and (settings.isolated_backend_chosen() or self._given is None):
+            return None
+        with self._lock:
+            client = self._given if self._given is not None else self._connected.get(settings.dask_scheduler() or "")
+            if client is None:
+                return None
+            held = self._links.get(id(client))
+            if held is not None and held[0] is client:
+                return held[1]
+        try:
+            link = client.dashboard_link or None  # asks the scheduler once: kept per client
+        except Exception:  # noqa: BLE001 - no dashboard service, or the scheduler is gone
+            link = None
+        with self._lock:
+            self._links[id(client)] = (client, link)
+        return link
+
     def close(self) -> None:
         """Close the clients dynpipe connected (a handed-over client belongs to its owner)."""
         with self._lock:
             clients, self._connected = list(self._connected.values()), {}
             self._bridges.clear()
+            self._links.clear()
         for client in clients:
             try:
                 client.close()

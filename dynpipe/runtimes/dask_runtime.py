@@ -9,9 +9,14 @@ step come back as data.
 
 * **Placement**: ``DaskSettings`` (``settings={"dask": ...}`` of a step or pipeline) gives
   Dask worker ``resources``, ``workers`` / ``allow_other_workers`` and ``priority``;
-  ``ResourceSettings(gpu_count=n)`` asks for ``{"GPU": n}`` unless ``resources`` names it.
-  A resource no worker of the cluster has fails the step before launch (Dask would queue
-  it forever).
+  ``ResourceSettings`` asks for ``{"GPU": gpu_count, "CPU": cpu_count, "MEMORY": bytes}``
+  unless ``resources`` names them (``DaskSettings.gpu_resource`` / ``cpu_resource`` /
+  ``memory_resource`` rename them, ``None`` turns one off). A resource no current worker
+  of the cluster offers fails the step before launch, naming it (Dask would queue it
+  until such a worker joins, forever on a fixed cluster).
+* **Where**: the worker's start notice (address, host, pid) is the launch's ``where``; the
+  step counts as running from it (``wait_started``), so a step waiting for a free worker
+  thread stays queued. The worker's result carries it too.
 * **Shared store**: before the first launch of a run the workers are asked to read a probe
   file in the store root; workers that cannot (another host, no shared volume) fail the
   step before launch, naming them and the store.
@@ -30,6 +35,7 @@ import contextvars
 import dataclasses
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,12 +43,20 @@ from typing import Any
 from .. import settings
 from ..errors import WorkerCrashedError
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .dask_client import DASK, EventBridge
+from .dask_client import DASK, EventBridge, where_text
 from .dask_worker import can_read, interrupt_step, run_on_dask_worker
 from .logs import relay_line
 from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
+
+#: ``ResourceSettings`` field -> the ``DaskSettings`` field naming its Dask resource, and that
+#: name's default: a step's CPU, memory (bytes) and GPUs are Dask resources it asks for.
+FROM_RESOURCE_SETTINGS = (
+    ("gpu_count", "gpu_resource", "GPU"),
+    ("cpu_count", "cpu_resource", "CPU"),
+    ("memory_bytes", "memory_resource", "MEMORY"),
+)
 
 
 def task_key(task: StepTask) -> str:
@@ -55,10 +69,11 @@ def submit_options(task: StepTask) -> dict[str, Any]:
     """``Client.submit`` keywords from the step's ``DaskSettings`` and ``ResourceSettings``."""
     ds = task.dask  # a config.DaskSettings or None (read by attribute: runtimes sit below config)
     resources = dict(getattr(ds, "resources", None) or {})
-    gpu_resource = getattr(ds, "gpu_resource", "GPU")
-    gpus = getattr(task.resources, "gpu_count", None)
-    if gpus and gpu_resource and gpu_resource not in resources:
-        resources[gpu_resource] = float(gpus)
+    for amount_field, name_field, default_name in FROM_RESOURCE_SETTINGS:
+        amount = getattr(task.resources, amount_field, None)
+        name = getattr(ds, name_field, default_name) if ds is not None else default_name
+        if amount and name and name not in resources:
+            resources[name] = float(amount)
     options: dict[str, Any] = {"retries": 0, "pure": False, "priority": getattr(ds, "priority", 0)}
     if resources:
         options["resources"] = resources
@@ -87,23 +102,34 @@ class DaskLaunch(Launch):
         self.echo = task.echo_logs and task.capture_logs
         self.lines: list[str] = []
         self.worker: str | None = None
+        #: The worker as the live DAG names it (address, host, pid), once its start notice came.
+        self.where: str | None = None
+        self.started_at: float | None = None
         self.future: Any = None
         self._died: str | None = None
         self._cancelled = False
         self._lock = threading.Lock()
         self._event = threading.Event()
+        self._started = threading.Event()
         self._result: TaskResult | None = None
         # Echoed lines are written in the launching thread's context, so a notebook kernel
         # shows them under the cell that started the step.
         self._context = contextvars.copy_context()
 
     # -- called by the engine ------------------------------------------------------------
+    def wait_started(self) -> float | None:
+        """Block until a worker thread has the task (when its start notice arrived) or the
+        launch ended: a step waiting for a free worker thread is still queued, not running."""
+        self._started.wait()
+        return self.started_at
+
     def result(self, timeout: float | None = None) -> TaskResult:
         if not self._event.wait(timeout):
             raise TimeoutError(f"step {self.task.invocation_id!r} is still running as Dask task {self.key}")
         with self._lock:
             if self._result is None:
                 self._result = self._collect()
+                self._result.where = self._result.where or self.where
             return self._result
 
     def done(self) -> bool:
@@ -114,7 +140,7 @@ class DaskLaunch(Launch):
             if self._event.is_set():
                 return False
             self._cancelled = True
-            self._event.set()
+            self._end()
         self._stop_remote()
         return True
 
@@ -123,13 +149,16 @@ class DaskLaunch(Launch):
         self.lines.append(line)
         relay_line(line, self.task.invocation_id, self.echo, self._context, self.on_line)
 
-    def started_on(self, worker: str) -> None:
+    def started_on(self, worker: str, where: str) -> None:
         if self.worker is not None and worker != self.worker:
             # Started a second time: its first worker died and Dask rescheduled it, though
             # the scheduler's remove-worker event did not reach us first.
             self.worker_died(self.worker)
             return
-        self.worker = worker
+        self.worker, self.where = worker, where
+        if self.started_at is None:
+            self.started_at = time.time()
+        self._started.set()
 
     def worker_died(self, worker: str) -> None:
         """The scheduler removed ``worker`` while it was processing this task.
@@ -140,7 +169,12 @@ class DaskLaunch(Launch):
         if self._event.is_set() or (self.worker is not None and worker != self.worker):
             return
         self._died = worker
+        self.where = self.where or where_text(worker)
+        self._end()
+
+    def _end(self) -> None:
         self._event.set()
+        self._started.set()
 
     # -- internals -----------------------------------------------------------------------
     def _logs(self) -> str:
@@ -226,7 +260,7 @@ class DaskRuntime(StepRuntime):
             self.bridge.forget(key)
             return CompletedLaunch(_failed(task, f"cannot submit to Dask: {type(exc).__name__}: {exc}"))
         launch.future = future
-        future.add_done_callback(lambda _f: launch._event.set())
+        future.add_done_callback(lambda _f: launch._end())
         return launch
 
     def _encode(self, task: StepTask) -> bytes:
@@ -276,12 +310,23 @@ class DaskRuntime(StepRuntime):
             return
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
         offered = [w.get("resources") or {} for w in workers.values()]
-        if not any(all(res.get(name, 0) >= amount for name, amount in wanted.items()) for res in offered):
-            have = sorted({f"{k}={v:g}" for res in offered for k, v in res.items()}) or ["none"]
-            raise _BeforeLaunch(
-                f"no Dask worker offers the resources {wanted} (from DaskSettings / ResourceSettings);"
-                f" workers offer: {', '.join(have)}"
-            )
+        if any(all(res.get(name, 0) >= amount for name, amount in wanted.items()) for res in offered):
+            return
+        short = []
+        for name, amount in wanted.items():
+            most = max((res.get(name, 0) for res in offered), default=0)
+            if most <= 0:
+                short.append(f"{name}={amount:g}: no worker advertises {name}")
+            elif most < amount:
+                short.append(f"{name}={amount:g}: the most a worker offers is {most:g}")
+        have = sorted({f"{k}={v:g}" for res in offered for k, v in res.items()}) or ["none"]
+        raise _BeforeLaunch(
+            f"no Dask worker offers the resources {wanted} (from DaskSettings / ResourceSettings):"
+            f" {'; '.join(short) or 'no single worker offers all of them'} (workers offer: {', '.join(have)})."
+            " Dask would keep the step queued until such a worker joins. Start workers with"
+            ' e.g. `dask worker --resources "CPU=4,MEMORY=16e9"`, or turn the mapping of'
+            " ResourceSettings off with DaskSettings(cpu_resource=None, memory_resource=None, gpu_resource=None)"
+        )
 
 
 class _BeforeLaunch(Exception):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
 from typing import Any
 
-from .dask_client import LOG_TOPIC
+from .dask_client import LOG_TOPIC, where_text
 from .logs import attach_log_capture
 from .task import TaskResult
 from .worker import _Mirror, encode_result, run_payload
@@ -44,12 +45,15 @@ def run_on_dask_worker(payload: bytes, key: str) -> bytes:
     if key in cancelled:  # cancelled before this thread started: do not run the step at all
         cancelled.discard(key)
         return encode_result(TaskResult.from_exception(StepCancelledOnWorker(f"Dask task {key} was cancelled")))
-    worker.log_event(LOG_TOPIC, {"key": key, "start": worker.address, "pid": os.getpid()})
+    host, pid = socket.gethostname(), os.getpid()
+    worker.log_event(LOG_TOPIC, {"key": key, "start": worker.address, "host": host, "pid": pid})
 
     def on_line(line: str) -> None:
         worker.log_event(LOG_TOPIC, {"key": key, "line": line})
 
-    return encode_result(run_payload(payload, on_line, _Mirror()))
+    result = run_payload(payload, on_line, _Mirror())
+    result.where = where_text(worker.address, host, pid)  # also known when the start notice was late
+    return encode_result(result)
 
 
 def interrupt_step(key: str, dask_worker: Any = None) -> bool:

@@ -61,6 +61,12 @@ class LocalLaunch(Launch):
             self.started_at = time.time()
             self._started.set()
 
+    @property
+    def where(self) -> str | None:
+        """The worker process that has the attempt, for the live DAG."""
+        worker = self._worker
+        return f"pid {worker.pid}" if worker is not None else None
+
     def wait_started(self) -> float | None:
         """Block until a worker has the attempt (its start time) or the launch ended (None
         if it ended before any worker took it: cancelled, or the pool could not start one)."""
@@ -87,6 +93,7 @@ class LocalLaunch(Launch):
     def finish(self, result: TaskResult) -> None:
         if self._event.is_set():
             return
+        result.where = result.where or self.where
         self._result = result
         self._event.set()
         self._started.set()

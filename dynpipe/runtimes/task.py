@@ -71,6 +71,8 @@ class TaskResult:
     error_message: str | None = None
     traceback: str | None = None
     preview: str | None = None
+    #: Where the attempt ran, for the live DAG ("pid 1234", "dask tcp://…"); None: not known.
+    where: str | None = None
 
     @classmethod
     def from_exception(

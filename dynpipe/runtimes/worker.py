@@ -7,8 +7,9 @@ Two modes, one code path (``run_payload`` -> ``execute_task``):
   orchestrator -> worker ``T`` + task payload, ``Q`` quit; worker -> orchestrator
   ``H`` ready, ``L`` + one log line (live), ``R`` + result payload.
 * ``--task URL [--result URL]`` (one pod per step, Kubernetes): read one task payload
-  from a path or fsspec URL, run it writing artifact files only, write a JSON report
-  next to it (``URL.result``), echo log lines to stdout: the orchestrator follows them.
+  from a path, an fsspec URL or the Job's env (``env:NAME``), run it writing to the artifact
+  store only, write a JSON report (``--result``, default ``URL.result``), echo log lines to
+  stdout: the orchestrator follows them.
 
 A task payload is ``cloudpickle((extras, cloudpickle(StepTask)))`` (``encode_task``):
 ``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
@@ -355,30 +356,6 @@ def _serve_loop(conn: Any, send: Any, on_line: Any, mirror: _Mirror, descriptors
                 return
 
 
-def _read_url(url: str) -> bytes:
-    if "://" in url and not url.startswith("file://"):
-        import fsspec
-
-        with fsspec.open(url, "rb") as fh:
-            return fh.read()
-    with open(url.removeprefix("file://"), "rb") as fh:
-        return fh.read()
-
-
-def _write_url(url: str, data: bytes) -> None:
-    if "://" in url and not url.startswith("file://"):
-        import fsspec
-
-        with fsspec.open(url, "wb") as fh:
-            fh.write(data)
-        return
-    path = url.removeprefix("file://")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def _python_mismatch(extras: dict[str, Any]) -> str | None:
     """A step sent by value (cloudpickle) only loads under the Python that pickled it."""
     wanted = extras.get("python")
@@ -391,21 +368,21 @@ def _python_mismatch(extras: dict[str, Any]) -> str | None:
 
 
 def run_once(task_url: str, result_url: str | None) -> int:
-    """One-shot mode (one pod per step): the report (JSON) lands next to the task.
+    """One-shot mode (one pod per step): the report (JSON) goes to ``--result`` (default: next to
+    the task); ``--task env:NAME`` reads the payload from the Job's env (base64).
 
     The pod writes artifact files only, never the metadata database, and reports in JSON so
     the orchestrator never unpickles what a pod wrote.
     """
     from .k8s.result import encode_report
-    from .k8s.transport import PodArtifacts
+    from .k8s.transport import pod_store, read_task, write_report
 
     mirror = _Mirror()
     started = time.time()
     # The task's own echo prints "[invocation] line" to stdout: the pod log is the stream.
-    payload = _read_url(task_url)
-    store = PodArtifacts(os.environ.get("DYNPIPE_HOME") or ".")
-    result = run_payload(payload, None, mirror, store=store)
-    _write_url(result_url or f"{task_url}.result", encode_report(result))
+    payload = read_task(task_url)
+    result = run_payload(payload, None, mirror, store=pod_store())
+    write_report(result_url or f"{task_url}.result", encode_report(result))
     status = "failed" if result.error_type else "completed"
     sys.__stdout__.write(f"dynpipe worker: step {status} in {time.time() - started:.2f}s\n")  # type: ignore[union-attr]
     return 0

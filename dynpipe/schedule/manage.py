@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,45 @@ def create_schedule(spec: ScheduleSpec, root: Path | None = None) -> ScheduleRec
         store.close()
 
 
+def record_kubernetes_schedule(spec: ScheduleSpec, module: Path | None, pipeline: str, pipeline_name: str,
+                               namespace: str, cronjob: str, configmap: str | None,
+                               root: Path | None = None) -> ScheduleRecord:
+    """Store a schedule whose CronJob was applied: ``list``/``pause``/``delete`` then find it by name."""
+    placement = {"namespace": namespace, "cronjob": cronjob, "pipeline_name": pipeline_name}
+    if configmap:
+        placement["configmap"] = configmap
+    record = ScheduleRecord(
+        name=spec.name, module=str(module) if module else pipeline, pipeline=pipeline, cron=spec.cron,
+        timezone=spec.timezone, params=split_params(spec.params), overlap=spec.overlap, catchup="none",
+        target="kubernetes", placement=placement,
+    )
+    store = ScheduleStore(root)
+    try:
+        return store.create(record)
+    finally:
+        store.close()
+
+
+def cluster_runs(record: ScheduleRecord, root: Path | None = None, limit: int | None = None) -> list[FireRecord]:
+    """The runs a schedule's CronJob started, newest first, found in the (shared) store by their names.
+
+    The pod names its run ``{schedule}-{date}-{time}`` (``kubernetes.run_name_template``), so the
+    name tags the run with its schedule; there is no fire table in the cluster.
+    """
+    from ..store.client import Client
+
+    tagged = re.compile(re.escape(record.name) + r"-\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}_\d{6}")
+    runs = Client(root).list_pipeline_runs(pipeline_name=record.placement.get("pipeline_name", record.pipeline))
+    fires = [
+        FireRecord(schedule=record.name, fire_time=r.start_time.timestamp(), kind="cronjob", outcome=r.status.value,
+                   run_name=r.name, started=r.start_time.timestamp(),
+                   ended=r.end_time.timestamp() if r.end_time else None)
+        for r in runs if tagged.match(r.name)
+    ]
+    fires.sort(key=lambda f: f.fire_time, reverse=True)
+    return fires[:limit] if limit else fires
+
+
 def list_schedule_runs(name: str, root: Path | None = None) -> list[FireRecord]:
     """The fires of schedule ``name``, newest first; ``run_name`` links each to its run in the store.
 
@@ -77,7 +117,9 @@ def list_schedule_runs(name: str, root: Path | None = None) -> list[FireRecord]:
     """
     store = ScheduleStore(root)
     try:
-        store.get(name)
+        record = store.get(name)
+        if record.target == "kubernetes":
+            return cluster_runs(record, root)
         return store.fires(name)
     finally:
         store.close()

@@ -51,7 +51,7 @@ CommandFactory = Callable[[ScheduleRecord, str], list[str]]
 def default_command(record: ScheduleRecord, run_name: str) -> list[str]:
     """How a fire runs the schedule's module (see ``runner.run_command``)."""
     params = [f"{k}={v}" for k, v in record.params.items()]
-    return run_command(f"{record.module}:{record.pipeline}", params, run_name)
+    return run_command(f"{record.module}:{record.pipeline}", params, run_name, schedule=record.name)
 
 
 def run_name_for(record: ScheduleRecord, when: datetime, kind: str) -> str:
@@ -119,7 +119,7 @@ class Scheduler:
         self.reap()
         now = self.clock.now()
         wake = self.poll
-        for record in self.store.schedules():
+        for record in self.store.schedules(target="local"):
             if record.state != "active":
                 continue
             key = (record.cron, record.timezone, record.resumed)
@@ -355,8 +355,8 @@ class Scheduler:
     def serve(self) -> int:
         """Loop until SIGTERM/SIGINT; then stop the running runs (recorded ``stopped``) and return."""
         self._install_signals()
-        active = sum(1 for r in self.store.schedules() if r.state == "active")
-        self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.root}; SIGTERM or Ctrl-C stops it")
+        active = sum(1 for r in self.store.schedules(target="local") if r.state == "active")
+        self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.where}; SIGTERM or Ctrl-C stops it")
         try:
             while not self.stopping.is_set():
                 try:

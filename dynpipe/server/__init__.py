@@ -24,6 +24,16 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from .handlers import setup_handlers
+    """Serve the REST API under ``/dynpipe/api/`` (runs and export, schedules)."""
+    from pathlib import Path
 
-    setup_handlers(serverapp)
+    from jupyter_server.utils import url_path_join
+
+    from ..store.location import find_store_root
+    from . import handlers, schedules_api
+
+    web_app = serverapp.web_app
+    web_app.settings["dynpipe_root_dir"] = str(serverapp.root_dir)
+    base = url_path_join(web_app.settings["base_url"], "dynpipe", "api")
+    web_app.add_handlers(".*$", handlers.routes(base) + schedules_api.routes(base))
+    serverapp.log.info("dynpipe: REST API at %s (store: %s)", base, find_store_root(Path(serverapp.root_dir)))

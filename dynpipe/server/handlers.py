@@ -51,6 +51,29 @@ class DynpipeHandler(APIHandler):
         except KeyError as exc:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id!r}") from exc
 
+    def json_body(self, what: str) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise tornado.web.HTTPError(400, reason=f"{what}: the request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise tornado.web.HTTPError(400, reason=f"{what}: the request body must be a JSON object")
+        return body
+
+    def notebook_path(self, rel: Any, what: str) -> Path:
+        """The notebook ``rel`` names, which must exist inside the server root (403 outside)."""
+        if not isinstance(rel, str) or not rel.endswith(".ipynb"):
+            raise tornado.web.HTTPError(400, reason=f"{what}: 'path' must name a .ipynb notebook, got {rel!r}")
+        root = self.server_root
+        notebook = (root / rel.lstrip("/")).resolve()
+        try:
+            notebook.relative_to(root)
+        except ValueError:
+            raise tornado.web.HTTPError(403, reason=f"{what}: {rel!r} is outside the server root") from None
+        if not notebook.is_file():
+            raise tornado.web.HTTPError(404, reason=f"{what}: notebook {rel!r} does not exist")
+        return notebook
+
     def int_arg(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_argument(name, str(default))
         try:
@@ -128,21 +151,10 @@ class ExportHandler(DynpipeHandler):
         """``{"path": "dir/nb.ipynb", "name": optional}``: write ``dir/nb_pipeline.py`` beside it."""
         from ..notebook.export import export_notebook
 
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise tornado.web.HTTPError(400, reason="export: the request body is not JSON") from None
-        rel = body.get("path") if isinstance(body, dict) else None
-        if not isinstance(rel, str) or not rel.endswith(".ipynb"):
-            raise tornado.web.HTTPError(400, reason=f"export: 'path' must name a .ipynb notebook, got {rel!r}")
+        body = self.json_body("export")
+        rel = body.get("path")
+        notebook = self.notebook_path(rel, "export")
         root = self.server_root
-        notebook = (root / rel.lstrip("/")).resolve()
-        try:
-            notebook.relative_to(root)
-        except ValueError:
-            raise tornado.web.HTTPError(403, reason=f"export: {rel!r} is outside the server root") from None
-        if not notebook.is_file():
-            raise tornado.web.HTTPError(404, reason=f"export: notebook {rel!r} does not exist")
         name = body.get("name")
         try:
             source = export_notebook(notebook, name if isinstance(name, str) and name else None)
@@ -153,16 +165,12 @@ class ExportHandler(DynpipeHandler):
         self.reply({"path": target.relative_to(root).as_posix(), "chars": len(source)})
 
 
-def setup_handlers(serverapp: Any) -> None:
-    web_app = serverapp.web_app
-    web_app.settings["dynpipe_root_dir"] = str(serverapp.root_dir)
-    base = url_path_join(web_app.settings["base_url"], "dynpipe", "api")
+def routes(base: str) -> list[tuple[str, type[DynpipeHandler]]]:
     seg = r"([^/]+)"
-    web_app.add_handlers(".*$", [
+    return [
         (url_path_join(base, "runs"), RunsHandler),
         (url_path_join(base, "runs", seg), RunHandler),
         (url_path_join(base, "runs", seg, "steps", seg, "logs"), StepLogHandler),
         (url_path_join(base, "artifacts", seg), ArtifactHandler),
         (url_path_join(base, "export"), ExportHandler),
-    ])
-    serverapp.log.info("dynpipe: REST API at %s (store: %s)", base, find_store_root(Path(serverapp.root_dir)))
+    ]

@@ -55,6 +55,8 @@ def run_summary(run: PipelineRun) -> dict[str, Any]:
         "steps": sum(counts.values()),
         "step_counts": counts,
         "error": run.error,
+        # Where the run came from (notebook path, script, schedule), once the store records it.
+        "origin": getattr(run, "origin", None),
     }
 
 

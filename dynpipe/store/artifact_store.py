@@ -6,6 +6,12 @@ loadable after the project moves to another store. A write never leaves a half-w
 under its final key: S3 gets one PUT (atomic) or a multipart upload that is aborted on failure;
 other backends get a temporary key that is moved into place. Reads check size and sha256.
 
+Streaming materializers (numpy, pandas, pickles) write through ``put_streamed``: bytes are
+hashed as they come and kept in memory up to ``part_bytes``; past that they go straight into
+an upload to a temporary key (S3: a multipart upload, aborted on failure), moved under the
+content address once the hash is known. ``open_checked`` hands a reader the object's file
+object and checks size and hash when it is done, so a big array is never in memory twice.
+
 The filesystem libraries (s3fs, gcsfs, adlfs) are optional extras, imported only when a URL
 needs them; credentials come from their usual sources and never pass through dynpipe.
 """
@@ -17,7 +23,9 @@ import hashlib
 import os
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 from .. import settings
 from ..errors import ArtifactIntegrityError, StoreAccessError
@@ -165,6 +173,35 @@ class RemoteArtifacts:
                 pass
             raise
 
+    def put_streamed(self, write: Callable[[IO[bytes]], None]) -> tuple[str, str, int]:
+        """Store what ``write`` writes into the file object it is given; (full URL, hash, size)."""
+        sink = _SpoolingSink(self)
+        try:
+            write(sink)  # type: ignore[arg-type]  # a write-only file object
+            if sink.upload is None:
+                data = bytes(sink.buffer)
+                sink.buffer = bytearray()
+                uri, digest = self.put(data)
+                return uri, digest, len(data)
+            sink.uploading(lambda: sink.upload.close())  # completes the upload under the temporary key
+        except BaseException:
+            sink.abort()
+            raise
+        digest = sink.hasher.hexdigest()
+        uri = self.uri_for(digest)
+        key = self._key(uri)
+        try:
+            if self._size_of(key) == sink.size:  # the same content is there already
+                self.fs.rm_file(sink.tmp)
+            else:
+                if not self._is_s3:  # S3 has no folders; a file system needs the parent
+                    self.fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+                self.fs.mv(sink.tmp, key)
+        except Exception as exc:
+            sink.abort()
+            raise self._fail(f"write a {sink.size}-byte artifact to", exc) from exc
+        return uri, digest, sink.size
+
     # -- reading ------------------------------------------------------------------------------
     def get(self, uri: str, expected_size: int | None = None) -> bytes:
         """The artifact's bytes, checked: size (if known) and sha256 (up to ``hash_limit``)."""
@@ -182,6 +219,35 @@ class RemoteArtifacts:
         if len(data) <= self.hash_limit and hashlib.sha256(data).hexdigest() != uri.rpartition("/")[2]:
             raise self._corrupt(uri, f"its {len(data)} bytes do not hash to its name")
         return data
+
+    @contextmanager
+    def open_checked(self, uri: str, expected_size: int | None = None) -> Iterator[IO[bytes]]:
+        """The object as a file object to read from; size and sha256 (up to ``hash_limit``) are
+        checked once the caller is done, and explain a failure to deserialize damaged bytes."""
+        key = self._key(uri)
+        try:
+            fh = self.fs.open(key, "rb", block_size=self.part_bytes if self._is_s3 else None)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"artifact {mask_url(uri)} is missing from the artifact store; it was deleted outside dynpipe"
+            ) from None
+        except Exception as exc:
+            raise self._fail(f"read {mask_url(uri)} from", exc) from exc
+        with fh:
+            size = int(fh.size)
+            if expected_size is not None and size != expected_size:
+                raise self._corrupt(uri, f"it has {size} bytes, {expected_size} were stored")
+            reader = _HashingReader(fh, hashed=size <= self.hash_limit)
+            try:
+                yield reader  # type: ignore[misc]  # a read-only file object
+            except Exception as exc:
+                why = reader.damage(uri)
+                if why is not None:
+                    raise self._corrupt(uri, why) from exc
+                raise
+            why = reader.damage(uri)
+            if why is not None:
+                raise self._corrupt(uri, why)
 
     def _corrupt(self, uri: str, why: str) -> ArtifactIntegrityError:
         return ArtifactIntegrityError(
@@ -212,6 +278,106 @@ class RemoteArtifacts:
             return self._size_of(self._key(uri)) is not None
         except (OSError, ArtifactIntegrityError):
             return False
+
+
+class _SpoolingSink:
+    """A write-only file object: hashes and counts what is written, keeps it in memory up to the
+    store's ``part_bytes``, then streams it into an upload to a temporary key."""
+
+    def __init__(self, store: RemoteArtifacts) -> None:
+        self.store = store
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.buffer = bytearray()
+        self.upload: Any = None
+        self.tmp = f"{store.base}/artifacts/.tmp-{uuid.uuid4().hex}"
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.hasher.update(view)
+        self.size += len(view)
+        if self.upload is None:
+            if len(self.buffer) + len(view) <= self.store.part_bytes:
+                self.buffer += view
+                return len(view)
+            self.upload = self.uploading(lambda: self.store.fs.open(self.tmp, "wb", block_size=self.store.part_bytes))
+            self.uploading(lambda: self.upload.write(self.buffer))
+            self.buffer = bytearray()
+        self.uploading(lambda: self.upload.write(view))
+        return len(view)
+
+    def uploading(self, action: Callable[[], Any]) -> Any:
+        """``action()``; a failure of the backend is a StoreAccessError naming the store and why."""
+        try:
+            return action()
+        except (StoreAccessError, ArtifactIntegrityError):
+            raise
+        except Exception as exc:
+            raise self.store._fail(f"write a {self.size}-byte artifact to", exc) from exc
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        """Nothing to do: bytes leave in parts of the store's part size."""
+
+    def abort(self) -> None:
+        """Nothing stays under the temporary key (S3: the multipart upload is aborted)."""
+        self.buffer = bytearray()
+        if self.upload is None:
+            return
+        try:
+            discard = getattr(self.upload, "discard", None)
+            if discard is not None and not self.upload.closed:
+                discard()
+            elif not self.upload.closed:
+                self.upload.close()
+            if self.store.fs.exists(self.tmp):
+                self.store.fs.rm_file(self.tmp)
+        except Exception:  # noqa: BLE001 - best effort; the final key was never written
+            pass
+
+
+class _HashingReader:
+    """A read-only file object over an open object that hashes what passes through it."""
+
+    def __init__(self, fh: Any, hashed: bool) -> None:
+        self.fh = fh
+        self.hasher = hashlib.sha256() if hashed else None
+        self.size = int(fh.size)
+        self.got = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.fh.read(n)
+        self.got += len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def readline(self, limit: int = -1) -> bytes:
+        data: bytes = self.fh.readline(limit)
+        self.got += len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+    def damage(self, uri: str) -> str | None:
+        """Why the object does not match its address, after reading the rest; None if intact."""
+        try:
+            while self.read(1 << 20):
+                pass
+        except OSError as exc:
+            return f"reading it failed ({exc})"
+        if self.got != self.size:
+            return f"{self.got} bytes could be read, {self.size} were stored"
+        if self.hasher is not None and self.hasher.hexdigest() != uri.rpartition("/")[2]:
+            return f"its {self.size} bytes do not hash to its name"
+        return None
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -4,6 +4,11 @@ Built-ins cover JSON-able values, bytes, pydantic models, numpy arrays and panda
 frames (detected by module name so neither library is imported unless used);
 cloudpickle is the last resort and warns once, because such artifacts only load
 on the same Python version.
+
+Materializers of potentially large values (numpy, pandas, pickles) also *stream*
+(``streams = True``): ``save_to`` writes into a file object and ``load_from`` reads from
+one, so an artifact store that can stream (an fsspec URL) never holds a second full copy
+of a big object in memory. ``bytes`` need no streaming: the value is its own bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import io
 import json
 import sys
 import warnings
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 
 class Materializer:
@@ -21,6 +26,7 @@ class Materializer:
 
     name: ClassVar[str] = "base"
     handles: ClassVar[tuple[type, ...]] = ()
+    streams: ClassVar[bool] = False  # True: save_to/load_from avoid staging the whole value as bytes
 
     def can_save(self, value: Any) -> bool:
         return isinstance(value, self.handles)
@@ -30,6 +36,14 @@ class Materializer:
 
     def load(self, data: bytes, data_type: str) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def save_to(self, value: Any, fh: IO[bytes]) -> None:
+        """Write the value's bytes into ``fh`` (only ``write`` is called)."""
+        fh.write(self.save(value))
+
+    def load_from(self, fh: IO[bytes], data_type: str) -> Any:
+        """Read the value from ``fh`` (only ``read`` is called)."""
+        return self.load(fh.read(), data_type)
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -176,22 +190,31 @@ class LocalPydanticMaterializer(Materializer):
 
 class NumpyMaterializer(Materializer):
     name = "numpy"
+    streams = True
 
     def can_save(self, value: Any) -> bool:
         np = sys.modules.get("numpy")
         return np is not None and isinstance(value, (np.ndarray, np.generic)) and value.dtype != object
 
     def save(self, value: Any) -> bytes:
-        import numpy as np
-
         buf = io.BytesIO()
-        np.save(buf, np.asarray(value), allow_pickle=False)
+        self.save_to(value, buf)
         return buf.getvalue()
 
-    def load(self, data: bytes, data_type: str) -> Any:
+    def save_to(self, value: Any, fh: IO[bytes]) -> None:
         import numpy as np
 
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        # Into a file object numpy writes the data in 16 MiB chunks, never the whole array at once.
+        np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
+
+    def load(self, data: bytes, data_type: str) -> Any:
+        return self.load_from(io.BytesIO(data), data_type)
+
+    def load_from(self, fh: IO[bytes], data_type: str) -> Any:
+        import numpy as np
+
+        # read_array, not np.load: it only reads forwards (np.load seeks back after the magic).
+        array = np.lib.format.read_array(fh, allow_pickle=False)
         if array.ndim == 0 and data_type != "numpy.ndarray":
             return array[()]  # a numpy scalar (np.int64, np.float32...) comes back as one
         return array
@@ -199,44 +222,61 @@ class NumpyMaterializer(Materializer):
 
 class PandasMaterializer(Materializer):
     name = "pandas"
+    streams = True
 
     def can_save(self, value: Any) -> bool:
         pd = sys.modules.get("pandas")
         return pd is not None and isinstance(value, (pd.DataFrame, pd.Series))
 
     def save(self, value: Any) -> bytes:
+        buf = io.BytesIO()
+        self.save_to(value, buf)
+        return buf.getvalue()
+
+    def save_to(self, value: Any, fh: IO[bytes]) -> None:
         import pandas as pd
 
+        # Parquet is built in memory first (a frame parquet cannot hold is only known once
+        # tried, and then the pickle must be written instead); its buffer is written as is.
         buf = io.BytesIO()
         try:
             frame = value.to_frame() if isinstance(value, pd.Series) else value
             frame.to_parquet(buf)
-            return b"PARQ" + buf.getvalue()
         except (ImportError, ValueError):
-            buf = io.BytesIO()
-            value.to_pickle(buf, compression=None)
-            return b"PKL_" + buf.getvalue()
+            fh.write(b"PKL_")
+            value.to_pickle(fh, compression=None)
+            return
+        fh.write(b"PARQ")
+        fh.write(buf.getbuffer())
 
     def load(self, data: bytes, data_type: str) -> Any:
+        return self.load_from(io.BytesIO(data), data_type)
+
+    def load_from(self, fh: IO[bytes], data_type: str) -> Any:
         import pandas as pd
 
-        head, body = data[:4], data[4:]
-        if head == b"PARQ":
-            frame = pd.read_parquet(io.BytesIO(body))
+        if fh.read(4) == b"PARQ":
+            frame = pd.read_parquet(io.BytesIO(fh.read()))  # parquet readers need to seek
             if data_type.endswith("Series"):
                 return frame.iloc[:, 0]
             return frame
-        return pd.read_pickle(io.BytesIO(body), compression=None)
+        return pd.read_pickle(fh, compression=None)
 
 
 class CloudpickleMaterializer(Materializer):
     name = "cloudpickle"
+    streams = True
     _warned: ClassVar[set[str]] = set()
 
     def can_save(self, value: Any) -> bool:
         return True
 
     def save(self, value: Any) -> bytes:
+        buf = io.BytesIO()
+        self.save_to(value, buf)
+        return buf.getvalue()
+
+    def save_to(self, value: Any, fh: IO[bytes]) -> None:
         import cloudpickle
 
         type_name = qualified_type_name(value)
@@ -246,14 +286,19 @@ class CloudpickleMaterializer(Materializer):
                 f"dynpipe: no materializer for {type_name}; storing it with cloudpickle, which only "
                 f"loads on Python {sys.version_info.major}.{sys.version_info.minor}. "
                 "Register a materializer for this type to store it portably.",
-                stacklevel=2,
+                stacklevel=3,
             )
-        return cloudpickle.dumps(value)
+        cloudpickle.dump(value, fh)
 
     def load(self, data: bytes, data_type: str) -> Any:
         import pickle
 
         return pickle.loads(data)
+
+    def load_from(self, fh: IO[bytes], data_type: str) -> Any:
+        import pickle
+
+        return pickle.load(fh)
 
 
 def qualified_type_name(value: Any) -> str:

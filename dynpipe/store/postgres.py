@@ -1,9 +1,8 @@
 """PostgreSQL metadata store: the ``MetadataBackend`` of a store shared by a team or a cluster.
 
 Chosen by ``DYNPIPE_STORE_URL=postgresql://user:password@host:port/database`` (psycopg 3,
-the ``postgres`` extra). Connections are kept in a small per-process pool: a thread takes
-one for a unit of work and gives it back, so a run with many step threads opens only as
-many connections as it has writes in flight. Every write method is one transaction, like
+the ``postgres`` extra). Connections come from a small per-process pool that survives a lost
+connection (``postgres_pool.py``). Every write method is one transaction, like
 the SQLite store's; artifact version numbers are assigned under a per-name advisory lock
 so two processes never give two artifacts the same version.
 """
@@ -11,24 +10,21 @@ so two processes never give two artifacts the same version.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
 
 from .. import settings
-from ..errors import RunNameTaken, StoreError
+from ..errors import RunNameTaken
 from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
+from .postgres_pool import Statement
 from .postgres_schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_STATEMENTS, SCHEMA_VERSION
+from .postgres_steps import StepRunReads
 from .records import (
     ArtifactRecord,
     AttemptRecord,
@@ -43,8 +39,6 @@ from .records import (
 from .rows import artifact_record, json_column, run_record, step_run_record
 from .schema_check import check_version
 from .urls import mask_password
-
-Statement = tuple[str, Any]
 
 _OPEN_SQL = "('initializing', 'queued', 'running', 'retrying')"
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
@@ -73,91 +67,13 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-class PostgresMetadata:
-    """Thread-safe, fork-safe access to the metadata tables of one PostgreSQL database."""
+class PostgresMetadata(StepRunReads):
+    """The metadata tables of one PostgreSQL database (connections: ``postgres_pool``)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            shown = mask_password(url)
-            raise StoreError(f"DYNPIPE_STORE_URL={shown!r} is not a valid PostgreSQL URL: {exc}") from None
-        self._password = str(params.get("password") or "")
-        self._where = (
-            f"database {params.get('dbname') or params.get('user') or '?'!r} on"
-            f" {params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-            f" as user {params.get('user') or '?'!r}"
-        )
-        params.setdefault("connect_timeout", 10)
-        params.setdefault("application_name", "dynpipe")
-        self._conninfo = make_conninfo("", **params)
-        self._lock = threading.Lock()
-        self._idle: list[psycopg.Connection[dict[str, Any]]] = []
-        self._inherited: list[psycopg.Connection[dict[str, Any]]] = []
-        self._pid = os.getpid()
+        super().__init__(url)
         with self._connection() as conn:
             self._create_or_migrate(conn)
-
-    # -- connections ---------------------------------------------------------------------
-    def _scrub(self, message: str) -> str:
-        text = " ".join(message.split())
-        return text.replace(self._password, "***") if self._password else text
-
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
-        except psycopg.OperationalError as exc:
-            reason = self._scrub(str(exc))
-            raise StoreError(f"cannot connect to the PostgreSQL metadata {self._where}: {reason}") from None
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with self._lock:
-            if os.getpid() != self._pid:
-                # A forked child must not talk over its parent's sockets, nor close them.
-                self._inherited += self._idle
-                self._idle = []
-                self._pid = os.getpid()
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        except BaseException as exc:
-            if not (conn.broken or conn.closed):
-                with self._lock:
-                    self._idle.append(conn)
-                raise
-            conn.close()
-            if isinstance(exc, psycopg.OperationalError):
-                raise StoreError(f"lost the PostgreSQL metadata {self._where}: {self._scrub(str(exc))}") from None
-            raise
-        else:
-            with self._lock:
-                self._idle.append(conn)
-
-    def write(self, statements: Sequence[Statement], attempts: int = 20) -> None:
-        """Run statements in one transaction, in one round trip; a deadlock victim tries again."""
-        for i in range(attempts):
-            try:
-                with self._connection() as conn:
-                    if len(statements) == 1:
-                        conn.execute(*statements[0])
-                        return
-                    # One round trip: the statements, bound client-side, as one multi-statement
-                    # query, which the server runs as one implicit transaction (all or nothing).
-                    cursor = psycopg.ClientCursor(conn)
-                    cursor.execute(";".join(cursor.mogrify(sql, params) for sql, params in statements))
-                return
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                if i == attempts - 1:
-                    raise
-                time.sleep(0.005 * (i + 1))
-
-    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._connection() as conn:
-            return conn.execute(sql, params).fetchall()
 
     def _create_or_migrate(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         """Create the schema, or migrate an older one, under an advisory lock (one opener does it)."""
@@ -356,8 +272,8 @@ class PostgresMetadata:
         statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
-        if outcome.status is not ExecutionStatus.COMPLETED:
-            statements.append(self._insert_step(step, outcome.status, outcome.end, ignore=True))
+        if outcome.start is not None or outcome.status is not ExecutionStatus.COMPLETED:  # see metadata.py
+            statements.append(self._insert_step(step, outcome.status, outcome.start or outcome.end, ignore=True))
         statements.append(
             (
                 'UPDATE step_runs SET status = %(status)s, "end" = %(end)s, attempts = %(attempts)s,'
@@ -489,9 +405,3 @@ class PostgresMetadata:
 
     def has_blob(self, content_hash: str) -> bool:
         return bool(self.query("SELECT 1 FROM blobs WHERE hash = %s", (content_hash,)))
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()

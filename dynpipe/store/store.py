@@ -76,22 +76,27 @@ class Artifacts:
         """Materialize ``value``: to the remote store if there is one, else a file if big,
         else bytes carried back in the result for the orchestrator to record."""
         mat = materializer or registry.for_value(value)
-        data = mat.save(value)
+        remote = self.files.remote
         inline: bytes | None = None
-        if self.files.remote is not None:
-            uri, digest = self.files.remote.put(data)
-        elif len(data) <= self.inline_limit:
-            digest = hashlib.sha256(data).hexdigest()
-            uri, inline = DB_PREFIX + digest, data
+        if remote is not None and mat.streams:  # straight into the store: no full copy in memory
+            uri, digest, size = remote.put_streamed(lambda fh: mat.save_to(value, fh))
         else:
-            uri, digest = self.files.put(data)
+            data = mat.save(value)
+            size = len(data)
+            if remote is not None:
+                uri, digest = remote.put(data)
+            elif size <= self.inline_limit:
+                digest = hashlib.sha256(data).hexdigest()
+                uri, inline = DB_PREFIX + digest, data
+            else:
+                uri, digest = self.files.put(data)
         return SavedArtifact(
             id=uuid.uuid4().hex,
             uri=uri,
             content_hash=digest,
             data_type=qualified_type_name(value),
             materializer=mat.name,
-            size=len(data),
+            size=size,
             inline=inline,
         )
 
@@ -100,10 +105,21 @@ class Artifacts:
     ) -> Any:
         """Read (or take the shipped ``data``), check and deserialize an artifact."""
         if data is None:
-            data = self.files.get(uri, size)
-        elif hashlib.sha256(data).hexdigest() != uri.rpartition(":")[2]:
+            return _load(self.files, uri, materializer, data_type, size)
+        if hashlib.sha256(data).hexdigest() != uri.rpartition(":")[2]:
             raise ArtifactIntegrityError(f"artifact {uri} arrived damaged: its bytes do not hash to its name")
         return registry.by_name(materializer).load(data, data_type)
+
+
+def _load(files: ArtifactFiles, uri: str, materializer: str, data_type: str, size: int | None) -> Any:
+    """Deserialize a stored artifact; a streaming materializer reads a remote object directly."""
+    mat = registry.by_name(materializer)
+    if mat.streams and "://" in uri:
+        remote = files._remote_for(uri)
+        if size is None or size > remote.part_bytes:  # small: one GET, no HEAD before it
+            with remote.open_checked(uri, size) as fh:
+                return mat.load_from(fh, data_type)
+    return mat.load(files.get(uri, size), data_type)
 
 
 class Store:
@@ -148,16 +164,31 @@ class Store:
 
     def load_value(self, uri: str, materializer: str, data_type: str, size: int | None = None) -> Any:
         """Read and deserialize an artifact; its bytes are checked first (see ``ArtifactFiles.get``)."""
-        return registry.by_name(materializer).load(self.files.get(uri, size), data_type)
+        return _load(self.files, uri, materializer, data_type, size)
 
     def describe(self) -> dict[str, str]:
-        """Where this store keeps things, secrets masked (for ``dynpipe store info``)."""
+        """Where and in what this store keeps things, secrets masked, and whether the artifact
+        store answers now (for ``dynpipe store info``: one round trip, never on a hot path)."""
         from .artifact_store import mask_url
         from .urls import mask_password
 
+        remote = self.files.remote
+        if remote is None:
+            kind, reachable = "local folder (the store's own)", "yes"
+        else:
+            kind = f"{remote.url.partition('://')[0]} (fsspec {type(remote.fs).__name__})"
+            try:
+                remote.check()
+                reachable = "yes"
+            except StoreError as exc:
+                reachable = f"no: {exc}"
+        postgres = self.store_url is not None and is_postgres_url(self.store_url)
         return {
             "metadata": mask_password(self.store_url) if self.store_url else str(self.root / "metadata.db"),
+            "metadata_kind": "postgresql" if postgres else "sqlite",
             "artifacts": mask_url(self.artifact_url) if self.artifact_url else str(self.root / "artifacts"),
+            "artifacts_kind": kind,
+            "artifacts_reachable": reachable,
         }
 
     def verify(self, uri: str, size: int, content_hash: str, full: bool = False) -> bool:

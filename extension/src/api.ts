@@ -17,6 +17,8 @@ export interface IRunSummary {
   steps: number;
   step_counts: Record<string, number>;
   error: string | null;
+  /** Where the run came from (notebook path, script, schedule), when the store knows. */
+  origin?: string | null;
 }
 
 export interface IRunsPage {
@@ -83,6 +85,39 @@ export interface IArtifactPreview {
   error: string | null;
 }
 
+export interface IFireTimes {
+  cron: string;
+  timezone: string;
+  next: { utc: string; local: string }[];
+}
+
+export interface INotebookParameter {
+  name: string;
+  annotation: string | null;
+  default: string;
+  value: string;
+}
+
+export interface IScheduleRequest {
+  path: string;
+  name: string;
+  cron: string;
+  timezone: string;
+  params: Record<string, string>;
+  target: 'local';
+}
+
+export interface ISchedule {
+  name: string;
+  state?: string;
+  cron: string;
+  timezone: string;
+  module: string;
+  pipeline: string;
+  params: Record<string, string>;
+  next: string | null;
+}
+
 /** Call the API; a failed request throws with the server's reason. */
 export async function requestAPI<T>(
   endPoint: string,
@@ -116,6 +151,20 @@ export const api = {
     ),
   artifact: (id: string) =>
     requestAPI<IArtifactPreview>(`artifacts/${encodeURIComponent(id)}`),
+  schedules: () => requestAPI<{ schedules: ISchedule[] }>('schedules'),
+  preview: (cron: string, timezone: string, count = 5) =>
+    requestAPI<IFireTimes>(
+      `schedules/preview?${new URLSearchParams({ cron, timezone, count: String(count) }).toString()}`
+    ),
+  notebookParameters: (path: string) =>
+    requestAPI<{ function: string; parameters: INotebookParameter[] }>(
+      `notebook-parameters?${new URLSearchParams({ path }).toString()}`
+    ),
+  schedule: (request: IScheduleRequest) =>
+    requestAPI<ISchedule>('schedules', {
+      method: 'POST',
+      body: JSON.stringify(request)
+    }),
   exportNotebook: (path: string) =>
     requestAPI<{ path: string; chars: number }>('export', {
       method: 'POST',

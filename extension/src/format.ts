@@ -92,3 +92,30 @@ export function runsQuery(
 export function pollDelay(anyActive: boolean): number {
   return anyActive ? 1500 : 4000;
 }
+
+/**
+ * The runs list: the polled first page, then the older pages loaded by "Show more runs"
+ * minus any run already above (new runs shift offset pages down, so a later page can
+ * repeat the end of an earlier one; it never skips one).
+ */
+export function mergeRuns<T extends { id: string }>(
+  head: T[],
+  older: T[]
+): T[] {
+  const seen = new Set(head.map(r => r.id));
+  const merged = [...head];
+  for (const run of older) {
+    if (!seen.has(run.id)) {
+      seen.add(run.id);
+      merged.push(run);
+    }
+  }
+  return merged;
+}
+
+/** A schedule name from a notebook path: its stem, in the characters names allow. */
+export function defaultScheduleName(path: string): string {
+  const stem = (path.split('/').pop() ?? 'notebook').replace(/\.ipynb$/, '');
+  const name = stem.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[.-]+/, '');
+  return name || 'notebook';
+}

@@ -1,6 +1,7 @@
 /**
  * The dynpipe JupyterLab plugin: the runs sidebar, run tabs and the commands
- * "Show dynpipe runs" and "Export notebook to pipeline module".
+ * "Show dynpipe runs", "Export notebook to pipeline module" and "Schedule this notebook…"
+ * (palette, notebook toolbar, and the runs panel).
  */
 
 import {
@@ -15,16 +16,18 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { CommandToolbarButton, LabIcon } from '@jupyterlab/ui-components';
 
 import { api } from './api';
 import { RunDetail } from './rundetail';
 import { RunsPanel } from './runspanel';
+import { scheduleNotebook } from './scheduledialog';
 
 export const CommandIDs = {
   showRuns: 'dynpipe:show-runs',
   openRun: 'dynpipe:open-run',
-  exportNotebook: 'dynpipe:export-notebook'
+  exportNotebook: 'dynpipe:export-notebook',
+  scheduleNotebook: 'dynpipe:schedule-notebook'
 };
 
 const icon = new LabIcon({
@@ -51,7 +54,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       namespace: 'dynpipe-run'
     });
     const panel = new RunsPanel(
-      id => void app.commands.execute(CommandIDs.openRun, { id })
+      id => void app.commands.execute(CommandIDs.openRun, { id }),
+      () => void app.commands.execute(CommandIDs.scheduleNotebook)
     );
     panel.title.icon = icon;
     app.shell.add(panel, 'left', { rank: 600 });
@@ -119,8 +123,41 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    app.commands.addCommand(CommandIDs.scheduleNotebook, {
+      label: 'Schedule this notebook…',
+      caption:
+        'Export the notebook to a pipeline module and run it on a cron schedule',
+      icon,
+      execute: async () => {
+        const current = notebooks?.currentWidget;
+        if (!current) {
+          Notification.warning(
+            'dynpipe: open (and focus) the notebook to schedule first'
+          );
+          return;
+        }
+        await current.context.save();
+        return scheduleNotebook(current.context.path);
+      }
+    });
+
+    notebooks?.widgetAdded.connect((_, nb) => {
+      const button = new CommandToolbarButton({
+        commands: app.commands,
+        id: CommandIDs.scheduleNotebook,
+        label: 'Schedule…'
+      });
+      if (!nb.toolbar.insertAfter('spacer', 'dynpipe-schedule', button)) {
+        nb.toolbar.addItem('dynpipe-schedule', button);
+      }
+    });
+
     if (palette) {
-      for (const command of [CommandIDs.showRuns, CommandIDs.exportNotebook]) {
+      for (const command of [
+        CommandIDs.showRuns,
+        CommandIDs.exportNotebook,
+        CommandIDs.scheduleNotebook
+      ]) {
         palette.addItem({ command, category: 'dynpipe' });
       }
     }

@@ -1,6 +1,8 @@
 /**
  * The "dynpipe runs" sidebar: the store's runs, newest first, filtered by pipeline and
  * status, polled while visible (fast while a run is active, so progress shows live).
+ * The first page is polled; "Show more runs" fetches the next older page of the API
+ * (any number of them, so a store with thousands of runs can be browsed) and keeps it.
  */
 
 import { Widget } from '@lumino/widgets';
@@ -10,18 +12,21 @@ import { h, statusBadge } from './dom';
 import {
   formatDuration,
   IRunFilters,
+  mergeRuns,
   pollDelay,
   runsQuery,
   stepSummary,
   STATUSES
 } from './format';
 
-/** Runs fetched at first, and per "Show more runs" click, up to the API's page cap. */
+/** Runs per page of the API: the first is polled, older ones load per "Show more runs". */
 const PAGE = 50;
-const MAX_LIMIT = 200;
 
 export class RunsPanel extends Widget {
-  constructor(private _open: (runId: string) => void) {
+  constructor(
+    private _open: (runId: string) => void,
+    private _schedule?: () => void
+  ) {
     super();
     this.id = 'dynpipe-runs';
     this.addClass('jp-dynpipe-runs');
@@ -41,7 +46,11 @@ export class RunsPanel extends Widget {
     }
     this._setPipelines([]);
     for (const select of [this._pipeline, this._status]) {
-      select.addEventListener('change', () => void this.refresh());
+      select.addEventListener('change', () => {
+        this._older = [];
+        this._pages = 1;
+        void this.refresh();
+      });
     }
     const refresh = h(
       'button',
@@ -64,15 +73,24 @@ export class RunsPanel extends Widget {
       { class: 'jp-dynpipe-button jp-dynpipe-more' },
       'Show more runs'
     );
-    this._more.addEventListener('click', () => {
-      this._limit = Math.min(MAX_LIMIT, this._limit + PAGE);
-      void this.refresh();
-    });
+    this._more.addEventListener('click', () => void this.loadMore());
+    const schedule = h(
+      'button',
+      {
+        class: 'jp-dynpipe-button jp-dynpipe-schedule',
+        title: 'Schedule the current notebook…',
+        'aria-label': 'Schedule this notebook'
+      },
+      'Schedule…'
+    );
+    schedule.addEventListener('click', () => this._schedule?.());
+    schedule.hidden = !this._schedule;
     this.node.append(
       h(
         'div',
         { class: 'jp-dynpipe-runs-header' },
         h('h2', {}, 'dynpipe runs'),
+        schedule,
         refresh
       ),
       h('div', { class: 'jp-dynpipe-filters' }, this._pipeline, this._status),
@@ -92,8 +110,9 @@ export class RunsPanel extends Widget {
     window.clearTimeout(this._timer);
     let anyActive = false;
     try {
-      const page = await api.runs(runsQuery(this.filters, 1, this._limit));
-      this._render(page);
+      const page = await api.runs(runsQuery(this.filters, 1, PAGE));
+      this._head = page;
+      this._render();
       anyActive = page.runs.some(r => r.active);
       this._message.textContent = page.runs.length ? '' : 'No runs match.';
     } catch (err) {
@@ -104,6 +123,21 @@ export class RunsPanel extends Widget {
         () => void this.refresh(),
         pollDelay(anyActive)
       );
+    }
+  }
+
+  /** Append the next older page (kept, not polled). */
+  async loadMore(): Promise<void> {
+    try {
+      const page = await api.runs(
+        runsQuery(this.filters, this._pages + 1, PAGE)
+      );
+      this._pages += 1;
+      this._older = mergeRuns(this._older, page.runs);
+      this._olderHasMore = page.has_more;
+      this._render();
+    } catch (err) {
+      this._message.textContent = String(err);
     }
   }
 
@@ -134,12 +168,19 @@ export class RunsPanel extends Widget {
     this._pipeline.value = names.includes(current) ? current : '';
   }
 
-  private _render(page: IRunsPage): void {
+  private _render(): void {
+    const page = this._head;
+    if (!page) {
+      return;
+    }
     this._setPipelines(page.pipelines);
     this._store.textContent = `store: ${page.store}`;
-    this._more.hidden = !page.has_more || this._limit >= MAX_LIMIT;
+    this._more.hidden =
+      this._pages === 1 ? !page.has_more : !this._olderHasMore;
+    const runs = mergeRuns(page.runs, this._older);
+    this._list.dataset.count = String(runs.length);
     const focused = document.activeElement?.getAttribute('data-run-id');
-    this._list.replaceChildren(...page.runs.map(r => this._item(r)));
+    this._list.replaceChildren(...runs.map(r => this._item(r)));
     if (focused) {
       this._list
         .querySelector<HTMLElement>(`[data-run-id="${CSS.escape(focused)}"]`)
@@ -172,7 +213,17 @@ export class RunsPanel extends Widget {
         'span',
         { class: 'jp-dynpipe-run-time jp-dynpipe-muted' },
         formatDuration(run.active_seconds)
-      )
+      ),
+      run.origin
+        ? h(
+            'span',
+            {
+              class: 'jp-dynpipe-run-origin jp-dynpipe-muted',
+              title: run.origin
+            },
+            run.origin
+          )
+        : null
     );
     button.addEventListener('click', () => this._open(run.id));
     return h('li', {}, button);
@@ -184,7 +235,10 @@ export class RunsPanel extends Widget {
   private _list: HTMLUListElement;
   private _message: HTMLDivElement;
   private _more: HTMLButtonElement;
-  private _limit = PAGE;
+  private _head: IRunsPage | null = null;
+  private _older: IRunSummary[] = [];
+  private _olderHasMore = false;
+  private _pages = 1;
   private _pipelinesKey = '';
   private _timer = 0;
 }

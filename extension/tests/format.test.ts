@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  defaultScheduleName,
   formatBytes,
   formatDuration,
   isActive,
+  mergeRuns,
   pollDelay,
   runsQuery,
   stepSummary
@@ -43,5 +45,20 @@ describe('format', () => {
     expect(isActive('completed')).toBe(false);
     expect(pollDelay(true)).toBeLessThanOrEqual(2000);
     expect(pollDelay(false)).toBeGreaterThan(pollDelay(true));
+  });
+
+  it('merges older pages below the polled one without repeating a run', () => {
+    const runs = (...ids: string[]) => ids.map(id => ({ id }));
+    // Two new runs arrived since page 2 was fetched: its first two repeat page 1's end.
+    expect(
+      mergeRuns(runs('n2', 'n1', 'a', 'b'), runs('a', 'b', 'c', 'd'))
+    ).toEqual(runs('n2', 'n1', 'a', 'b', 'c', 'd'));
+    expect(mergeRuns(runs('a'), [])).toEqual(runs('a'));
+  });
+
+  it('names a schedule after the notebook, in the characters names allow', () => {
+    expect(defaultScheduleName('work/daily report.ipynb')).toBe('daily-report');
+    expect(defaultScheduleName('.hidden.ipynb')).toBe('hidden');
+    expect(defaultScheduleName('ü.ipynb')).toBe('notebook');
   });
 });

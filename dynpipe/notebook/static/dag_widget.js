@@ -94,7 +94,12 @@ function render({ model, el: root }) {
   const head = el("div", "dp-head");
   const title = el("span", "dp-title");
   const elapsed = el("span", "dp-elapsed");
-  head.append(title, elapsed);
+  // The Dask dashboard of the cluster running the isolated steps, when there is one.
+  const dashboard = el("a", "dp-dashboard", "Dask dashboard");
+  dashboard.target = "_blank";
+  dashboard.rel = "noopener noreferrer";
+  dashboard.title = "the Dask cluster's dashboard (workers, task stream, memory)";
+  head.append(title, elapsed, dashboard);
   const bar = el("div", "dp-bar");
   const tools = el("div", "dp-tools");
   const groups = el("span", "dp-groups");
@@ -202,6 +207,7 @@ function render({ model, el: root }) {
     top.append(el("b", "", d.id), badge, el("span", "dp-runtime", RUNTIMES[d.runtime] || d.runtime));
     const table = el("dl", "dp-kv");
     row(table, "step", d.step);
+    if (d.where) row(table, RUNNING.has(d.status) ? "running on" : "ran on", d.where);
     if (d.duration) {
       const value = row(table, "duration", d.duration);
       if (RUNNING.has(d.status) && d.start != null) durationValue = value;
@@ -300,6 +306,10 @@ function render({ model, el: root }) {
       groups.append(button("collapse " + step, "draw " + step + " as one node", () => toggle(step)));
     }
     root.dataset.dpRun = model.get("run_status");
+    const link = model.get("dashboard");
+    const web = /^https?:\/\//i.test(link || ""); // never a javascript: or data: URL
+    dashboard.hidden = !web;
+    if (web) dashboard.href = link;
     stage.innerHTML = model.get("svg") || model.get("html");
     const svg = stage.querySelector("svg");
     const box = svg && svg.viewBox && svg.viewBox.baseVal;
@@ -343,7 +353,7 @@ function render({ model, el: root }) {
     const d = g && model.get("details")[g.id];
     if (d && d.kind === "group" && d.expandable) toggle(d.step);
   });
-  const keys = ["svg", "html", "details", "summary", "run_status", "expanded", "run_name"];
+  const keys = ["svg", "html", "details", "summary", "run_status", "expanded", "run_name", "dashboard"];
   for (const k of keys) model.on("change:" + k, draw);
   draw();
   // The cell's width is known only once the output is attached: fit again then.

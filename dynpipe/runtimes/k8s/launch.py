@@ -11,6 +11,7 @@ import dataclasses
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 from ... import settings as env
@@ -20,9 +21,16 @@ from ..task import StepTask, TaskResult
 from ..worker import encode_task
 from .config import SETTINGS_KEY, KubernetesSettings, resolve_settings
 from .diagnose import api_error, condition, disruption, is_running, is_running_only, job_failure, pending_reason
-from .manifests import job_manifest, job_name, label_value
+from .manifests import WORKER_COMMAND, job_manifest, job_name, label_value
 from .result import BadReport, decode_report
-from .transport import SharedVolumeTransport, TaskTransport, inputs_as_files
+from .transport import (
+    LocalStoreNotShared,
+    ObjectStoreTransport,
+    PodTask,
+    SharedVolumeTransport,
+    TaskTransport,
+    choose_transport,
+)
 from .watch import RunWatcher
 
 LOG_DRAIN_SECONDS = 5.0
@@ -32,6 +40,11 @@ def failed(task: StepTask, error_type: str, message: str, logs: str = "") -> Tas
     msg = f"step {task.invocation_id!r}: {message}"
     return TaskResult.from_exception(RuntimeError(msg), logs=logs + f"dynpipe: {message}\n",
                                      error_type=error_type, traceback=msg + "\n")
+
+
+def python_version() -> str:
+    """This kernel's Python major.minor: a step sent by value only loads under it (the pod checks)."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def make_apis() -> tuple[Any, Any]:
@@ -48,12 +61,14 @@ def make_apis() -> tuple[Any, Any]:
 class KubernetesLaunch(Launch):
     """One Job, driven by the run's watch events."""
 
-    def __init__(self, runtime: KubernetesRuntime, task: StepTask, name: str, task_url: str,
-                 settings: KubernetesSettings, watcher: RunWatcher, on_line: LogCallback | None) -> None:
+    def __init__(self, runtime: KubernetesRuntime, task: StepTask, name: str, transport: TaskTransport,
+                 pod_task: PodTask, settings: KubernetesSettings, watcher: RunWatcher,
+                 on_line: LogCallback | None) -> None:
         self.runtime = runtime
         self.task = task
         self.name = name
-        self.task_url = task_url
+        self.transport = transport
+        self.pod_task = pod_task
         self.settings = settings
         self.watcher = watcher
         self.on_line = on_line
@@ -163,15 +178,21 @@ class KubernetesLaunch(Launch):
 
     def _collect(self) -> None:
         self._drain_logs()
-        transport = self.runtime.transport_for(self.task)
-        data = transport.get_report(self.task_url)
+        transport = self.transport
+        where = transport.report_location(self.pod_task)
+        try:
+            data = transport.get_report(self.pod_task)
+        except Exception as exc:  # noqa: BLE001 - the store is unreachable from here
+            self._finish(failed(self.task, "MissingResult", f"Job {self.name} succeeded but its report at {where}"
+                                f" cannot be read: {type(exc).__name__}: {exc}", self._logs()))
+            return
         if data is None:
+            shared = "" if transport.store_url else "; is the store root on a volume shared with the pods?"
             result = failed(self.task, "MissingResult", f"Job {self.name} succeeded but left no report at"
-                            f" {self.task_url}.result; is the store root on a volume shared with the pods?",
-                            self._logs())
+                            f" {where}{shared}", self._logs())
         else:
             try:
-                result = decode_report(data, self.task, transport.artifact_size)
+                result = decode_report(data, self.task, transport.artifact_size, transport.store_url)
             except BadReport as exc:
                 result = failed(self.task, "BadPodReport", f"Job {self.name}: {exc}", self._logs())
         self._finish(result)
@@ -180,7 +201,7 @@ class KubernetesLaunch(Launch):
         if self._event.is_set():
             return
         self.watcher.unregister(self.name)
-        self.runtime.transport_for(self.task).discard(self.task_url)
+        self.transport.discard(self.pod_task)
         self._result = result
         self._event.set()
 
@@ -260,7 +281,7 @@ class KubernetesRuntime(StepRuntime):
         self._shipment = MaterializerShipment()
         self._lock = threading.Lock()
         self._watchers: dict[tuple[str, str], RunWatcher] = {}
-        self._transports: dict[str, TaskTransport] = {}
+        self._transports: dict[tuple[str, str], TaskTransport] = {}
 
     @property
     def batch_api(self) -> Any:
@@ -279,12 +300,17 @@ class KubernetesRuntime(StepRuntime):
         layers.extend(getattr(task, "settings", {}).get(SETTINGS_KEY) or [])
         return resolve_settings(layers, f"step {task.invocation_id!r}")
 
-    def transport_for(self, task: StepTask) -> TaskTransport:
+    def transport_for(self, task: StepTask, settings: KubernetesSettings) -> TaskTransport:
+        """The artifact store's objects when it is remote; the store root's files only when
+        declared shared (``pvc``); else :class:`LocalStoreNotShared` before any Job exists."""
+        kind, where = choose_transport(task, settings)
         with self._lock:
-            transport = self._transports.get(task.store_root)
-            if transport is None:
-                transport = self._transports[task.store_root] = SharedVolumeTransport(task.store_root)
-            return transport
+            transport = self._transports.get((kind, where))
+        if transport is None:
+            transport = ObjectStoreTransport(where) if kind == "object" else SharedVolumeTransport(where)
+            with self._lock:
+                transport = self._transports.setdefault((kind, where), transport)
+        return transport
 
     def watcher_for(self, task: StepTask, settings: KubernetesSettings) -> RunWatcher:
         key = (settings.namespace, task.run_id)
@@ -301,22 +327,26 @@ class KubernetesRuntime(StepRuntime):
             settings = self.settings_for(task)
             name = job_name(task)
             manifest = job_manifest(task, "<task>", settings, env.k8s_owner_pod())  # bad settings fail here
-            transport = self.transport_for(task)
+            transport = self.transport_for(task, settings)
             ref = func_ref(task.func)
             # Limits are the container's (cgroup), not an address-space limit inside it.
-            sendable = dataclasses.replace(task, func=ref or task.func, inputs=inputs_as_files(task), resources=None,
+            sendable = dataclasses.replace(transport.prepare(task), func=ref or task.func, resources=None,
                                            echo_logs=True)  # the pod log is the live stream
-            extras: dict[str, Any] = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-                                      "by_value": ref is None, "invocation_id": task.invocation_id}
+            extras: dict[str, Any] = {"python": python_version(), "by_value": ref is None,
+                                      "invocation_id": task.invocation_id}
             mats = self._shipment.blobs()
             if mats is not None:
                 extras["materializers"] = mats
-            task_url = transport.put_task(name, encode_task(sendable, extras))
-            manifest["spec"]["template"]["spec"]["containers"][0]["command"][-1] = task_url
+            pod_task = transport.put_task(f"{name}-{uuid.uuid4().hex[:8]}", encode_task(sendable, extras))
+            container = manifest["spec"]["template"]["spec"]["containers"][0]
+            container["command"] = [*WORKER_COMMAND, *pod_task.args]
+            container["env"].extend(pod_task.env)  # last: a step's env cannot redirect the task or store
+        except LocalStoreNotShared as exc:
+            return CompletedLaunch(failed(task, "LocalStoreNotShared", str(exc)))
         except Exception as exc:  # noqa: BLE001 - one step fails with a clear reason
             return CompletedLaunch(failed(task, "KubernetesJobError", f"cannot start a Kubernetes Job: {exc}"))
         watcher = self.watcher_for(task, settings)
-        launch = KubernetesLaunch(self, task, name, task_url, settings, watcher, on_log_line)
+        launch = KubernetesLaunch(self, task, name, transport, pod_task, settings, watcher, on_log_line)
         watcher.register(name, launch, settings.pending_timeout / 4)
         try:
             self.batch_api.create_namespaced_job(settings.namespace, manifest)

@@ -135,7 +135,8 @@ def job_manifest(task: StepTask, task_url: str, settings: KubernetesSettings,
         )
     name = job_name(task)
     env = [
-        {"name": "DYNPIPE_HOME", "value": task.store_root},
+        # The store root only where a volume shares it; object-store pods never see it.
+        *([{"name": "DYNPIPE_HOME", "value": task.store_root}] if settings.pvc else []),
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         *(_env_entry(k, v) for k, v in settings.env.items()),
     ]

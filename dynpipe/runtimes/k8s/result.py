@@ -9,7 +9,6 @@ the report against the task it sent and loads artifacts only through materialize
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,7 +18,6 @@ from ..task import StepTask, TaskResult
 
 FORMAT = "dynpipe.pod-result/1"
 MAX_REPORT_BYTES = 64 << 20
-_URI = re.compile(r"^artifacts/([0-9a-f]{2})/([0-9a-f]{64})$")
 
 
 class ReportedArtifact(BaseModel):
@@ -66,8 +64,12 @@ def encode_report(result: TaskResult) -> bytes:
         return json.dumps(body, default=repr).encode()
 
 
-def decode_report(data: bytes, task: StepTask, artifact_size: Any) -> TaskResult:
-    """The orchestrator side: validate ``data`` against ``task``; ``artifact_size(uri)`` -> int | None."""
+def decode_report(data: bytes, task: StepTask, artifact_size: Any, store_url: str | None = None) -> TaskResult:
+    """The orchestrator side: validate ``data`` against ``task``; ``artifact_size(uri)`` -> int | None.
+
+    Outputs must be the artifacts of their hash in the store the pod was given: under
+    ``store_url`` (an object store) or, when None, the store root's ``artifacts/`` files.
+    """
     if len(data) > MAX_REPORT_BYTES:
         raise BadReport(f"the report is {len(data)} bytes, more than {MAX_REPORT_BYTES}")
     try:
@@ -85,8 +87,9 @@ def decode_report(data: bytes, task: StepTask, artifact_size: Any) -> TaskResult
         raise BadReport(f"the report has unknown outputs {sorted(set(report.outputs) - expected)}")
     saved: dict[str, SavedArtifact] = {}
     for name, art in report.outputs.items():
-        match = _URI.match(art.uri)
-        if match is None or match.group(2) != art.content_hash or match.group(1) != art.content_hash[:2]:
+        digest = art.content_hash
+        where = f"artifacts/{digest[:2]}/{digest}"
+        if art.uri != (where if store_url is None else f"{store_url}/{where}"):
             raise BadReport(f"output {name!r}: address {art.uri!r} is not the artifact file of hash {art.content_hash}")
         size = artifact_size(art.uri)
         if size != art.size:
