@@ -1,6 +1,6 @@
 """dynpipe side by side with Dask, Prefect and ZenML on the same workloads.
 
-    python benchmarks/compare.py --rounds 3 --scale-steps 0 --output /tmp/compare.md   # round 2 table
+    python benchmarks/compare.py --peers dask-threads,dask-distributed --rounds 3 --scale-steps 0   # vs Dask
     python benchmarks/compare.py --peers none --steps 20 --repeats 1 --scale-steps 100 \\
         --output /tmp/results.md                      # smoke run
 
