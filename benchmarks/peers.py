@@ -25,9 +25,67 @@ class Peer:
     # Steps per workload for this peer: slow peers run fewer steps (reported per step).
     steps: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # Workloads the peer has no counterpart for, with the reason shown in the table.
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    # Environment of the workload script (e.g. which Dask scheduler), the venv's folder
+    # name when peers share one, and the distribution whose version is reported.
+    env: dict[str, str] = field(default_factory=dict)
+    venv: str = ""
+    dist: str = ""
+    label: str = ""  # how the table names it (default: name)
 
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    @property
+    def venv_name(self) -> str:
+        return self.venv or self.name
+
+    @property
+    def dist_name(self) -> str:
+        return self.dist or self.name
+
+
+DASK_REQUIREMENTS = ("dask[distributed]==2026.8.0",)
 
 PEERS: dict[str, Peer] = {
+    "dask-threads": Peer(
+        name="dask-threads",
+        requirements=DASK_REQUIREMENTS,
+        script="dask_wl.py",
+        venv="dask",
+        dist="dask",
+        label="dask threads (no store)",
+        env={"BENCH_DASK_MODE": "threads"},
+        not_applicable={"cached": "no cache", "isolated": "threads only"},
+        notes=(
+            "Dask threads (no store): plain functions as `dask.delayed` on the threaded scheduler "
+            "(`scheduler=\"threads\"`); sequential = one `.compute()` per task, each waiting for the "
+            "previous; submitted = N delayed tasks computed as one graph (`dask.compute(*tasks)`); "
+            "fan-out = one source task feeding N tasks and one combining task, one graph. No record, "
+            "no cache, no lineage.",
+        ),
+    ),
+    "dask-distributed": Peer(
+        name="dask-distributed",
+        requirements=DASK_REQUIREMENTS,
+        script="dask_wl.py",
+        venv="dask",
+        dist="distributed",
+        label="dask distributed (no store)",
+        steps={"sequential": 200, "submitted": 500},
+        env={"BENCH_DASK_MODE": "distributed"},
+        not_applicable={"cached": "no cache"},
+        notes=(
+            "Dask distributed (no store): `Client.submit(f, i, pure=False)` on a "
+            "`LocalCluster(n_workers=2, threads_per_worker=1, processes=True)` started before the "
+            "timed runs; sequential = `submit(...).result()` one at a time; submitted = N submits, "
+            "then `gather`; fan-out = a source future passed to N submits and the N futures "
+            "to one combining submit; isolated = submitted (every task already runs in a worker "
+            "process); cold start = import + `LocalCluster` start + one task.",
+        ),
+    ),
     "zenml": Peer(
         name="zenml",
         requirements=("zenml[local]==0.98.0",),
@@ -57,6 +115,7 @@ PEERS: dict[str, Peer] = {
 
 
 def venv_python(name: str) -> Path:
+    """The python of a venv folder under ``.peers/`` (a peer's ``venv_name``)."""
     return PEERS_DIR / name / "venv" / "bin" / "python"
 
 
@@ -70,14 +129,14 @@ def installed_version(python: Path, dist: str) -> str | None:
 
 def ensure_peer(peer: Peer, log=print) -> tuple[Path | None, str]:
     """Return (python of the peer's venv, version) or (None, reason it was skipped)."""
-    root = PEERS_DIR / peer.name
+    root = PEERS_DIR / peer.venv_name
     marker = root / "installed.json"
-    python = venv_python(peer.name)
+    python = venv_python(peer.venv_name)
     wanted = list(peer.requirements)
     if marker.exists() and python.exists():
         try:
             if json.loads(marker.read_text()).get("requirements") == wanted:
-                version = installed_version(python, peer.name)
+                version = installed_version(python, peer.dist_name)
                 if version:
                     return python, version
         except (OSError, ValueError):
@@ -98,8 +157,8 @@ def ensure_peer(peer: Peer, log=print) -> tuple[Path | None, str]:
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")]
         return None, f"pip install failed: {(errors or ['see ' + str(root / 'install.log')])[0]}"
-    version = installed_version(python, peer.name)
+    version = installed_version(python, peer.dist_name)
     if version is None:
-        return None, f"{peer.name} not importable after install (see {root / 'install.log'})"
+        return None, f"{peer.dist_name} not importable after install (see {root / 'install.log'})"
     marker.write_text(json.dumps({"requirements": wanted, "version": version}))
     return python, version

@@ -3,6 +3,7 @@ choice the overhead work relies on: small artifacts in the database, large ones 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,83 @@ def test_store_overhead_smoke(postgres_server: PostgresServer) -> None:
     local, team = (float(x) for x in row.split()[3:5])
     assert local > 0 and team > 0
     assert "error" not in proc.stdout
+
+
+# -- round 2: Dask as a peer, the scale benchmark, same-run ratios -----------------------------
+
+def _bench_module(name: str):  # type: ignore[no-untyped-def]
+    """A benchmarks/ module imported by path (benchmarks/ is not a package)."""
+    import importlib
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def _bench_record(proc: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    import json
+
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1][len("BENCH "):])
+
+
+@pytest.mark.parametrize("mode,workload", [("threads", "fanout"), ("distributed", "submitted")])
+def test_dask_peer_workloads_run(mode: str, workload: str) -> None:
+    """The Dask peer's script (run here with dynpipe's own dask) reports every step it ran."""
+    env = {**os.environ, "BENCH_DASK_MODE": mode}
+    proc = subprocess.run([sys.executable, str(BENCH / "workloads" / "dask_wl.py"), workload, "--steps", "8",
+                           "--repeats", "2", "--warmup", "2"], capture_output=True, text=True, timeout=180, env=env)
+    record = _bench_record(proc)
+    assert record["workload"] == workload
+    assert record["steps"] == (10 if workload == "fanout" else 8)
+    assert len(record["runs_s"]) == 2 and record["per_step_ms"] > 0
+
+
+def test_dask_peer_refuses_a_workload_it_has_no_counterpart_for() -> None:
+    env = {**os.environ, "BENCH_DASK_MODE": "threads"}
+    proc = subprocess.run([sys.executable, str(BENCH / "workloads" / "dask_wl.py"), "cached", "--steps", "3"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    assert "no counterpart for the cached workload" in proc.stderr
+    peers = _bench_module("peers").PEERS
+    assert "cached" in peers["dask-threads"].not_applicable and "cached" in peers["dask-distributed"].not_applicable
+
+
+def test_compare_table_ratio_is_taken_within_each_round() -> None:
+    """Round 1: dynpipe 1 ms, peer 10 ms; round 2 (a busy spell): dynpipe 4 ms, peer 40 ms.
+    The same-run ratio is 10× although the medians (2.5 vs 25) would give it too, so round 3
+    breaks the symmetry: dynpipe 1, peer 30 -> ratios 10, 10, 30 -> median 10; ratio of the
+    medians would be 30 / 1 = 30."""
+    compare = _bench_module("compare")
+    runner = _bench_module("runner")
+
+    def m(fw: str, per_step: list[float]) -> object:
+        runs = [{"round": i, "steps": 100, "per_step_ms": p, "total_s": p / 10, "runs_s": [p / 10],
+                 "peak_rss_mb": 40.0} for i, p in enumerate(per_step)]
+        return runner.Measurement(fw, "sequential", 100, runs)
+
+    text = compare.table([m("dynpipe", [1.0, 4.0, 1.0]), m("peer", [10.0, 40.0, 30.0])],
+                         {("peer", "cached"): "no cache"})
+    rows = {ln.split("|")[2].strip() + "/" + ln.split("|")[1].strip(): ln for ln in text.splitlines()[2:]}
+    assert rows["peer/sequential inline steps"].rstrip().endswith("| 10× |")
+    assert "| 30.0 |" in rows["peer/sequential inline steps"]  # median per step over rounds
+    assert "n/a: no cache" in rows["peer/fully cached re-run"]
+
+
+def test_scale_smoke(tmp_path: Path) -> None:
+    report = tmp_path / "scale.md"
+    proc = _run([str(BENCH / "scale.py"), "--sizes", "30", "--repeats", "1", "--client-steps", "40",
+                 "--client-repeats", "1", "--output", str(report)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = report.read_text()
+    assert "| plain | 30 | 1 |" in text
+    assert "| live widget's kernel side:" in text
+    assert "| 40 | 1 |" in text  # Client opened the 40-step run and found every step
+    assert "Failed" not in text
+
+
+def test_scale_rejects_bad_sizes() -> None:
+    proc = _run([str(BENCH / "scale.py"), "--sizes", "1k", "--client-steps", "0"])
+    assert proc.returncode != 0
+    assert "--sizes '1k'" in proc.stderr
