@@ -98,8 +98,7 @@ class Session:
         cell = CellView(handle.display_id, view, before, current_parent())
         with self._lock:
             self.cells.append(cell)
-        self.feed.attach(view)
-        self.feed.refresh(force=True)
+        self.feed.attach(view)  # the feed's thread draws its first frame (no dot run in the cell's time)
         return cell
 
     def close_cell(self, cell: CellView | None) -> None:
@@ -113,11 +112,12 @@ class Session:
             with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
                 cell.node_ids = set(self.graph.nodes) - cell.before
                 cell.returned = True
-        # A cell whose work is all done becomes its picture first, so no live frame (a dot
-        # layout in the cell's own time) is drawn for a widget about to be replaced.
+        # A cell whose work is all done becomes its picture now (from the live widget's last
+        # layout: no dot run in the cell's time); other live widgets get their frame from
+        # the feed's thread.
         self.sweep()
         if self.feed is not None:
-            self.feed.refresh(force=True)
+            self.feed.poke()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
         """Freeze every returned cell whose steps (and the steps feeding them) are done."""
@@ -171,7 +171,8 @@ class Session:
         if state == cell.shown_state and not force:
             return
         cell.shown_state = state
-        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name)
+        layouts = self.feed.layouts if self.feed is not None else None
+        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name, layouts=layouts)
         replace_output(bundle, cell.display_id, cell.parent)
 
     # -- the run -----------------------------------------------------------------------
