@@ -130,7 +130,7 @@ _SVG_HEAD = re.compile(
 )
 _GROUP = re.compile(r'<g id="([^"]*)" class="(node|edge|cluster)">')
 _TIP = re.compile(r'xlink:title="([^"]*)"')
-_SHAPE = re.compile(r'<(?:path|polygon|ellipse) fill="([^"]*)" stroke="[^"]*"((?: stroke-width="[^"]*")?)'
+_SHAPE = re.compile(r'<(?:path|polygon|polyline|ellipse) fill="([^"]*)" stroke="[^"]*"((?: stroke-width="[^"]*")?)'
                     r'(?: stroke-dasharray="[^"]*")?')
 _TEXT = re.compile(r"(<text [^>]*>)(.*?)(</text>)", re.S)
 
@@ -170,18 +170,23 @@ def parse(svg: str, nodes: list[Drawn]) -> Layout | None:
 
 
 def _node_pieces(svg: str, start: int, end: int, node: Drawn) -> list[str | tuple[str, str, int]] | None:
-    """The slots of one node's group: hover text, fill and dash of its shape, its text lines."""
+    """The slots of one node's group: hover text, the fill of its shape, the dash of every
+    line drawing it (a group's box3d has three), its text lines."""
     chunk = svg[start:end]
-    tip, shape = _TIP.search(chunk), _SHAPE.search(chunk)
+    tip = _TIP.search(chunk)
+    shapes = list(_SHAPE.finditer(chunk))
     texts = list(_TEXT.finditer(chunk))
-    if tip is None or shape is None or len(texts) != len(node.lines) or shape.start() < tip.end():
+    if tip is None or not shapes or len(texts) != len(node.lines) or shapes[0].start() < tip.end():
         return None
     d = node.dom_id
-    out: list[str | tuple[str, str, int]] = [
-        chunk[:tip.start(1)], ("tip", d, 0), chunk[tip.end(1):shape.start(1)], ("fill", d, 0),
-        chunk[shape.end(1):shape.end(2)], ("dash", d, 0),
-    ]
-    pos = shape.end()
+    out: list[str | tuple[str, str, int]] = [chunk[:tip.start(1)], ("tip", d, 0)]
+    pos = tip.end(1)
+    for i, shape in enumerate(shapes):
+        if i == 0:
+            out += [chunk[pos:shape.start(1)], ("fill", d, 0)]
+            pos = shape.end(1)
+        out += [chunk[pos:shape.end(2)], ("dash", d, 0)]
+        pos = shape.end()
     for i, text in enumerate(texts):
         out += [chunk[pos:text.end(1)], ("text", d, i)]
         pos = text.start(3)

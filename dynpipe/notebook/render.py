@@ -246,7 +246,7 @@ def _node_attrs(item: Item, tooltips: dict[str, str] | None) -> dict[str, str]:
         attrs["penwidth"] = "2.5"  # isolated: its own worker process
         attrs["color"] = "#37474f"
     if item.status == "queued":
-        attrs["style"] = "rounded,filled,dashed"
+        attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"  # a group stays a box3d
     return attrs
 
 
@@ -452,8 +452,7 @@ def render_svg(
     ]
     # What decides dot's layout besides the label sizes (checked by the layout itself).
     key = (
-        tuple((i.dom_id, i.label.count("\n"), i.grid, i.group is not None and i.status == "queued", _isolated(i))
-              for i in items),
+        tuple((i.dom_id, i.label.count("\n"), i.grid, _isolated(i)) for i in items),
         tuple(edges),
     )
 
