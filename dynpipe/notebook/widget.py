@@ -99,7 +99,7 @@ class LiveFeed:
     def __init__(
         self, name: str, graph: RunGraph, interval: float = UPDATE_INTERVAL,
         after_frame: Callable[[list[NodeState]], None] | None = None,
-        lock: threading.RLock | None = None,
+        lock: threading.RLock | None = None, layouts: Layouts | None = None,
     ) -> None:
         self.name = name
         self.graph = graph
@@ -109,9 +109,10 @@ class LiveFeed:
         self._dirty = True
         self._lock = lock or threading.RLock()  # shared with the session: one lock order
         self._drawing = threading.Lock()  # one frame at a time, drawn outside ``_lock``
-        #: The run's dot layouts: frames of an unchanged graph shape, and the static
-        #: pictures that replace the widgets, reuse them instead of running dot again.
-        self.layouts = Layouts()
+        #: Dot layouts by graph shape (the kernel's, shared by its runs): frames of an
+        #: unchanged shape, and the static pictures that replace the widgets, reuse them
+        #: instead of running dot again.
+        self.layouts = layouts if layouts is not None else Layouts()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._unsubscribe = graph.subscribe(self._on_change)
