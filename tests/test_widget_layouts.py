@@ -21,6 +21,7 @@ from dynpipe.engine.dag import RunGraph
 from dynpipe.notebook import render
 from dynpipe.notebook.layouts import BACKGROUND_NICE, Layouts, parse
 from dynpipe.notebook.snapshot import snapshot_bundle
+from dynpipe.notebook.widget import DagWidget, LiveFeed
 
 
 def running_fan(n: int) -> RunGraph:
@@ -131,3 +132,23 @@ def test_background_frames_run_dot_at_a_lower_priority(tmp_path: Path, monkeypat
     render.render("demo", graph.snapshot(), "running", layouts=Layouts())
     base = os.getpriority(os.PRIO_PROCESS, 0)
     assert [int(v) for v in log.read_text().split()] == [min(19, base + BACKGROUND_NICE), base]
+
+
+def test_runs_of_the_same_shape_share_a_layout_through_their_feeds() -> None:
+    # A notebook cell run again is a new run drawing the same graph: the kernel's runs
+    # share their layouts, so its live frames and its picture need no dot run.
+    layouts = Layouts()
+    for run in range(2):
+        graph = fan_graph(30)
+        widget = DagWidget()
+        feed = LiveFeed(f"again-{run}", graph, interval=60, layouts=layouts)
+        try:
+            feed.attach(widget)
+            feed.refresh(force=True)
+            assert svg_structure(widget.svg)["nodes"]["dp-g-train"][0] == ("train ×30", "30/30 done")  # type: ignore[index]
+            bundle = snapshot_bundle("again", graph.snapshot(), "completed", f"again-{run}", layouts=layouts)
+            assert f"again-{run} · completed" in html.unescape(bundle["image/svg+xml"])
+        finally:
+            feed.stop()
+            widget.close()
+    assert layouts.dot_runs == 1
