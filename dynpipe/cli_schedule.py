@@ -79,7 +79,7 @@ def _create_kubernetes(args: argparse.Namespace) -> int:
         store = _store()
         try:  # a name already taken fails before anything reaches the cluster
             store.get(spec.name)
-            raise ValueError(f"a schedule named {spec.name!r} already exists in {store.root}"
+            raise ValueError(f"a schedule named {spec.name!r} already exists in {store.where}"
                              " (delete it first, or choose another name)")
         except KeyError:
             pass
@@ -136,7 +136,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             last[0].outcome if last else "-", target, f"{Path(s.module).name}:{s.pipeline}",
         ])
     if not rows:
-        print(f"no schedules in {escape_control(store.root)} (create one: dynpipe schedule create --help)")
+        print(f"no schedules in {escape_control(store.where)} (create one: dynpipe schedule create --help)")
         return 0
     heads = ["schedule", "state", "cron", "next run", "last run", "status", "target", "module"]
     print(escape_control(format_table(heads, rows), keep_newlines=True))

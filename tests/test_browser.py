@@ -103,7 +103,8 @@ def free_port() -> int:
 
 @pytest.fixture()
 def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs."""
+    """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs, and
+    dynpipe's own JupyterLab extension disabled."""
     root = tmp_path / "root"
     root.mkdir()
     setup = SETUP.format(home=str(tmp_path / "store"))
@@ -122,6 +123,12 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "runtime"),
                      ("IPYTHONDIR", "ipython")):
         env[var] = str(tmp_path / sub)
+    # Without dynpipe's JupyterLab extension, as in VS Code or a Notebook 7 without it: the
+    # widget and the static picture must do on their own (tests/test_labextension_browser.py
+    # covers the extension's renderer of saved DAGs).
+    labconfig = tmp_path / "cfg" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text('{"disabledExtensions": {"dynpipe": true}}')
     news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')

@@ -162,6 +162,12 @@ def test_killed_process_leaves_usable_store_and_run_not_running(
             proc.kill()
             pytest.fail(f"child never reached the long step; it wrote {seen!r}")
         seen += chunk
+    # A running step's start is committed within engine/starts.WINDOW: wait for it, then kill.
+    while "forever" not in Client(store_home).get_pipeline("doomed").last_run.steps:
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the running step's start was never committed")
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 

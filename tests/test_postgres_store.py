@@ -24,6 +24,7 @@ from dynpipe import Client, StepRetryConfig, pipeline, step
 from dynpipe.errors import StoreError
 from dynpipe.store.metadata import MetadataStore
 from dynpipe.store.metadata_url import open_metadata
+from dynpipe.store.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from dynpipe.store.records import RunFilter
 from dynpipe.store.sqlite_schema import SCHEMA_VERSION
 from dynpipe.store.store import open_store
@@ -117,11 +118,12 @@ def test_the_schema_version_is_recorded_and_shown_by_store_info(backend: Backend
         one()
 
     p()
-    assert open_store().metadata.schema_version() == SCHEMA_VERSION
+    version = PG_SCHEMA_VERSION if backend.name == "postgres" else SCHEMA_VERSION  # PostgreSQL's adds schedules
+    assert open_store().metadata.schema_version() == version
     assert backend.count("schema_version") == 1
     shown = _cli("store", "info")
     assert shown.returncode == 0, shown.stderr
-    assert f"schema version: {SCHEMA_VERSION}" in shown.stdout
+    assert f"schema version: {version}" in shown.stdout
     if backend.name == "postgres":
         assert backend.url is not None and mask_password(backend.url) in shown.stdout
         assert "***" in shown.stdout and PASSWORD not in shown.stdout + shown.stderr
@@ -164,7 +166,8 @@ def test_a_database_from_a_newer_dynpipe_is_refused_with_a_clear_error(backend: 
     else:
         with psycopg.connect(backend.url, autocommit=True) as conn:
             conn.execute("UPDATE schema_version SET version = 99")
-    refused = f"schema version 99, newer than the version {SCHEMA_VERSION}.*upgrade dynpipe"
+    version = SCHEMA_VERSION if backend.url is None else PG_SCHEMA_VERSION
+    refused = f"schema version 99, newer than the version {version}.*upgrade dynpipe"
     with pytest.raises(StoreError, match=refused):
         open_metadata(store_home, backend.url)
 

@@ -3,6 +3,7 @@ processes gated by files), two schedulers on one store, and the ``dynpipe schedu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from backends import Backend
 
 from dynpipe.schedule import ScheduleSpec, create_schedule, list_schedule_runs
 from dynpipe.schedule.cron import CronSchedule, normalize_cron
@@ -94,6 +96,7 @@ T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 def make(store_home: Path, tmp_path: Path, rec: ScheduleRecord, start: datetime = T0, **kw: object):
     store = ScheduleStore(store_home)
+    assert store.where.startswith("postgresql://") == ("DYNPIPE_STORE_URL" in os.environ)  # follows the store URL
     store.create(rec, now=start.timestamp())
     gates = Gates(tmp_path / "gates", auto=bool(kw.pop("auto", False)))
     lines: list[str] = []
@@ -144,7 +147,7 @@ def test_dst_in_europe_berlin_fires_each_wall_time_once() -> None:
     assert len(set(got)) == len(got)
 
 
-def test_scheduler_across_dst_with_injected_clock(store_home: Path, tmp_path: Path) -> None:
+def test_scheduler_across_dst_with_injected_clock(backend: Backend, store_home: Path, tmp_path: Path) -> None:
     start = datetime(2026, 3, 27, 12, tzinfo=UTC)
     store, sched, clock, gates, lines = make(
         store_home, tmp_path, record(cron="30 2 * * *", timezone="Europe/Berlin"), start=start, auto=True
@@ -162,7 +165,7 @@ def test_scheduler_across_dst_with_injected_clock(store_home: Path, tmp_path: Pa
 
 @pytest.mark.parametrize("catchup", ["none", "latest", "all"])
 def test_missed_ticks_are_reported_as_missed_and_caught_up_by_policy(
-    store_home: Path, tmp_path: Path, catchup: str
+    backend: Backend, store_home: Path, tmp_path: Path, catchup: str
 ) -> None:
     store, sched, clock, gates, lines = make(store_home, tmp_path, record(cron="@hourly", catchup=catchup))
     clock.t = T0 + timedelta(hours=3, minutes=10)  # the scheduler was down for 13:00, 14:00, 15:00
@@ -188,7 +191,9 @@ def test_missed_ticks_are_reported_as_missed_and_caught_up_by_policy(
     drain(sched)
 
 
-def test_a_tick_seen_in_time_runs_and_a_paused_schedule_does_not(store_home: Path, tmp_path: Path) -> None:
+def test_a_tick_seen_in_time_runs_and_a_paused_schedule_does_not(
+    backend: Backend, store_home: Path, tmp_path: Path
+) -> None:
     store, sched, clock, gates, lines = make(store_home, tmp_path, record(cron="@hourly"))
     clock.t = T0 + timedelta(hours=1, seconds=20)
     sched.step()
@@ -214,7 +219,7 @@ def test_a_tick_seen_in_time_runs_and_a_paused_schedule_does_not(store_home: Pat
 
 
 @pytest.mark.parametrize("overlap", ["skip", "queue", "replace"])
-def test_overlap_policies(store_home: Path, tmp_path: Path, overlap: str) -> None:
+def test_overlap_policies(backend: Backend, store_home: Path, tmp_path: Path, overlap: str) -> None:
     store, sched, clock, gates, lines = make(store_home, tmp_path, record(overlap=overlap))
     first, second = "s-20260601T120100Z", "s-20260601T120200Z"
     clock.t = T0 + timedelta(minutes=1, seconds=1)
@@ -248,7 +253,7 @@ def test_overlap_policies(store_home: Path, tmp_path: Path, overlap: str) -> Non
 # -- two schedulers, one store ----------------------------------------------------------------
 
 
-def test_two_schedulers_on_one_store_fire_each_tick_once(store_home: Path, tmp_path: Path) -> None:
+def test_two_schedulers_on_one_store_fire_each_tick_once(backend: Backend, store_home: Path, tmp_path: Path) -> None:
     ScheduleStore(store_home).create(record(overlap="queue"), now=T0.timestamp())
     started: list[list[str]] = [[], []]
     barrier = threading.Barrier(2, timeout=30)
@@ -282,6 +287,17 @@ def test_two_schedulers_on_one_store_fire_each_tick_once(store_home: Path, tmp_p
     names = [line.split("starting run ")[1].split()[0] for line in started[0] + started[1]]
     assert len(names) == len(set(names))  # no tick started twice
     assert {f.run_name for f in fires if f.pid is not None} == set(names)
+
+
+def test_claim_all_returns_only_the_fires_this_call_inserted(backend: Backend, store_home: Path) -> None:
+    store = ScheduleStore(store_home)
+    store.create(record())
+    mine = [FireRecord("s", float(t), "cron", "missed", owner="a") for t in range(5)]
+    assert store.claim(FireRecord("s", 2.0, "cron", "missed", owner="b"))
+    assert [f.fire_time for f in store.claim_all(mine)] == [0.0, 1.0, 3.0, 4.0]
+    assert store.claim_all(mine) == [] and store.claim_all([]) == []
+    assert {f.fire_time: f.owner for f in store.fires("s")} == {0.0: "a", 1.0: "a", 2.0: "b", 3.0: "a", 4.0: "a"}
+    store.close()
 
 
 # -- managed objects and the CLI ----------------------------------------------------------
@@ -349,7 +365,9 @@ def test_every_subcommand_has_help_with_an_example() -> None:
     assert create.count("e.g.") >= 20
 
 
-def test_a_long_outage_is_missed_in_one_transaction_and_one_line(store_home: Path, tmp_path: Path) -> None:
+def test_a_long_outage_is_missed_in_one_transaction_and_one_line(
+    backend: Backend, store_home: Path, tmp_path: Path
+) -> None:
     store, sched, clock, gates, lines = make(store_home, tmp_path, record())
     clock.t = T0 + timedelta(days=2, seconds=5)
     sched.step()

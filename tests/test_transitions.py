@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import dynpipe.engine.transitions as transitions
 import dynpipe.store.metadata as metadata_module
+import dynpipe.store.sqlite_statements as sqlite_statements
 from dynpipe import StepRecordingError, StepRetryConfig, pipeline, step
 from dynpipe.engine.dag import RunGraph
 from dynpipe.engine.transitions import ALLOWED
@@ -78,6 +79,7 @@ def _inject(point: str, injector: Injector, monkeypatch: pytest.MonkeyPatch) -> 
             dumps = staticmethod(injector.wrap(point, json.dumps))
 
         monkeypatch.setattr(metadata_module, "json", Json)
+        monkeypatch.setattr(sqlite_statements, "json", Json)  # the per-step rows' JSON columns
 
 
 def _scenario(injector: Injector) -> list[Any]:

@@ -26,6 +26,7 @@ from .dag import RunGraph
 from .heartbeat import Heartbeat
 from .lineage import LoadedValues
 from .origin import run_origin
+from .starts import DeferredStarts
 from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class RunContext:
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
         self.heartbeat: Heartbeat | None = None
+        self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
 
     # -- lifecycle ----------------------------------------------------------------
     def begin(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import traceback as tb
 import warnings
 
@@ -96,6 +97,8 @@ def finish_run(
         error = f"step {ctx.first_failure[0]!r} failed: {type(ctx.first_failure[1]).__name__}: {ctx.first_failure[1]}"
     if ctx.heartbeat is not None:
         ctx.heartbeat.stop()
+    with contextlib.suppress(Exception):  # starts still pending, so finish_run marks them stopped
+        ctx.starts.flush()
     ctx.store.metadata.finish_run(ctx.run_id, status, error)
     ctx.status = status
     ctx.finished = True

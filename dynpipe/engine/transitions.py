@@ -73,7 +73,7 @@ def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | No
     ctx = inv.ctx
     if previous is S.QUEUED:
         start = time.time() if start is None else start
-        ctx.store.metadata.record_step_started(inv.record(), start)
+        ctx.starts.add(inv.record(), start)  # committed with its end, or after starts.WINDOW
         ctx.graph.update(inv.node, status=S.RUNNING, start=start, attempts=1)
     else:
         ctx.store.metadata.record_retry_started(inv.step_run_id, attempt)
@@ -83,6 +83,7 @@ def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | No
 def _to_retrying(
     inv: Invocation, previous: ExecutionStatus, *, result: TaskResult, attempt: int, attempt_start: float
 ) -> None:
+    inv.ctx.starts.flush(inv.step_run_id)  # the row this updates
     inv.ctx.store.metadata.record_attempt(
         inv.step_run_id,
         AttemptRecord(attempt, S.FAILED, attempt_start, time.time(), result.error_type, result.error_message),
@@ -131,6 +132,7 @@ def _to_completed(
             attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
             # small outputs' bytes commit with the step row: one transaction, not two
             blobs=[(s.content_hash, s.inline) for s in result.outputs.values() if s.inline is not None],
+            start=ctx.starts.take(inv.step_run_id),
         ),
     )
     ctx.graph.update(
@@ -189,6 +191,7 @@ def _to_failed(
         StepOutcome(
             status=S.FAILED, end=end, attempts=attempt, logs=logs + report, attempt=failed_attempt,
             error_type=error_type, error_message=error_message, traceback=traceback,
+            start=ctx.starts.take(inv.step_run_id),
         ),
     )
     ctx.graph.update(
@@ -211,7 +214,7 @@ def _to_stopped(
         inv.record(),
         StepOutcome(
             status=S.STOPPED, end=end, attempts=attempt, logs=logs, error_type="Stopped",
-            error_message=reason,
+            error_message=reason, start=ctx.starts.take(inv.step_run_id),
         ),
     )
     ctx.graph.update(inv.node, status=S.STOPPED, end=end, error=reason)
@@ -225,6 +228,7 @@ def _to_skipped(
 
 
 def _not_run(inv: Invocation, status: ExecutionStatus, reason: str, exc: BaseException) -> None:
+    inv.ctx.starts.take(inv.step_run_id)  # nothing there from a queued step; never written later
     inv.ctx.store.metadata.record_not_run(inv.record(), status, time.time(), reason)
     inv.ctx.graph.update(inv.node, status=status, error=reason)
     inv.future.set_exception(exc)
@@ -265,6 +269,7 @@ def _force_end(inv: Invocation, status: ExecutionStatus, error: BaseException) -
             StepOutcome(
                 status=status, end=time.time(), attempts=max(inv.node.attempts, 1), logs="",
                 error_type=type(error).__name__, error_message=text, traceback=trace,
+                start=ctx.starts.take(inv.step_run_id),
             ),
         )
     except Exception:  # noqa: BLE001 - the store is what failed; the run end marks it

@@ -356,7 +356,7 @@ class Scheduler:
         """Loop until SIGTERM/SIGINT; then stop the running runs (recorded ``stopped``) and return."""
         self._install_signals()
         active = sum(1 for r in self.store.schedules(target="local") if r.state == "active")
-        self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.root}; SIGTERM or Ctrl-C stops it")
+        self.log(f"dynpipe scheduler: {active} active schedule(s) in {self.store.where}; SIGTERM or Ctrl-C stops it")
         try:
             while not self.stopping.is_set():
                 try:

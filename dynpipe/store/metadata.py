@@ -13,13 +13,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import settings
 from ..errors import RunNameTaken, StoreFullError
 from ..status import ExecutionStatus
+from .checkpoints import SAFETY_NET_PAGES, Checkpointer
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
 from .records import (
@@ -36,29 +37,19 @@ from .records import (
 from .rows import artifact_record, json_column, run_record, step_run_record
 from .schema_check import check_version
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
-
-Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+from .sqlite_statements import (
+    INSERT_ARTIFACT,
+    INSERT_ATTEMPT,
+    INSERT_BLOB,
+    INSERT_STEP_RUN,
+    Statement,
+    cache_hit_statement,
+    finish_step_statement,
+    step_params,
+)
 
 _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
-
-_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
-_INSERT_STEP_RUN = (
-    "INSERT {verb} INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
-    " upstream, parameters, inputs) VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status,"
-    " :start, :runtime, :upstream, :parameters, :inputs)"
-)
-_INSERT_ARTIFACT = (
-    "INSERT INTO artifact_versions (id, name, version, uri, content_hash, data_type, materializer,"
-    " producer_step_run_id, run_id, output_name, size, created, metadata, tags)"
-    " SELECT :id, :name, COALESCE(MAX(version), 0) + 1, :uri, :content_hash, :data_type, :materializer,"
-    " :producer_step_run_id, :run_id, :output_name, :size, :created, :metadata, :tags"
-    " FROM artifact_versions WHERE name = :name"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO step_attempts (step_run_id, attempt, status, start, end, error_type, error_message)"
-    " VALUES (:step_run_id, :attempt, :status, :start, :end, :error_type, :error_message)"
-)
 
 
 class MetadataStore:
@@ -69,6 +60,7 @@ class MetadataStore:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn = self._connect()
+        self._checkpoints = Checkpointer(path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -77,6 +69,7 @@ class MetadataStore:
         conn.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))  # bypasses busy_timeout
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")  # checkpoints.py does it off-thread
         conn.execute("PRAGMA foreign_keys = OFF")
         if self._read_version(conn) != SCHEMA_VERSION:
             self._retry(lambda: self._create_or_migrate(conn))
@@ -134,8 +127,7 @@ class MetadataStore:
         # A forked child must not reuse the parent's connection.
         if os.getpid() != self._pid:
             self._pid = os.getpid()
-            self._lock = threading.RLock()
-            self._conn = self._connect()
+            self._lock, self._conn, self._checkpoints = threading.RLock(), self._connect(), Checkpointer(self.path)
         return self._conn
 
     # -- the two primitives (SQLite only; not part of MetadataBackend) ----------------------
@@ -156,6 +148,7 @@ class MetadataStore:
 
             try:
                 self._retry(_tx)
+                self._checkpoints.committed()
             except sqlite3.OperationalError as exc:
                 if "full" not in str(exc):  # SQLITE_FULL: "database or disk is full"
                     raise
@@ -303,20 +296,12 @@ class MetadataStore:
     # -- step runs -------------------------------------------------------------------------
     @staticmethod
     def _insert_step(step: NewStepRun, status: ExecutionStatus, start: float | None, verb: str = "") -> Statement:
-        return (
-            _INSERT_STEP_RUN.format(verb=verb),
-            {
-                "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
-                "step_name": step.step_name, "seq": step.seq, "status": str(status), "start": start,
-                "runtime": step.runtime, "upstream": json.dumps(step.upstream),
-                "parameters": json.dumps(step.parameters), "inputs": json.dumps(step.inputs),
-            },
-        )
+        return (INSERT_STEP_RUN.format(verb=verb), step_params(step, status, start))
 
     @staticmethod
     def _insert_attempt(step_run_id: str, attempt: AttemptRecord) -> Statement:
         return (
-            _INSERT_ATTEMPT,
+            INSERT_ATTEMPT,
             {
                 "step_run_id": step_run_id, "attempt": attempt.attempt, "status": str(attempt.status),
                 "start": attempt.start, "end": attempt.end, "error_type": attempt.error_type,
@@ -342,40 +327,15 @@ class MetadataStore:
         self.write([("UPDATE step_runs SET status = 'running', attempts = ? WHERE id = ?", (attempt, step_run_id))])
 
     def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
-        statements: list[Statement] = [(_INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
+        statements: list[Statement] = [(INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
         statements += [self._artifact_statement(a) for a in outcome.artifacts]
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
-        if outcome.status is not ExecutionStatus.COMPLETED:
-            # A step can fail or stop before its start was recorded (bad input, interrupt).
-            statements.append(self._insert_step(step, outcome.status, outcome.end, "OR IGNORE"))
-        statements.append(
-            (
-                "UPDATE step_runs SET status = :status, end = :end, attempts = :attempts,"
-                " cache_key = COALESCE(:cache_key, cache_key), outputs = :outputs, logs = :logs,"
-                " error_type = :error_type, error_message = :error_message, traceback = :traceback"
-                " WHERE id = :id",
-                {
-                    "status": str(outcome.status), "end": outcome.end, "attempts": outcome.attempts,
-                    "cache_key": outcome.cache_key,
-                    "outputs": json.dumps(outcome.outputs) if outcome.outputs else None,
-                    "logs": outcome.logs, "error_type": outcome.error_type,
-                    "error_message": outcome.error_message, "traceback": outcome.traceback, "id": step.id,
-                },
-            )
-        )
+        statements += finish_step_statement(step, outcome)
         self.write(statements)
 
     def record_cache_hit(self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> None:
-        self.write(
-            [
-                self._insert_step(step, ExecutionStatus.CACHED, now),
-                (
-                    "UPDATE step_runs SET end = ?, cache_key = ?, cached_from = ?, outputs = ? WHERE id = ?",
-                    (now, cache_key, cached.id, json.dumps(cached.outputs), step.id),
-                ),
-            ]
-        )
+        self.write([cache_hit_statement(step, now, cache_key, cached)])
 
     def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
         kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"
@@ -406,6 +366,14 @@ class MetadataStore:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
         return [step_run_record(row) for row in rows]
 
+    def invocation_ids_of_run(self, run_id: str) -> list[str]:
+        rows = self.query("SELECT invocation_id FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))
+        return [row[0] for row in rows]
+
+    def step_run_of_run(self, run_id: str, invocation_id: str) -> StepRunRecord | None:
+        rows = self.query("SELECT * FROM step_runs WHERE run_id = ? AND invocation_id = ?", (run_id, invocation_id))
+        return step_run_record(rows[0]) if rows else None
+
     def step_attempts(self, step_run_id: str) -> list[AttemptRecord]:
         rows = self.query("SELECT * FROM step_attempts WHERE step_run_id = ? ORDER BY attempt", (step_run_id,))
         return [
@@ -430,7 +398,7 @@ class MetadataStore:
     @staticmethod
     def _artifact_statement(a: NewArtifact) -> Statement:
         return (
-            _INSERT_ARTIFACT,
+            INSERT_ARTIFACT,
             {
                 "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
                 "data_type": a.data_type, "materializer": a.materializer,
@@ -476,7 +444,7 @@ class MetadataStore:
 
     # -- small artifacts (see artifacts.py) -------------------------------------------------
     def put_blob(self, content_hash: str, data: bytes) -> None:
-        self.write([(_INSERT_BLOB, (content_hash, data))])
+        self.write([(INSERT_BLOB, (content_hash, data))])
 
     def get_blob(self, content_hash: str) -> bytes | None:
         rows = self.query("SELECT data FROM blobs WHERE hash = ?", (content_hash,))
@@ -487,6 +455,7 @@ class MetadataStore:
 
     def close(self) -> None:
         with self._lock:
+            self._checkpoints.close()
             self._conn.close()
 
 

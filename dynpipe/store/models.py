@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -173,12 +174,13 @@ class PipelineRun:
     config: dict[str, Any]
     error: str | None
     _store: Store = field(repr=False)
-    _steps: dict[str, StepRun] | None = field(default=None, repr=False)
+    _steps: StepRuns | None = field(default=None, repr=False)
 
     @property
-    def steps(self) -> dict[str, StepRun]:
+    def steps(self) -> StepRuns:
+        """The run's step runs by invocation id, read from the store as they are asked for."""
         if self._steps is None:
-            self._steps = load_step_runs(self._store, self.id)
+            self._steps = StepRuns(self._store, self.id)
         return self._steps
 
     @property
@@ -276,3 +278,67 @@ def load_artifacts(store: Store, ids: set[str]) -> dict[str, ArtifactVersion]:
     if not ids:
         return {}
     return {r.id: ArtifactVersion.from_record(store, r) for r in store.metadata.artifacts_by_ids(ids)}
+
+
+class StepRuns(Mapping[str, "StepRun"]):
+    """A run's step runs, loaded lazily: a 50,000-step run opens without reading 50,000 rows.
+
+    Keys come from one narrow query; ``steps[name]`` reads that one step run; iterating
+    values or items (or many lookups) reads them all in one pass, once.
+    """
+
+    #: single lookups after which the rest are read in one pass
+    BULK_AFTER = 32
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._store, self._run_id = store, run_id
+        self._ids: list[str] | None = None
+        self._id_set: set[str] | None = None
+        self._loaded: dict[str, StepRun] = {}
+        self._all = False
+
+    def _keys(self) -> list[str]:
+        if self._ids is None:
+            self._ids = self._store.metadata.invocation_ids_of_run(self._run_id)
+        return self._ids
+
+    def _load_all(self) -> dict[str, StepRun]:
+        if not self._all:
+            self._loaded = load_step_runs(self._store, self._run_id)
+            self._ids, self._all = list(self._loaded), True
+        return self._loaded
+
+    def __getitem__(self, invocation_id: str) -> StepRun:
+        found = self._loaded.get(invocation_id)
+        if found is not None or self._all:
+            if found is None:
+                raise KeyError(invocation_id)
+            return found
+        if len(self._loaded) >= self.BULK_AFTER:
+            return self._load_all()[invocation_id]
+        record = self._store.metadata.step_run_of_run(self._run_id, invocation_id)
+        if record is None:
+            raise KeyError(invocation_id)
+        artifacts = load_artifacts(self._store, set(record.outputs.values()))
+        self._loaded[invocation_id] = step = step_run_from_record(record, artifacts)
+        return step
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def __contains__(self, invocation_id: object) -> bool:
+        if self._id_set is None:
+            self._id_set = set(self._keys())
+        return invocation_id in self._id_set
+
+    def values(self) -> ValuesView[StepRun]:
+        return self._load_all().values()
+
+    def items(self) -> ItemsView[str, StepRun]:
+        return self._load_all().items()
+
+    def __repr__(self) -> str:
+        return f"StepRuns({self._load_all()!r})"

@@ -22,8 +22,9 @@ from ..errors import RunNameTaken
 from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
-from .postgres_pool import PostgresPool, Statement
+from .postgres_pool import Statement
 from .postgres_schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_STATEMENTS, SCHEMA_VERSION
+from .postgres_steps import StepRunReads
 from .records import (
     ArtifactRecord,
     AttemptRecord,
@@ -66,7 +67,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-class PostgresMetadata(PostgresPool):
+class PostgresMetadata(StepRunReads):
     """The metadata tables of one PostgreSQL database (connections: ``postgres_pool``)."""
 
     def __init__(self, url: str) -> None:
@@ -271,8 +272,8 @@ class PostgresMetadata(PostgresPool):
         statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
-        if outcome.status is not ExecutionStatus.COMPLETED:
-            statements.append(self._insert_step(step, outcome.status, outcome.end, ignore=True))
+        if outcome.start is not None or outcome.status is not ExecutionStatus.COMPLETED:  # see metadata.py
+            statements.append(self._insert_step(step, outcome.status, outcome.start or outcome.end, ignore=True))
         statements.append(
             (
                 'UPDATE step_runs SET status = %(status)s, "end" = %(end)s, attempts = %(attempts)s,'

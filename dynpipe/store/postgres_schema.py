@@ -2,17 +2,54 @@
 
 The same tables and columns as the SQLite schema (``sqlite_schema.py``), so one set of row
 converters serves both; ``"end"`` is quoted (a reserved word here) and ``row_no`` stands in
-for SQLite's ``rowid`` as the insertion-order tie-breaker.
+for SQLite's ``rowid`` as the insertion-order tie-breaker. From version 3 on it also holds
+the schedule tables, which on SQLite ``schedule_db.py`` keeps (unversioned) beside them, so
+its version numbers run ahead of the SQLite schema's.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: The schedules and their fires (``schedules.py``): one row per claimed due time, whose
+#: primary key is the lease that keeps two schedulers from firing one tick twice.
+SCHEDULE_STATEMENTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS schedules (
+        name TEXT PRIMARY KEY,
+        module TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        params TEXT NOT NULL,
+        overlap TEXT NOT NULL,
+        catchup TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        resumed DOUBLE PRECISION NOT NULL,
+        target TEXT NOT NULL DEFAULT 'local',
+        placement TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS schedule_fires (
+        schedule TEXT NOT NULL,
+        fire_time DOUBLE PRECISION NOT NULL,
+        kind TEXT NOT NULL,
+        run_name TEXT,
+        outcome TEXT NOT NULL,
+        owner TEXT,
+        pid INTEGER,
+        started DOUBLE PRECISION,
+        ended DOUBLE PRECISION,
+        detail TEXT,
+        PRIMARY KEY (schedule, fire_time)
+    )""",
+    "CREATE INDEX IF NOT EXISTS schedule_fires_by_outcome ON schedule_fires (schedule, outcome)",
+)
 
 #: Statements that take a database at version ``n`` to ``n + 1`` (version 1 never existed
-#: on PostgreSQL; the numbers follow the SQLite schema's).
+#: on PostgreSQL; versions 1 and 2 are the SQLite schema's).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat DOUBLE PRECISION",),
+    2: SCHEDULE_STATEMENTS,
 }
 
 #: A constant key of ``pg_advisory_xact_lock``: one opener creates or migrates the schema.
@@ -93,4 +130,5 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
         UNIQUE (name, version)
     )""",
     "CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BYTEA NOT NULL)",
+    *SCHEDULE_STATEMENTS,
 )

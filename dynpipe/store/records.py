@@ -156,6 +156,8 @@ class StepOutcome:
     traceback: str | None = None
     #: (content hash, bytes) of small outputs kept in the database, written in the same transaction
     blobs: list[tuple[str, bytes]] = field(default_factory=list)
+    #: the step's start when it was not written yet (engine/starts.py): the row is inserted whole
+    start: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,59 +1,37 @@
-"""The schedules repository: schedules and their fires, in the store's ``metadata.db``.
+"""The schedules repository: schedules and their fires, in the store's metadata database.
 
-It keeps its own tables and its own connection so that it does not depend on how the
-rest of the metadata store is laid out. Every scheduler on one store shares these rows:
-a fire is claimed by inserting its (schedule, fire time) key, which only one process wins,
-so two schedulers never start the same tick twice.
+It follows ``DYNPIPE_STORE_URL`` like the metadata store: the store folder's ``metadata.db``
+(or the SQLite file of the URL), or the PostgreSQL database of a ``postgresql://`` URL, so
+every machine sharing a store shares its schedules (``schedule_db.py`` runs the one set of
+SQL here on either). Every scheduler on one store shares these rows: a fire is claimed by
+inserting its (schedule, fire time) key, which only one process wins, so two schedulers
+never start the same tick twice.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .location import find_store_root
+from .schedule_db import Execute, ScheduleDb
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schedules (
-    name TEXT PRIMARY KEY,
-    module TEXT NOT NULL,
-    pipeline TEXT NOT NULL,
-    cron TEXT NOT NULL,
-    timezone TEXT NOT NULL,
-    params TEXT NOT NULL,
-    overlap TEXT NOT NULL,
-    catchup TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created REAL NOT NULL,
-    resumed REAL NOT NULL,
-    target TEXT NOT NULL DEFAULT 'local',
-    placement TEXT
-);
-CREATE TABLE IF NOT EXISTS schedule_fires (
-    schedule TEXT NOT NULL,
-    fire_time REAL NOT NULL,
-    kind TEXT NOT NULL,
-    run_name TEXT,
-    outcome TEXT NOT NULL,
-    owner TEXT,
-    pid INTEGER,
-    started REAL,
-    ended REAL,
-    detail TEXT,
-    PRIMARY KEY (schedule, fire_time)
-);
-CREATE INDEX IF NOT EXISTS schedule_fires_by_outcome ON schedule_fires (schedule, outcome);
-"""
-
-# Columns added since the table was first created, with their definitions: added on open.
-_ADDED_COLUMNS = (("target", "TEXT NOT NULL DEFAULT 'local'"), ("placement", "TEXT"))
+_UNSET: Any = object()
 _SCHEDULE_COLUMNS = ("name", "module", "pipeline", "cron", "timezone", "params", "overlap", "catchup", "state",
                      "created", "resumed", "target", "placement")
-_PLACES = ", ".join("?" * len(_SCHEDULE_COLUMNS))
+_INSERT_SCHEDULE = (
+    f"INSERT INTO schedules ({', '.join(_SCHEDULE_COLUMNS)}) VALUES ({', '.join('?' * len(_SCHEDULE_COLUMNS))})"
+    " ON CONFLICT DO NOTHING"
+)
+_FIRE_COLUMNS = ("schedule", "fire_time", "kind", "outcome", "run_name", "owner", "pid", "started", "ended", "detail")
+_INSERT_FIRE = (
+    f"INSERT INTO schedule_fires ({', '.join(_FIRE_COLUMNS)}) VALUES ({', '.join('?' * len(_FIRE_COLUMNS))})"
+    " ON CONFLICT DO NOTHING"
+)
 
 # Outcomes a fire can end with; "queued" and "running" are the two that still change.
 FIRE_OUTCOMES = ("missed", "skipped", "queued", "running", "completed", "failed", "stopped")
@@ -102,82 +80,73 @@ class FireRecord:
 
 
 class ScheduleStore:
-    """Schedules and fires of one store root (``$DYNPIPE_HOME`` or the nearest ``.dynpipe/``)."""
+    """Schedules and fires of one store: the root's (``$DYNPIPE_HOME`` or the nearest ``.dynpipe/``)
+    ``metadata.db``, or the database of ``url`` (default: ``DYNPIPE_STORE_URL`` or the project config)."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, url: str | None = _UNSET) -> None:
+        from .. import project_config
+        from .metadata_url import sqlite_path
+        from .urls import is_postgres_url
+
         self.root = (root or find_store_root()).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "metadata.db"
-        self._conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._retry(lambda: self._conn.executescript(_SCHEMA))
-        self._retry(self._add_columns)
+        self.url: str | None = project_config.store_url() if url is _UNSET else url
+        self._db: ScheduleDb
+        if self.url is not None and is_postgres_url(self.url):
+            from .schedule_db import PostgresScheduleDb  # psycopg is imported only when asked for
 
-    def _add_columns(self) -> None:
-        """Bring a table made by an older version up to date (one writer at a time)."""
-        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(schedules)")}
-        missing = [(n, d) for n, d in _ADDED_COLUMNS if n not in have]
-        if not missing:
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            have = {r["name"] for r in self._conn.execute("PRAGMA table_info(schedules)")}
-            for name, definition in missing:
-                if name not in have:
-                    self._conn.execute(f"ALTER TABLE schedules ADD COLUMN {name} {definition}")
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._db = PostgresScheduleDb(self.url)
+        else:
+            from .schedule_db import SqliteScheduleDb
 
-    @staticmethod
-    def _retry(fn: Any, attempts: int = 100) -> Any:
-        """The WAL switch and schema set-up can report "locked" without waiting: retry them."""
-        for i in range(attempts):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or i == attempts - 1:
-                    raise
-                time.sleep(0.05)
-        return None
+            path = sqlite_path(self.url, self.root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = SqliteScheduleDb(path)
+        #: Where the schedules are, for messages: a path, or the URL with its password masked.
+        self.where = self._db.where
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
+
+    def _write(self, sql: str, args: Sequence[Any], mine: Callable[[], bool] | None = None) -> int:
+        """One write; after a lost connection it is made again (every write here is safe to
+        repeat), and ``mine`` tells whether a write that now changes nothing was our own."""
+        try:
+            return self._db.run(sql, args)
+        except self._db.lost:
+            changed = self._db.run(sql, args, again=True)
+            return 1 if changed == 0 and mine is not None and mine() else changed
 
     # -- schedules -------------------------------------------------------------------
     def create(self, record: ScheduleRecord, now: float | None = None) -> ScheduleRecord:
         """Store a new schedule; a name already taken is an error naming it. Due times count from ``now``."""
         now = time.time() if now is None else now
         stored = ScheduleRecord(**{**record.__dict__, "created": now, "resumed": now})
-        try:
-            self._conn.execute(
-                f"INSERT INTO schedules ({', '.join(_SCHEDULE_COLUMNS)}) VALUES ({_PLACES})",
-                (stored.name, stored.module, stored.pipeline, stored.cron, stored.timezone,
-                 json.dumps(stored.params), stored.overlap, stored.catchup, stored.state, now, now,
-                 stored.target, json.dumps(stored.placement) if stored.placement else None),
-            )
-        except sqlite3.IntegrityError:
+        row = (stored.name, stored.module, stored.pipeline, stored.cron, stored.timezone,
+               json.dumps(stored.params), stored.overlap, stored.catchup, stored.state, now, now,
+               stored.target, json.dumps(stored.placement) if stored.placement else None)
+        if not self._write(_INSERT_SCHEDULE, row, mine=lambda: self._find(stored.name) == stored):
             raise ValueError(
-                f"a schedule named {record.name!r} already exists in {self.root}"
+                f"a schedule named {record.name!r} already exists in {self.where}"
                 " (delete it first, or choose another name)"
-            ) from None
+            )
         return stored
 
+    def _find(self, name: str) -> ScheduleRecord | None:
+        rows = self._db.rows("SELECT * FROM schedules WHERE name = ?", (name,))
+        return _schedule(rows[0]) if rows else None
+
     def get(self, name: str) -> ScheduleRecord:
-        row = self._conn.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        found = self._find(name)
+        if found is None:
             known = ", ".join(s.name for s in self.schedules()) or "none"
-            raise KeyError(f"no schedule named {name!r} in {self.root} (schedules: {known})")
-        return _schedule(row)
+            raise KeyError(f"no schedule named {name!r} in {self.where} (schedules: {known})")
+        return found
 
     def schedules(self, target: str | None = None) -> list[ScheduleRecord]:
         """All schedules, or those of one target (``local``: what ``dynpipe scheduler`` fires)."""
         if target is None:
-            return [_schedule(r) for r in self._conn.execute("SELECT * FROM schedules ORDER BY name")]
-        rows = self._conn.execute("SELECT * FROM schedules WHERE target = ? ORDER BY name", (target,))
+            return [_schedule(r) for r in self._db.rows("SELECT * FROM schedules ORDER BY name")]
+        rows = self._db.rows("SELECT * FROM schedules WHERE target = ? ORDER BY name", (target,))
         return [_schedule(r) for r in rows]
 
     def set_state(self, name: str, state: str, now: float | None = None) -> ScheduleRecord:
@@ -186,58 +155,60 @@ class ScheduleStore:
         if state not in ("active", "paused"):
             raise ValueError(f"schedule state {state!r}: expected active or paused")
         if state == "active":
-            self._conn.execute(
+            self._write(
                 "UPDATE schedules SET state = ?, resumed = ? WHERE name = ? AND state != ?",
                 (state, time.time() if now is None else now, name, state),
             )
         else:
-            self._conn.execute("UPDATE schedules SET state = ? WHERE name = ?", (state, name))
+            self._write("UPDATE schedules SET state = ? WHERE name = ?", (state, name))
         return self.get(name)
 
     def delete(self, name: str) -> None:
         """Remove the schedule and its fire history (runs stay in the store)."""
         self.get(name)
-        self._conn.execute("BEGIN IMMEDIATE")
+
+        def remove(execute: Execute) -> None:
+            execute("DELETE FROM schedules WHERE name = ?", (name,))
+            execute("DELETE FROM schedule_fires WHERE schedule = ?", (name,))
+
         try:
-            self._conn.execute("DELETE FROM schedules WHERE name = ?", (name,))
-            self._conn.execute("DELETE FROM schedule_fires WHERE schedule = ?", (name,))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._db.atomically(remove)
+        except self._db.lost:
+            self._db.atomically(remove, again=True)
 
     # -- fires -------------------------------------------------------------------------
     def cursor(self, record: ScheduleRecord) -> float:
         """Due times after this one are still to be decided (fired, queued, skipped or missed)."""
-        row = self._conn.execute(
-            "SELECT MAX(fire_time) AS t FROM schedule_fires WHERE schedule = ? AND kind = 'cron'",
-            (record.name,),
-        ).fetchone()
-        last = row["t"] if row is not None and row["t"] is not None else 0.0
+        rows = self._db.rows(
+            "SELECT MAX(fire_time) AS t FROM schedule_fires WHERE schedule = ? AND kind = 'cron'", (record.name,)
+        )
+        last = rows[0]["t"] if rows and rows[0]["t"] is not None else 0.0
         return max(float(last), record.resumed)
+
+    def _fire(self, schedule: str, fire_time: float) -> FireRecord | None:
+        rows = self._db.rows("SELECT * FROM schedule_fires WHERE schedule = ? AND fire_time = ?", (schedule, fire_time))
+        return FireRecord(**rows[0]) if rows else None
+
+    def _is_mine(self, fire: FireRecord) -> bool:
+        """A claim that inserted nothing was still ours if the row is exactly what we wrote (its
+        first attempt committed before the connection was lost); an owner names one scheduler."""
+        return fire.owner is not None and self._fire(fire.schedule, fire.fire_time) == fire
 
     def claim(self, fire: FireRecord) -> bool:
         """Record a fire unless another process already did; True when this call won it."""
-        cur = self._conn.execute(
-            "INSERT OR IGNORE INTO schedule_fires VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (fire.schedule, fire.fire_time, fire.kind, fire.run_name, fire.outcome, fire.owner,
-             fire.pid, fire.started, fire.ended, fire.detail),
-        )
-        return cur.rowcount == 1
+        return self._write(_INSERT_FIRE, astuple(fire), mine=lambda: self._is_mine(fire)) == 1
 
     def claim_all(self, fires: list[FireRecord]) -> list[FireRecord]:
         """Claim many fires in one transaction (a long outage's missed ticks); return those this call won."""
-        won = []
-        self._conn.execute("BEGIN IMMEDIATE")
+
+        rows = [astuple(fire) for fire in fires]
         try:
-            for fire in fires:
-                if self.claim(fire):
-                    won.append(fire)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        return won
+            inserted = self._db.insert_new(_INSERT_FIRE, rows)
+        except self._db.lost:
+            inserted = self._db.insert_new(_INSERT_FIRE, rows, again=True)
+            if not any(inserted):  # the first attempt may have committed them
+                inserted = [self._is_mine(fire) for fire in fires]
+        return [fire for fire, won in zip(fires, inserted, strict=True) if won]
 
     def update(self, schedule: str, fire_time: float, *, expect: str | None = None, **changes: Any) -> bool:
         """Change a fire's fields; with ``expect``, only if its outcome still is that (a compare-and-set)."""
@@ -250,7 +221,12 @@ class ScheduleStore:
         if expect is not None:
             sql += " AND outcome = ?"
             args.append(expect)
-        return self._conn.execute(sql, args).rowcount == 1
+
+        def mine() -> bool:
+            now = self._fire(schedule, fire_time)
+            return now is not None and all(getattr(now, k) == v for k, v in changes.items())
+
+        return self._write(sql, args, mine=mine) == 1
 
     def fires(
         self, schedule: str | None = None, outcome: str | None = None, limit: int | None = None
@@ -269,17 +245,17 @@ class ScheduleStore:
         sql += " ORDER BY fire_time DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [FireRecord(**dict(r)) for r in self._conn.execute(sql, args)]
+        return [FireRecord(**r) for r in self._db.rows(sql, args)]
 
     def oldest_queued(self, schedule: str) -> FireRecord | None:
-        row = self._conn.execute(
+        rows = self._db.rows(
             "SELECT * FROM schedule_fires WHERE schedule = ? AND outcome = 'queued' ORDER BY fire_time LIMIT 1",
             (schedule,),
-        ).fetchone()
-        return FireRecord(**dict(row)) if row is not None else None
+        )
+        return FireRecord(**rows[0]) if rows else None
 
 
-def _schedule(row: sqlite3.Row) -> ScheduleRecord:
+def _schedule(row: dict[str, Any]) -> ScheduleRecord:
     data = dict(row)
     data["params"] = json.loads(data["params"])
     data["placement"] = json.loads(data["placement"]) if data.get("placement") else {}

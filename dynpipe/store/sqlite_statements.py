@@ -1,0 +1,94 @@
+"""The SQL text of the SQLite store's per-step writes, and the parameters they take.
+
+Constant text on purpose: ``sqlite3`` reuses a prepared statement per distinct SQL text,
+so the hot path never parses SQL again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..status import ExecutionStatus
+from .records import CachedStepRun, NewStepRun, StepOutcome
+
+Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+
+INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
+INSERT_STEP_RUN = (
+    "INSERT {verb} INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, runtime,"
+    " upstream, parameters, inputs) VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status,"
+    " :start, :runtime, :upstream, :parameters, :inputs)"
+)
+#: a step that ended before its start was written (engine/starts.py): its whole row at once
+INSERT_FINISHED_STEP_RUN = (
+    "INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, end, attempts,"
+    " runtime, cache_key, upstream, parameters, inputs, outputs, logs, error_type, error_message, traceback)"
+    " VALUES (:id, :run_id, :invocation_id, :step_name, :seq, :status, :start, :end, :attempts, :runtime,"
+    " :cache_key, :upstream, :parameters, :inputs, :outputs, :logs, :error_type, :error_message, :traceback)"
+)
+INSERT_CACHED_STEP_RUN = (
+    "INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, end, runtime, cache_key,"
+    " cached_from, upstream, parameters, inputs, outputs) VALUES (:id, :run_id, :invocation_id, :step_name,"
+    " :seq, :status, :start, :start, :runtime, :cache_key, :cached_from, :upstream, :parameters, :inputs, :outputs)"
+)
+FINISH_STEP_RUN = (
+    "UPDATE step_runs SET status = :status, end = :end, attempts = :attempts,"
+    " cache_key = COALESCE(:cache_key, cache_key), outputs = :outputs, logs = :logs,"
+    " error_type = :error_type, error_message = :error_message, traceback = :traceback"
+    " WHERE id = :id"
+)
+INSERT_ARTIFACT = (
+    "INSERT INTO artifact_versions (id, name, version, uri, content_hash, data_type, materializer,"
+    " producer_step_run_id, run_id, output_name, size, created, metadata, tags)"
+    " SELECT :id, :name, COALESCE(MAX(version), 0) + 1, :uri, :content_hash, :data_type, :materializer,"
+    " :producer_step_run_id, :run_id, :output_name, :size, :created, :metadata, :tags"
+    " FROM artifact_versions WHERE name = :name"
+)
+INSERT_ATTEMPT = (
+    "INSERT INTO step_attempts (step_run_id, attempt, status, start, end, error_type, error_message)"
+    " VALUES (:step_run_id, :attempt, :status, :start, :end, :error_type, :error_message)"
+)
+
+
+def _dumps(value: Any, empty: str) -> str:
+    return json.dumps(value) if value else empty  # most steps: no upstream, no inputs
+
+
+def step_params(step: NewStepRun, status: ExecutionStatus, start: float | None) -> dict[str, Any]:
+    return {
+        "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
+        "step_name": step.step_name, "seq": step.seq, "status": str(status), "start": start,
+        "runtime": step.runtime, "upstream": _dumps(step.upstream, "[]"),
+        "parameters": _dumps(step.parameters, "{}"), "inputs": _dumps(step.inputs, "{}"),
+    }
+
+
+def outcome_params(step_run_id: str, outcome: StepOutcome) -> dict[str, Any]:
+    return {
+        "status": str(outcome.status), "end": outcome.end, "attempts": outcome.attempts,
+        "cache_key": outcome.cache_key,
+        "outputs": json.dumps(outcome.outputs) if outcome.outputs else None,
+        "logs": outcome.logs, "error_type": outcome.error_type,
+        "error_message": outcome.error_message, "traceback": outcome.traceback, "id": step_run_id,
+    }
+
+
+def finish_step_statement(step: NewStepRun, outcome: StepOutcome) -> list[Statement]:
+    """The row's final write: one INSERT if its start was not written yet, else an UPDATE."""
+    if outcome.start is not None:
+        return [(INSERT_FINISHED_STEP_RUN, {**step_params(step, outcome.status, outcome.start),
+                                            **outcome_params(step.id, outcome)})]
+    update = (FINISH_STEP_RUN, outcome_params(step.id, outcome))
+    if outcome.status is ExecutionStatus.COMPLETED:
+        return [update]
+    # A step can fail or stop before its start was recorded (bad input, interrupt).
+    return [(INSERT_STEP_RUN.format(verb="OR IGNORE"), step_params(step, outcome.status, outcome.end)), update]
+
+
+def cache_hit_statement(step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> Statement:
+    """A cache hit's whole row in one INSERT (it starts and ends at ``now``)."""
+    params = step_params(step, ExecutionStatus.CACHED, now)
+    params.update(cache_key=cache_key, cached_from=cached.id, outputs=json.dumps(cached.outputs))
+    return (INSERT_CACHED_STEP_RUN, params)
