@@ -237,11 +237,14 @@ class Layouts:
         cmd = [self._dot, "-Tsvg"]
         if background and self._nice is not None:
             cmd = [self._nice, "-n", str(BACKGROUND_NICE), *cmd]
-        self.dot_runs += 1
+        with self._lock:
+            self.dot_runs += 1
         try:
             done = subprocess.run(cmd, input=source.encode(), capture_output=True, timeout=DOT_DEADLINE, check=False)
         except OSError:
             return None
+        except subprocess.TimeoutExpired:
+            raise DotFailed(f"dot took longer than {DOT_DEADLINE:g} s to lay out the DAG (stopped)") from None
         if done.returncode != 0:
             raise DotFailed(f"dot failed: {done.stderr.decode(errors='replace').strip()[:500]}")
         return done.stdout.decode()
