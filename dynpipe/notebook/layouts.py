@@ -6,9 +6,11 @@ changes statuses and timings, not its shape, so a layout is kept per structure (
 and kinds, line counts, edges) and a frame is that layout's SVG with each node's text,
 fill colour, dash, hover text and the picture's header written in. ``dot`` runs again
 only when the structure changes or a label outgrows the box it was laid out in; the
-static picture at the end of a cell is the last live layout with its header, not a
-second ``dot`` run. Frames drawn in the background run ``dot`` at a lower CPU priority,
-so it yields to the steps.
+static picture at the end of a cell is the last live layout with its header (a band
+drawn here, not dot's graph label, so both kinds of picture share a layout), not a second
+``dot`` run. A kernel's runs share one ``Layouts``, so a cell run again draws without
+``dot``. Frames drawn in the background run ``dot`` at a lower CPU priority, so it yields
+to the steps.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-#: Layouts kept per run: the live frame, an expanded variant, static pictures of older cells.
+#: Layouts kept by default: the live frame, an expanded variant, static pictures of older cells.
 KEEP = 8
 #: Seconds ``dot`` may take before the frame is given up (a frame must never hang a cell).
 DOT_DEADLINE = 120.0
@@ -42,9 +44,9 @@ _WIDE = frozenset("mwMW@%×⟳")
 
 
 def text_em(text: str) -> float:
-    """The rough width of ``text`` in ems (a Helvetica-like estimate). It decides only
-    whether a new label still fits the box of one laid out before, so it is compared
-    with the same estimate of the text that box was made for."""
+    """The rough width of ``text`` in ems (a Helvetica-like estimate). It decides whether
+    a new label still fits the box of one laid out before (compared with the same estimate
+    of the text that box was made for) and how wide a header band is (generously)."""
     return sum(0.3 if c in _NARROW else 0.85 if c in _WIDE else 0.68 if c.isupper() else 0.56 for c in text)
 
 
