@@ -13,13 +13,14 @@ import html
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import settings
 from ..display import escape_control, format_duration, format_status_counts, truncate
 from ..engine.dag import NodeState
 from ..status import FINISHED
+from .layouts import Drawn, Layouts, text_em
 
 #: An expanded group's grid has at least this many rows.
 MIN_GRID_ROWS = 12
@@ -33,6 +34,8 @@ MAX_GROUP_MEMBERS = 200
 PARAM_LABEL_WIDTH = 28
 #: Characters of a node's log sent to the details panel (the newest ones when cut).
 LOG_CHARS = 100_000
+#: The status line an unfinished node's box is laid out to hold (see ``room_label``).
+ROOM_STATUS = "completed · 888 ms"
 
 COLOURS: dict[str, str] = {
     "queued": "#fafafa",
@@ -239,12 +242,16 @@ def _node_attrs(item: Item, tooltips: dict[str, str] | None) -> dict[str, str]:
     if item.group is not None:
         attrs["shape"] = "box3d"
         attrs["style"] = "filled"
-    elif item.members and item.members[0].runtime != "inline":
+    elif _isolated(item):
         attrs["penwidth"] = "2.5"  # isolated: its own worker process
         attrs["color"] = "#37474f"
     if item.status == "queued":
-        attrs["style"] = "rounded,filled,dashed"
+        attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"  # a group stays a box3d
     return attrs
+
+
+def _isolated(item: Item) -> bool:
+    return item.group is None and bool(item.members) and item.members[0].runtime != "inline"
 
 
 def _draw_grid(dot: Any, step: str, members: list[Item], tooltips: dict[str, str] | None) -> None:
@@ -395,9 +402,12 @@ def dot_available() -> bool:
 
 def render(
     name: str, nodes: list[NodeState], run_status: str, expanded: set[str] | frozenset[str] = frozenset(),
-    timings: bool = True, threshold: int | None = None,
+    timings: bool = True, threshold: int | None = None, layouts: Layouts | None = None, background: bool = False,
 ) -> View:
-    """One frame: SVG (or an HTML table without dot), node details, a summary line."""
+    """One frame: SVG (or an HTML table without dot), node details, a summary line.
+
+    ``layouts`` keeps the run's dot layouts (a frame whose graph kept its shape reuses
+    one); ``background`` frames run dot at a lower priority than the steps."""
     items, edges = layout_items(nodes, expanded, threshold, timings)
     view = View(items=items, edges=edges, summary=summary_text(name, nodes, run_status))
     for item in items:
@@ -405,7 +415,7 @@ def render(
     if not items:
         view.html = "<i>no steps yet</i>"
         return view
-    svg = render_svg(items, edges)
+    svg = render_svg(items, edges, layouts=layouts, background=background)
     if svg is None:
         view.html = html_table(items)
     else:
@@ -413,20 +423,43 @@ def render(
     return view
 
 
+def room_label(item: Item) -> str:
+    """The label a box is laid out for: an unfinished node's box holds a typical finished
+    status line, a group's its count with every member done, so the timings and progress
+    of later frames fit the same layout."""
+    if item.status in TERMINAL:
+        return item.label
+    first, _, second = item.label.partition("\n")
+    if item.group is not None:
+        second = re.sub(r"^\d+/", f"{len(item.members)}/", second)
+    elif text_em(second) < text_em(ROOM_STATUS):
+        second = ROOM_STATUS
+    return f"{first}\n{second}"
+
+
 def render_svg(
     items: list[Item], edges: list[tuple[str, str]], header: str = "", tooltips: dict[str, str] | None = None,
+    layouts: Layouts | None = None, background: bool = False,
 ) -> str | None:
-    import graphviz
+    """The SVG of ``items`` (None without dot): the layout of the same structure when
+    ``layouts`` has one whose boxes hold the labels, else a new dot layout."""
+    tips = tooltips or {}
+    rooms = [room_label(i) for i in items]
+    drawn = [
+        Drawn(i.dom_id, tuple(i.label.split("\n")), COLOURS.get(i.status, "#e0e0e0"), i.status == "queued",
+              tips.get(i.dom_id, " "), tuple(room.split("\n")))
+        for i, room in zip(items, rooms, strict=True)
+    ]
+    # What decides dot's layout besides the label sizes (checked by the layout itself).
+    key = (
+        tuple((i.dom_id, i.label.count("\n"), i.grid, _isolated(i)) for i in items),
+        tuple(edges),
+    )
 
-    try:
-        raw = to_dot(items, edges, header, tooltips).pipe(format="svg", encoding="utf-8")
-    except (graphviz.ExecutableNotFound, OSError):
-        return None
-    return _strip_svg_prolog(raw)
+    def source(full: bool) -> str:
+        if full:
+            return str(to_dot(items, edges, header, tooltips).source)
+        sized = [replace(i, label=room) for i, room in zip(items, rooms, strict=True)]
+        return str(to_dot(sized, edges).source)
 
-
-def _strip_svg_prolog(svg: str) -> str:
-    """Drop the XML prolog, doctype and generator comments (noise when embedded)."""
-    start = svg.find("<svg")
-    svg = svg[start:] if start >= 0 else svg
-    return re.sub(r"<!--.*?-->\s*", "", svg, flags=re.S)
+    return (layouts or Layouts()).svg(key, drawn, source, header, background)

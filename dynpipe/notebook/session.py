@@ -29,11 +29,14 @@ from ..engine.context import RunContext
 from ..engine.dag import NodeState
 from ..engine.run import finish_run, start_run, summary_line
 from ..store.store import open_store
+from .layouts import Layouts
 from .render import TERMINAL, related_part
 from .snapshot import current_parent, replace_output, snapshot_bundle
 from .widget import DagWidget, LiveFeed
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: Layouts a kernel keeps (each up to ~200 KB for a 300-node expanded group).
+SHARED_LAYOUTS = 16
 
 
 def _own_part(cell: CellView, nodes: list[NodeState]) -> list[NodeState]:
@@ -63,9 +66,10 @@ class CellView:
 class Session:
     """One open dynamic run named by the notebook (``%%pipeline NAME``)."""
 
-    def __init__(self, name: str, config: PipelineConfig) -> None:
+    def __init__(self, name: str, config: PipelineConfig, layouts: Layouts | None = None) -> None:
         self.name = name
         self.config = config
+        self.layouts = layouts if layouts is not None else Layouts()
         self.ctx: RunContext = start_run(name, config, open_store())
         self.cells: list[CellView] = []
         self.feed: LiveFeed | None = None
@@ -84,7 +88,9 @@ class Session:
         from IPython.display import display
 
         if self.feed is None:
-            self.feed = LiveFeed(self.name, self.graph, after_frame=self.sweep, lock=self._lock)
+            self.feed = LiveFeed(
+                self.name, self.graph, after_frame=self.sweep, lock=self._lock, layouts=self.layouts,
+            )
         before = set(self.graph.nodes)
         view = DagWidget(before=frozenset(before))
         handle = display(
@@ -98,8 +104,7 @@ class Session:
         cell = CellView(handle.display_id, view, before, current_parent())
         with self._lock:
             self.cells.append(cell)
-        self.feed.attach(view)
-        self.feed.refresh(force=True)
+        self.feed.attach(view)  # the feed's thread draws its first frame (no dot run in the cell's time)
         return cell
 
     def close_cell(self, cell: CellView | None) -> None:
@@ -113,11 +118,12 @@ class Session:
             with self._lock:  # a frame drawn meanwhile holds an older snapshot of the graph
                 cell.node_ids = set(self.graph.nodes) - cell.before
                 cell.returned = True
-        # A cell whose work is all done becomes its picture first, so no live frame (a dot
-        # layout in the cell's own time) is drawn for a widget about to be replaced.
+        # A cell whose work is all done becomes its picture now (from the live widget's last
+        # layout: no dot run in the cell's time); other live widgets get their frame from
+        # the feed's thread.
         self.sweep()
         if self.feed is not None:
-            self.feed.refresh(force=True)
+            self.feed.poke()
 
     def sweep(self, nodes: list[NodeState] | None = None) -> None:
         """Freeze every returned cell whose steps (and the steps feeding them) are done."""
@@ -171,7 +177,7 @@ class Session:
         if state == cell.shown_state and not force:
             return
         cell.shown_state = state
-        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name)
+        bundle = snapshot_bundle(self.name, cell.shown_nodes, state, self.ctx.run_name, layouts=self.layouts)
         replace_output(bundle, cell.display_id, cell.parent)
 
     # -- the run -----------------------------------------------------------------------
@@ -216,6 +222,9 @@ class NotebookSessions:
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        #: Dot layouts by graph shape, shared by the kernel's runs: a cell run again (a new
+        #: run of the same shape) draws its live frames and its picture without dot.
+        self.layouts = Layouts(keep=SHARED_LAYOUTS)
 
     def get(self, name: str) -> Session | None:
         return self._sessions.get(name)
@@ -239,7 +248,7 @@ class NotebookSessions:
                     # A step failed under stop_on_failure / fail_fast: the run starts nothing new,
                     # so this cell goes to a fresh run instead of having its steps skipped.
                     finished += f"\n{old.stopping_reason()}; this cell starts a new run {name!r}"
-            session = Session(name, config)
+            session = Session(name, config, self.layouts)
             self._sessions[name] = session
             return session, finished
 

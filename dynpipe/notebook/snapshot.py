@@ -21,6 +21,7 @@ from ..display import format_duration, format_status_counts
 from ..engine.dag import NodeState
 from ..server.dag_payload import MIME_TYPE, nodes_payload
 from . import render
+from .layouts import Layouts
 
 
 def text_summary(name: str, nodes: list[NodeState], run_state: str) -> str:
@@ -64,11 +65,15 @@ def tooltip(item: render.Item) -> str:
 
 
 def snapshot_bundle(
-    name: str, nodes: list[NodeState], run_state: str, run_name: str = "", run_id: str = ""
+    name: str, nodes: list[NodeState], run_state: str, run_name: str = "", run_id: str = "",
+    layouts: Layouts | None = None,
 ) -> dict[str, Any]:
     """The MIME bundle of a cell's final DAG: stable text, an SVG with the header,
     durations and hover details, and the DAG payload that the JupyterLab extension draws
-    interactively without a kernel (other front ends skip the type they do not know)."""
+    interactively without a kernel (other front ends skip the type they do not know).
+
+    With the run's ``layouts`` the picture reuses the live widget's last layout of the
+    same graph (the cell does not wait for another dot run)."""
     items, edges = render.layout_items(nodes)
     bundle: dict[str, Any] = {"text/plain": text_summary(name, nodes, run_state)}
     if not items:
@@ -78,7 +83,7 @@ def snapshot_bundle(
         nodes, run_id=run_id, run_name=run_name or name, pipeline=name, status=run_state
     )
     header = render.header_text(run_name or name, nodes, run_state)
-    svg = render.render_svg(items, edges, header, {item.dom_id: tooltip(item) for item in items})
+    svg = render.render_svg(items, edges, header, {item.dom_id: tooltip(item) for item in items}, layouts)
     if svg is None:
         bundle["text/html"] = render.html_table(items, header=header)
         return bundle

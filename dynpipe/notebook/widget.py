@@ -26,6 +26,7 @@ import anywidget
 import traitlets
 
 from . import render
+from .layouts import Layouts
 
 if TYPE_CHECKING:
     from ..engine.dag import NodeState, RunGraph
@@ -98,7 +99,7 @@ class LiveFeed:
     def __init__(
         self, name: str, graph: RunGraph, interval: float = UPDATE_INTERVAL,
         after_frame: Callable[[list[NodeState]], None] | None = None,
-        lock: threading.RLock | None = None,
+        lock: threading.RLock | None = None, layouts: Layouts | None = None,
     ) -> None:
         self.name = name
         self.graph = graph
@@ -107,10 +108,16 @@ class LiveFeed:
         self.widgets: list[DagWidget] = []
         self._dirty = True
         self._lock = lock or threading.RLock()  # shared with the session: one lock order
+        self._drawing = threading.Lock()  # one frame at a time, drawn outside ``_lock``
+        #: Dot layouts by graph shape (the kernel's, shared by its runs): frames of an
+        #: unchanged shape, and the static pictures that replace the widgets, reuse them
+        #: instead of running dot again.
+        self.layouts = layouts if layouts is not None else Layouts()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._unsubscribe = graph.subscribe(self._on_change)
         self.frames = 0
+        self._last = 0.0  # monotonic time of the last frame
         self._thread = threading.Thread(target=self._loop, name=f"dynpipe-widget-{name}", daemon=True)
         self._thread.start()
 
@@ -124,8 +131,12 @@ class LiveFeed:
         self._wake.set()
 
     def attach(self, widget: DagWidget) -> None:
+        """Feed a new widget; its first frame comes one interval later, not at once: a
+        cell's first moments add steps fastest, and a frame then would be a dot layout
+        of a graph about to change shape (a fan-out not yet grouped)."""
         with self._lock:
             self.widgets.append(widget)
+            self._last = time.monotonic()
         widget.observe(lambda _change: self.poke(), names="expanded")
         self.poke()
 
@@ -135,12 +146,11 @@ class LiveFeed:
                 self.widgets.remove(widget)
 
     def _loop(self) -> None:
-        last = 0.0
         while not self._stopped.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             # Never more than one frame per interval, however many events arrived.
-            gap = self.interval - (time.monotonic() - last)
+            gap = self.interval - (time.monotonic() - self._last)
             if gap > 0 and self._stopped.wait(gap):
                 break
             if self._stopped.is_set():
@@ -149,26 +159,38 @@ class LiveFeed:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a broken frame must not kill the feed
                 pass
-            last = time.monotonic()
+            self._last = time.monotonic()
 
     def refresh(self, force: bool = False) -> None:
-        """Render one frame into every widget if anything changed; then run the hook."""
-        with self._lock:
-            nodes = self.graph.snapshot()
-            if self._dirty or force:
+        """Render one frame into every widget if anything changed; then run the hook.
+
+        The frame is drawn without holding the session's lock (a new layout runs dot), so
+        a cell that returns meanwhile freezes its widget at once; a widget detached while
+        its frame was drawn is left alone."""
+        with self._drawing:
+            with self._lock:
+                nodes = self.graph.snapshot()
+                draw = self._dirty or force
                 self._dirty = False
+                widgets = list(self.widgets) if draw else []
                 status = self.graph.status
-                dashboard = dask_dashboard(nodes)
-                frames: dict[tuple[tuple[str, ...], frozenset[str]], render.View] = {}
-                for widget in list(self.widgets):
-                    key = (tuple(sorted(widget.expanded)), widget.before)
-                    if key not in frames:
-                        shown = render.related_part(nodes, widget.before)
-                        frames[key] = render.render(self.name, shown, status, set(key[0]))
-                    widget.show_frame(frames[key], status, self.graph.run_name, dashboard)
-                self.frames += 1
-            if self.after_frame is not None:
-                self.after_frame(nodes)
+            plan = [(widget, (tuple(sorted(widget.expanded)), widget.before)) for widget in widgets]
+            frames: dict[tuple[tuple[str, ...], frozenset[str]], render.View] = {}
+            for _, key in plan:
+                if key not in frames:
+                    shown = render.related_part(nodes, key[1])
+                    frames[key] = render.render(
+                        self.name, shown, status, set(key[0]), layouts=self.layouts, background=True,
+                    )
+            with self._lock:
+                if draw:
+                    dashboard = dask_dashboard(nodes)
+                    for widget, key in plan:
+                        if widget in self.widgets:
+                            widget.show_frame(frames[key], status, self.graph.run_name, dashboard)
+                    self.frames += 1
+                if self.after_frame is not None:
+                    self.after_frame(nodes)
 
     def stop(self) -> None:
         """Final frame, then stop the timer thread and the graph subscription."""
