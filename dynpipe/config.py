@@ -155,10 +155,12 @@ class DaskSettings(_CheckedModel):
 
     ``resources`` are Dask worker resources (``{"GPU": 1}``); ``workers`` restricts the step to
     those worker addresses or names (others too with ``allow_other_workers``); a higher
-    ``priority`` runs first. ``ResourceSettings`` asks for Dask resources too, each unless
-    ``resources`` names it: ``gpu_count`` as ``{gpu_resource: n}``, ``cpu_count`` as
-    ``{cpu_resource: n}``, ``memory`` as ``{memory_resource: bytes}`` (a name set to ``None``
-    turns that mapping off).
+    ``priority`` runs first. ``ResourceSettings`` places the step too: ``memory`` must fit a
+    worker's ``memory_limit`` and ``cpu_count`` its ``nthreads`` (the step goes only to workers
+    that do), ``gpu_count`` asks for the Dask resource ``{gpu_resource: n}``. Name
+    ``cpu_resource`` / ``memory_resource`` (e.g. ``"CPU"``, ``"MEMORY"``) to ask for Dask
+    resources instead, on clusters whose workers advertise them; a name ``resources`` already
+    has, or ``gpu_resource=None``, turns that mapping off.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -168,8 +170,8 @@ class DaskSettings(_CheckedModel):
     allow_other_workers: bool = False
     priority: int = 0
     gpu_resource: str | None = "GPU"
-    cpu_resource: str | None = "CPU"
-    memory_resource: str | None = "MEMORY"
+    cpu_resource: str | None = None
+    memory_resource: str | None = None
 
     @field_validator("resources")
     @classmethod

@@ -1,10 +1,12 @@
-"""Isolated steps on a real Dask cluster: a LocalCluster of two worker processes, four threads each.
+"""Isolated steps on a real Dask cluster: two worker processes under nannies, as a LocalCluster
+starts them, but unlike each other (5 threads and a 2 GB memory limit, 3 threads and 4 GB) so
+that placement by ``nthreads`` and ``memory_limit`` has a choice to make.
 
 The cluster is module-scoped (starting one costs seconds on a loaded 2-core machine); each
 test hands its client over with ``use_dask`` and selects ``DYNPIPE_ISOLATED_BACKEND=dask``.
 Steps defined at module level travel by import path (the spawned workers inherit sys.path);
 concurrency is proven with file barriers, never with timing (eight steps inside a barrier
-of eight need both workers' four threads). The tests that kill a worker run last: the nanny
+of eight need both workers' threads). The tests that kill a worker run last: the nanny
 restarts it under a new address and without the resources earlier tests gave it.
 """
 
@@ -40,7 +42,7 @@ from dynpipe import (  # noqa: E402 - after the skip: without distributed there 
 )
 from dynpipe.engine.context import current_run  # noqa: E402
 from dynpipe.errors import SettingError, WorkerCrashedError  # noqa: E402
-from dynpipe.runtimes import dask_runtime, get_runtime  # noqa: E402
+from dynpipe.runtimes import dask_placement, dask_runtime, get_runtime  # noqa: E402
 from dynpipe.runtimes.dask_client import LOG_TOPIC  # noqa: E402
 from dynpipe.runtimes.dask_runtime import DaskRuntime  # noqa: E402
 from dynpipe.runtimes.dask_worker import can_read  # noqa: E402
@@ -50,10 +52,21 @@ from dynpipe.runtimes.shipping import func_ref  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 
+#: (nthreads, memory_limit) of the cluster's two workers.
+WORKERS = ((5, 2_000_000_000), (3, 4_000_000_000))
+
+
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None, silence_logs=50
+    # A LocalCluster's spec with one worker's options changed: LocalCluster gives all alike.
+    def nanny(nthreads: int, memory_limit: int) -> dict[str, Any]:
+        options = {"nthreads": nthreads, "memory_limit": memory_limit, "host": "127.0.0.1", "silence_logs": 50}
+        return {"cls": distributed.Nanny, "options": {**options, "dashboard": False}}
+
+    cluster = distributed.SpecCluster(
+        scheduler={"cls": distributed.Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}},
+        workers={i: nanny(*w) for i, w in enumerate(WORKERS)},
+        silence_logs=50,
     )
     client = distributed.Client(cluster, set_as_default=False)
     client.wait_for_workers(2, timeout=DEADLINE * 2)
@@ -75,6 +88,27 @@ def on_dask(dask_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def _workers(client: Any) -> set[str]:
     return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _worker_with(client: Any, field: str, value: int) -> str:
+    [address] = [a for a, w in client.scheduler_info(n_workers=-1)["workers"].items() if w[field] == value]
+    return str(address)
+
+
+def _restrictions(dask_scheduler: Any) -> list[tuple[list[str], bool]]:
+    """Each running dynpipe task's worker restriction and whether it is loose (on the scheduler)."""
+    return sorted(
+        (sorted(ts.worker_restrictions or ()), ts.loose_restrictions)
+        for key, ts in dask_scheduler.tasks.items()
+        if str(key).startswith("dynpipe-") and ts.state == "processing"
+    )
+
+
+def _task(**settings: Any) -> Any:
+    """A step task as the engine makes it, for asking the runtime where it would go."""
+    return dask_runtime.StepTask(run_id="r", run_name="r", pipeline_name="p", step_run_id="s", invocation_id="w",
+                                 step_name="w", func=len, parameters={}, inputs={}, input_annotations={},
+                                 outputs=[], materializers={}, store_root="", **settings)
 
 
 # -- steps (module level: they travel by import path) -------------------------------------
@@ -181,8 +215,8 @@ def test_eight_steps_run_at_once_in_both_worker_processes_and_the_dag_names_them
     run = fan_out()
     assert run.status == "completed"
     ran = {sid: sr.output.load().split() for sid, sr in run.steps.items()}
-    # No step leaves the barrier before the eighth is in it: peak concurrency 8, which four
-    # threads per worker reach only on both workers, in the workers' own processes.
+    # No step leaves the barrier before the eighth is in it: peak concurrency 8, which the
+    # workers (5 and 3 threads) reach only together, in the workers' own processes.
     assert len(ran) == 8
     pids = dask_client.run(os.getpid)
     assert {address for address, _ in ran.values()} == set(pids) == _workers(dask_client)
@@ -268,7 +302,7 @@ def test_resources_place_the_step_on_the_gpu_worker(dask_client: Any) -> None:
     def too_big() -> None:
         where.with_options(settings={"dask": {"resources": {"GPU": 4}}})()
 
-    with pytest.raises(Exception, match=r"no Dask worker offers the resources \{'GPU': 4.0\}"):
+    with pytest.raises(Exception, match=r"no Dask worker can take it: it asks for resources \{'GPU': 4.0\}"):
         too_big()
 
 
@@ -284,7 +318,65 @@ def test_workers_restriction(dask_client: Any) -> None:
     assert {sr.output.load() for sr in run.steps.values()} == {target}
 
 
-def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_queued(
+def test_memory_and_cpu_count_restrict_the_step_to_workers_whose_limits_fit(
+    tmp_path: Path, dask_client: Any
+) -> None:
+    big = _worker_with(dask_client, "memory_limit", 4_000_000_000)
+    many = _worker_with(dask_client, "nthreads", 5)
+    assert big != many
+    release = tmp_path / "release"
+    held: list[list[tuple[list[str], bool]]] = []
+    needs_memory = hold_until_released.with_options(settings={"resources": ResourceSettings(memory="3GB")})
+    needs_threads = hold_until_released.with_options(settings={"resources": ResourceSettings(cpu_count=4)})
+
+    @pipeline(dynamic=True)
+    def ported_from_zenml() -> None:
+        futures = [
+            needs_memory.submit(str(tmp_path / "memory"), str(release)),
+            needs_threads.submit(str(tmp_path / "threads"), str(release)),
+        ]
+        wait_until(lambda: all((tmp_path / d).is_dir() for d in ("memory", "threads")), what="both steps to start")
+        held.append(dask_client.run_on_scheduler(_restrictions))  # while both run
+        release.touch()
+        for fut in futures:
+            fut.wait()
+
+    run = ported_from_zenml()
+    # Dask held each to the one worker that fits, strictly (no allow_other_workers), and ran it there.
+    assert held == [sorted([([big], False), ([many], False)])]
+    assert {sid: sr.output.load() for sid, sr in run.steps.items()} == {
+        "hold_until_released": big, "hold_until_released_2": many
+    }
+    starts_before = len(dask_client.get_events(LOG_TOPIC))
+    for resources, message in [
+        (ResourceSettings(memory="8GB"), r"memory=8e\+09 bytes: the most a worker offers is 4e\+09 \(memory_limit\)"),
+        (ResourceSettings(cpu_count=6), r"cpu_count=6: the most a worker offers is 5 \(nthreads\)"),
+        (ResourceSettings(cpu_count=4, memory="3GB"), "no single worker offers all of them"),
+    ]:
+
+        @pipeline(dynamic=True)
+        def too_much() -> None:
+            where.with_options(settings={"resources": resources})()  # noqa: B023 - called at once
+
+        with pytest.raises(RuntimeError, match=f"step 'where': no Dask worker can take it.*{message}"):
+            too_much()
+    assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # none was launched
+
+    # DaskSettings.workers narrows the choice (by address or name); allow_other_workers stays the user's.
+    runtime = DaskRuntime(dask_client)
+    three_gb = ResourceSettings(memory="3GB")
+    assert runtime.cluster.submit_options(_task(resources=three_gb)) == {
+        "retries": 0, "pure": False, "priority": 0, "workers": [big], "allow_other_workers": False
+    }
+    loose = runtime.cluster.submit_options(_task(resources=three_gb, dask=DaskSettings(allow_other_workers=True)))
+    assert (loose["workers"], loose["allow_other_workers"]) == ([big], True)
+    by_name = _task(resources=ResourceSettings(memory="1GB"), dask=DaskSettings(workers=("1",)))  # WORKERS[1]
+    assert runtime.cluster.submit_options(by_name)["workers"] == [big]
+    with pytest.raises(dask_placement.Unplaceable, match=rf"workers \['{many}'\].*most a worker offers is 2e\+09"):
+        runtime.cluster.submit_options(_task(resources=three_gb, dask=DaskSettings(workers=(many,))))
+
+
+def test_cpu_and_memory_as_dask_resources_on_request_and_a_step_waiting_for_them_stays_queued(
     tmp_path: Path, dask_client: Any
 ) -> None:
     small = sorted(_workers(dask_client))[1]
@@ -297,8 +389,11 @@ def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_que
         lambda: dask_client.scheduler_info(n_workers=-1)["workers"][small]["resources"].get("MEMORY") == 2e9,
         what="the scheduler to know the worker's CPU and MEMORY",
     )
+    as_resources = DaskSettings(cpu_resource="CPU", memory_resource="MEMORY")
     started, release = tmp_path / "started", tmp_path / "release"
-    limited = hold_until_released.with_options(settings={"resources": ResourceSettings(cpu_count=1, memory="1GB")})
+    limited = hold_until_released.with_options(
+        settings={"resources": ResourceSettings(cpu_count=1, memory="1GB"), "dask": as_resources}
+    )
     statuses: list[str] = []
 
     @pipeline(dynamic=True)
@@ -328,7 +423,7 @@ def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_que
 
     @pipeline(dynamic=True)
     def too_much() -> None:
-        where.with_options(settings={"resources": ResourceSettings(cpu_count=1, memory="4GB")})()
+        where.with_options(settings={"resources": ResourceSettings(cpu_count=1, memory="4GB"), "dask": as_resources})()
 
     with pytest.raises(RuntimeError, match=r"step 'where'.*MEMORY=4e\+09: the most a worker offers is 2e\+09"):
         too_much()
@@ -343,13 +438,13 @@ def test_cpu_and_memory_are_dask_resources_and_a_step_waiting_for_them_stays_que
     @pipeline(dynamic=True)
     def mapping_off() -> None:
         where.with_options(
-            settings={"resources": ResourceSettings(memory="4GB"), "dask": DaskSettings(memory_resource=None)}
+            settings={"resources": ResourceSettings(gpu_count=1), "dask": DaskSettings(gpu_resource=None)}
         )()
 
     assert mapping_off().status == "completed"
 
 
-def test_a_fan_out_asks_the_scheduler_for_the_workers_resources_once(
+def test_a_fan_out_asks_the_scheduler_for_the_workers_once(
     dask_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = sorted(_workers(dask_client))[0]
@@ -365,8 +460,10 @@ def test_a_fan_out_asks_the_scheduler_for_the_workers_resources_once(
     asked: list[int] = []
     real = dask_client.scheduler_info
     monkeypatch.setattr(dask_client, "scheduler_info", lambda *a, **k: asked.append(1) or real(*a, **k))
-    monkeypatch.setattr(dask_runtime, "RESOURCES_TTL", 3600.0)  # this run's view never ages: calls are counted
-    slot = where.with_options(settings={"dask": {"resources": {"SLOTS": 1}}})
+    monkeypatch.setattr(dask_placement, "RESOURCES_TTL", 3600.0)  # this run's view never ages: calls are counted
+    slot = where.with_options(
+        settings={"dask": {"resources": {"SLOTS": 1}}, "resources": ResourceSettings(memory="1GB")}
+    )
 
     @pipeline(dynamic=True)
     def fan_out() -> None:
@@ -376,18 +473,17 @@ def test_a_fan_out_asks_the_scheduler_for_the_workers_resources_once(
     run = fan_out()
     assert {sr.output.load() for sr in run.steps.values()} == {target}
     assert len(asked) == 1  # 12 launches, one scheduler round trip
-    # 1,000 checks from 8 threads on one runtime: still one query; a step the kept view cannot
-    # place asks once more (a bigger worker may have joined), then fails naming the resource.
+    # 1,000 placements from 8 threads on one runtime: still one query; a step the kept view
+    # cannot place asks once more (a bigger worker may have joined), then fails naming why.
     runtime = DaskRuntime(dask_client)
-    task = dask_runtime.StepTask(run_id="r", run_name="r", pipeline_name="p", step_run_id="s", invocation_id="w",
-                                 step_name="w", func=len, parameters={}, inputs={}, input_annotations={},
-                                 outputs=[], materializers={}, store_root="")
+    task = _task(resources=ResourceSettings(memory="1GB"))
     asked.clear()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: runtime._check_resources(task, {"SLOTS": 1.0}), range(1000)))
+        list(pool.map(lambda _: runtime.cluster.submit_options(task), range(1000)))
     assert len(asked) == 1
-    with pytest.raises(dask_runtime._BeforeLaunch, match="SLOTS=500: the most a worker offers is 100"):
-        runtime._check_resources(task, {"SLOTS": 500.0})
+    huge = _task(resources=ResourceSettings(memory="500GB"))
+    with pytest.raises(dask_placement.Unplaceable, match=r"memory=5e\+11 bytes: the most a worker offers is 4e\+09"):
+        runtime.cluster.submit_options(huge)
     assert len(asked) == 2
 
 

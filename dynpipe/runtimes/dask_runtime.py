@@ -7,16 +7,11 @@ to the artifact store (``run_payload`` -> ``execute_task``), notebook / ``__main
 travel by value, log lines stream back while the step runs (``dask_worker``), errors of the
 step come back as data.
 
-* **Placement**: ``DaskSettings`` (``settings={"dask": ...}`` of a step or pipeline) gives
-  Dask worker ``resources``, ``workers`` / ``allow_other_workers`` and ``priority``;
-  ``ResourceSettings`` asks for ``{"GPU": gpu_count, "CPU": cpu_count, "MEMORY": bytes}``
-  unless ``resources`` names them (``DaskSettings.gpu_resource`` / ``cpu_resource`` /
-  ``memory_resource`` rename them, ``None`` turns one off). A resource no current worker
-  of the cluster offers fails the step before launch, naming it (Dask would queue it
-  until such a worker joins, forever on a fixed cluster). What the workers offer is asked
-  once per run and kept :data:`RESOURCES_TTL` seconds; a step the kept view cannot place
-  asks again first (a worker may have joined), so a fan-out of 1,000 steps with
-  ``cpu_count`` costs one scheduler round trip, not 1,000.
+* **Placement** (``dask_placement``): ``DaskSettings`` (``settings={"dask": ...}`` of a step
+  or pipeline) gives Dask worker ``resources``, ``workers`` / ``allow_other_workers`` and
+  ``priority``; ``ResourceSettings(memory=..., cpu_count=...)`` must fit a worker's
+  ``memory_limit`` / ``nthreads`` and restrict the step to the workers that do, ``gpu_count``
+  asks for the Dask resource ``GPU``. A step no current worker can take fails before launch.
 * **Where**: the worker's start notice (address, host, pid) is the launch's ``where``; the
   step counts as running from it (``wait_started``), so a step waiting for a free worker
   thread stays queued. The worker's result carries it too.
@@ -47,47 +42,18 @@ from .. import settings
 from ..errors import WorkerCrashedError
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from .dask_client import DASK, EventBridge, where_text
+from .dask_placement import ClusterView, Unplaceable
 from .dask_worker import can_read, interrupt_step, run_on_dask_worker
 from .logs import relay_line
 from .shipping import MaterializerShipment, func_ref
 from .task import StepTask, TaskResult
 from .worker import decode_result, encode_task
 
-#: ``ResourceSettings`` field -> the ``DaskSettings`` field naming its Dask resource, and that
-#: name's default: a step's CPU, memory (bytes) and GPUs are Dask resources it asks for.
-FROM_RESOURCE_SETTINGS = (
-    ("gpu_count", "gpu_resource", "GPU"),
-    ("cpu_count", "cpu_resource", "CPU"),
-    ("memory_bytes", "memory_resource", "MEMORY"),
-)
-
-#: Seconds a run keeps the workers' resources before asking the scheduler again.
-RESOURCES_TTL = 5.0
-
 
 def task_key(task: StepTask) -> str:
     """A Dask key unique per attempt that still says which step it is (dashboard friendly)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", task.invocation_id)[:40].strip("-") or "step"
     return f"dynpipe-{slug}-{task.step_run_id[:12]}-a{task.attempt}"
-
-
-def submit_options(task: StepTask) -> dict[str, Any]:
-    """``Client.submit`` keywords from the step's ``DaskSettings`` and ``ResourceSettings``."""
-    ds = task.dask  # a config.DaskSettings or None (read by attribute: runtimes sit below config)
-    resources = dict(getattr(ds, "resources", None) or {})
-    for amount_field, name_field, default_name in FROM_RESOURCE_SETTINGS:
-        amount = getattr(task.resources, amount_field, None)
-        name = getattr(ds, name_field, default_name) if ds is not None else default_name
-        if amount and name and name not in resources:
-            resources[name] = float(amount)
-    options: dict[str, Any] = {"retries": 0, "pure": False, "priority": getattr(ds, "priority", 0)}
-    if resources:
-        options["resources"] = resources
-    workers = getattr(ds, "workers", None)
-    if workers:
-        options["workers"] = list(workers)
-        options["allow_other_workers"] = bool(getattr(ds, "allow_other_workers", False))
-    return options
 
 
 def _failed(task: StepTask, message: str, logs: str = "", error_type: str = "DaskRuntimeError") -> TaskResult:
@@ -246,17 +212,14 @@ class DaskRuntime(StepRuntime):
         self._shipment = MaterializerShipment()
         self._lock = threading.Lock()
         self._stores_seen: set[str] = set()
-        self._resources_lock = threading.Lock()  # one scheduler query at a time; the others reuse it
-        self._offered: list[dict[str, float]] = []
-        self._offered_at: float | None = None
+        self.cluster = ClusterView(self.client)
 
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
             self._check_store(task)
-            options = submit_options(task)
-            self._check_resources(task, options.get("resources"))
+            options = self.cluster.submit_options(task)
             payload = self._encode(task)
-        except _BeforeLaunch as exc:
+        except (_BeforeLaunch, Unplaceable) as exc:
             return CompletedLaunch(_failed(task, str(exc)))
         except Exception as exc:  # noqa: BLE001 - one step fails with a clear reason
             return CompletedLaunch(_failed(task, f"cannot submit to Dask: {type(exc).__name__}: {exc}"))
@@ -312,51 +275,6 @@ class DaskRuntime(StepRuntime):
             )
         with self._lock:
             self._stores_seen.add(root)
-
-    def _check_resources(self, task: StepTask, wanted: dict[str, float] | None) -> None:
-        """A resource no worker offers would leave the task queued forever: refuse it now."""
-        if not wanted:
-            return
-
-        def fits(offered: list[dict[str, float]]) -> bool:
-            return any(all(res.get(name, 0) >= amount for name, amount in wanted.items()) for res in offered)
-
-        seen_at = self._offered_at
-        offered = self._workers_resources(RESOURCES_TTL)
-        if fits(offered):
-            return
-        if self._offered_at == seen_at:  # a kept view: a worker offering it may have joined since
-            offered = self._workers_resources(0.0, seen_at)
-            if fits(offered):
-                return
-        short = []
-        for name, amount in wanted.items():
-            most = max((res.get(name, 0) for res in offered), default=0)
-            if most <= 0:
-                short.append(f"{name}={amount:g}: no worker advertises {name}")
-            elif most < amount:
-                short.append(f"{name}={amount:g}: the most a worker offers is {most:g}")
-        have = sorted({f"{k}={v:g}" for res in offered for k, v in res.items()}) or ["none"]
-        raise _BeforeLaunch(
-            f"no Dask worker offers the resources {wanted} (from DaskSettings / ResourceSettings):"
-            f" {'; '.join(short) or 'no single worker offers all of them'} (workers offer: {', '.join(have)})."
-            " Dask would keep the step queued until such a worker joins. Start workers with"
-            ' e.g. `dask worker --resources "CPU=4,MEMORY=16e9"`, or turn the mapping of'
-            " ResourceSettings off with DaskSettings(cpu_resource=None, memory_resource=None, gpu_resource=None)"
-        )
-
-
-    def _workers_resources(self, max_age: float, stale: float | None = None) -> list[dict[str, float]]:
-        """The resources each worker offers, asked at most every ``max_age`` seconds; a view
-        newer than ``stale`` (fetched by another launch meanwhile) is fresh enough."""
-        with self._resources_lock:
-            at = self._offered_at
-            if at is not None and (time.monotonic() - at < max_age or (stale is not None and at != stale)):
-                return self._offered
-            workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-            self._offered = [dict(w.get("resources") or {}) for w in workers.values()]
-            self._offered_at = time.monotonic()
-            return self._offered
 
 
 class _BeforeLaunch(Exception):
