@@ -18,9 +18,6 @@ import json
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,9 +26,8 @@ from typing import Any
 
 import nbformat
 import pytest
+from lab_browser import CHROMIUM, chromium_page, jupyterlab
 from screenshots import publish, shot
-
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -91,20 +87,13 @@ second = tick(2)''',
 )
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
 def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server on 127.0.0.1 with its own config, runtime and workspace dirs, and
-    dynpipe's own JupyterLab extension disabled."""
+    """JupyterLab with dynpipe's own JupyterLab extension disabled, as in VS Code or a
+    Notebook 7 without it: the widget and the static picture must do on their own
+    (tests/test_labextension_browser.py covers the extension's renderer of saved DAGs)."""
     root = tmp_path / "root"
     root.mkdir()
     setup = SETUP.format(home=str(tmp_path / "store"))
@@ -118,49 +107,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / name)
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "cfg"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("IPYTHONDIR", "ipython")):
-        env[var] = str(tmp_path / sub)
-    # Without dynpipe's JupyterLab extension, as in VS Code or a Notebook 7 without it: the
-    # widget and the static picture must do on their own (tests/test_labextension_browser.py
-    # covers the extension's renderer of saved DAGs).
-    labconfig = tmp_path / "cfg" / "labconfig"
-    labconfig.mkdir(parents=True)
-    (labconfig / "page_config.json").write_text('{"disabledExtensions": {"dynpipe": true}}')
-    news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    log = (tmp_path / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-         "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-         f"--LabServerApp.user_settings_dir={tmp_path / 'settings'}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    json.load(r)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from None
-                time.sleep(0.3)
-        yield base, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with jupyterlab(tmp_path, root, dynpipe_extension=False) as server:
+        yield server.base, server.token
 
 
 def prompt(page: object, index: int) -> str:
@@ -193,111 +141,94 @@ def run_cell(page: object, index: int, done: str, wait: bool = True) -> None:
 
 
 def test_live_dag_updates_in_jupyterlab(lab: tuple[str, str], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, token = lab
     url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/live.ipynb?reset&token={token}"
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            viewport={"width": 1280, "height": 900},
+    with chromium_page(tmp_path / "chromium-profile", "browser-failure.png") as page:
+        page.goto(url)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        # Wait for the kernel to be idle before running cells.
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.wait_for_function(
+            "() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')", timeout=60_000
         )
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.goto(url)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            # Wait for the kernel to be idle before running cells.
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.wait_for_function(
-                "() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')", timeout=60_000
-            )
-            run_cell(page, 0, "[1]")  # the setup cell
-            run_cell(page, 1, "[2]")  # the %%pipeline cell, once
+        run_cell(page, 0, "[1]")  # the setup cell
+        run_cell(page, 1, "[2]")  # the %%pipeline cell, once
 
-            dag = page.locator(".dynpipe-dag")
-            dag.first.wait_for(timeout=60_000)
-            # Running steps appear in the live widget...
-            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
-            running_seen = page.eval_on_selector_all(
-                ".dynpipe-dag g.node", "els => els.map(e => e.dataset.dpStatus)"
-            )
-            assert "running" in running_seen
-            mid_run = False
-            try:  # a picture of the DAG mid-run (some steps done, some running) for the README
-                page.wait_for_function(
-                    """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
-                                 .map(n => n.dataset.dpStatus);
-                               return s.includes('running') && s.filter(x => x === 'completed').length >= 3; }""",
-                    timeout=20_000,
-                )
-                dag.first.screenshot(path=shot("live-dag.png"))
-                mid_run = True
-            except Exception:
-                pass
-            # ...and every node reaches 'completed' with no further cell execution.
+        dag = page.locator(".dynpipe-dag")
+        dag.first.wait_for(timeout=60_000)
+        # Running steps appear in the live widget...
+        page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
+        running_seen = page.eval_on_selector_all(
+            ".dynpipe-dag g.node", "els => els.map(e => e.dataset.dpStatus)"
+        )
+        assert "running" in running_seen
+        mid_run = False
+        try:  # a picture of the DAG mid-run (some steps done, some running) for the README
             page.wait_for_function(
-                """() => {
-                  const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')]
-                    .filter(n => n.id !== 'dp-n-hold');
-                  return nodes.length === 7 && nodes.every(n => n.dataset.dpStatus === 'completed');
-                }""",
-                timeout=90_000,
+                """() => { const s = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                             .map(n => n.dataset.dpStatus);
+                           return s.includes('running') && s.filter(x => x === 'completed').length >= 3; }""",
+                timeout=20_000,
             )
-            prompts = page.eval_on_selector_all(
-                ".jp-Notebook .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent)"
-            )
-            assert any("[2]" in t for t in prompts) and not any("[3]" in t for t in prompts)
-            # Connected: make_batches -> 5 train (lineage through .load()) -> pick_best.
-            edges = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".dynpipe-dag g.edge").count()
-            assert edges >= 10, edges
-            # Clicking a node shows its details, handled in the browser from the widget state.
-            page.locator(".dynpipe-dag g.node", has_text="pick_best").first.click()
-            info = page.locator(".dynpipe-dag .dp-info")
-            info.wait_for(timeout=10_000)
-            text = info.inner_text()
-            assert "pick_best" in text and "completed" in text and "train" in text
-            dag.first.screenshot(path=shot("live-dag-final.png"))
-            page.screenshot(path=shot("live-dag-page.png"))
-
-            # A fan-out past the group threshold is one group node; expand and collapse it.
-            run_cell(page, 2, "[3]")
-            fan = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
-            group = fan.locator("g.node", has_text="tick ×20")
-            group.wait_for(timeout=60_000)
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.dynpipe-dag g.node')]
-                         .some(n => n.textContent.includes('tick ×20') && n.textContent.includes('20/20'))""",
-                timeout=60_000,
-            )
-            group.click()
-            fan.locator(".dp-info button", has_text="expand").click()
-            page.wait_for_function(
-                """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
-                           return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 21; }  // + hold""",
-                timeout=30_000,
-            )
-            fan.locator(".dp-bar button", has_text="collapse tick").click()
-            group.wait_for(timeout=30_000)
-            assert fan.locator("g.node").count() == 2  # the group and hold
-            # Released, the last steps finish and each cell's widget becomes its static picture.
-            for flag in ("run", "fan"):
-                (tmp_path / "flags" / flag).touch()
-            page.wait_for_function(
-                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
-                           return !document.querySelector('.dynpipe-dag')
-                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
-                timeout=60_000,
-            )
-            publish("live-dag.png" if mid_run else "live-dag-final.png", "live-dag.png")  # the README's picture
+            dag.first.screenshot(path=shot("live-dag.png"))
+            mid_run = True
         except Exception:
-            page.screenshot(path=shot("browser-failure.png"))
-            raise
-        finally:
-            context.close()
+            pass
+        # ...and every node reaches 'completed' with no further cell execution.
+        page.wait_for_function(
+            """() => {
+              const nodes = [...document.querySelectorAll('.dynpipe-dag g.node')]
+                .filter(n => n.id !== 'dp-n-hold');
+              return nodes.length === 7 && nodes.every(n => n.dataset.dpStatus === 'completed');
+            }""",
+            timeout=90_000,
+        )
+        prompts = page.eval_on_selector_all(
+            ".jp-Notebook .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent)"
+        )
+        assert any("[2]" in t for t in prompts) and not any("[3]" in t for t in prompts)
+        # Connected: make_batches -> 5 train (lineage through .load()) -> pick_best.
+        edges = page.locator(".jp-Notebook .jp-CodeCell").nth(1).locator(".dynpipe-dag g.edge").count()
+        assert edges >= 10, edges
+        # Clicking a node shows its details, handled in the browser from the widget state.
+        page.locator(".dynpipe-dag g.node", has_text="pick_best").first.click()
+        info = page.locator(".dynpipe-dag .dp-info")
+        info.wait_for(timeout=10_000)
+        text = info.inner_text()
+        assert "pick_best" in text and "completed" in text and "train" in text
+        dag.first.screenshot(path=shot("live-dag-final.png"))
+        page.screenshot(path=shot("live-dag-page.png"))
+
+        # A fan-out past the group threshold is one group node; expand and collapse it.
+        run_cell(page, 2, "[3]")
+        fan = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".dynpipe-dag")
+        group = fan.locator("g.node", has_text="tick ×20")
+        group.wait_for(timeout=60_000)
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.dynpipe-dag g.node')]
+                     .some(n => n.textContent.includes('tick ×20') && n.textContent.includes('20/20'))""",
+            timeout=60_000,
+        )
+        group.click()
+        fan.locator(".dp-info button", has_text="expand").click()
+        page.wait_for_function(
+            """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
+                       return cells[2].querySelectorAll('.dynpipe-dag g.node').length === 21; }  // + hold""",
+            timeout=30_000,
+        )
+        fan.locator(".dp-bar button", has_text="collapse tick").click()
+        group.wait_for(timeout=30_000)
+        assert fan.locator("g.node").count() == 2  # the group and hold
+        # Released, the last steps finish and each cell's widget becomes its static picture.
+        for flag in ("run", "fan"):
+            (tmp_path / "flags" / flag).touch()
+        page.wait_for_function(
+            """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                       return !document.querySelector('.dynpipe-dag')
+                         && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+            timeout=60_000,
+        )
+        publish("live-dag.png" if mid_run else "live-dag-final.png", "live-dag.png")  # the README's picture
 
 
 def open_notebook(page: Any, url: str) -> None:
@@ -329,98 +260,85 @@ def kernel_id(base: str, token: str, path: str) -> str:
 
 
 def test_timers_tick_and_a_saved_notebook_reopens_after_a_restart(lab: tuple[str, str], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, token = lab
     url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/timers.ipynb?reset&token={token}"
     saved = tmp_path / "root" / "timers.ipynb"
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
+    with chromium_page(tmp_path / "chromium-profile", "browser-failure-timers.png") as page:
+        open_notebook(page, url)
+        run_cell(page, 0, "[1]")
+        run_cell(page, 1, "[2]", wait=False)  # returns while the cell still sleeps
+        page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
+        page.wait_for_function(f"() => ({LABEL_JS})() !== ''", timeout=30_000)
+
+        # 1. The kernel is busy (the cell sleeps): the running step's duration still ticks.
+        first = page.evaluate(f"({LABEL_JS})()")
+        second = wait_for_tick(page, first, LABEL_JS)
+        assert "*" in prompt(page, 1), "the cell returned before the busy-kernel check"
+        assert first.startswith("running · ") and second.startswith("running · ") and first != second
+
+        # 2. The cell returned (kernel idle), the step still runs: node and header tick.
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1]"
+            ".querySelector('.jp-InputPrompt').textContent.includes('[2]')", timeout=60_000,
         )
-        page = context.pages[0] if context.pages else context.new_page()
-        try:
-            open_notebook(page, url)
-            run_cell(page, 0, "[1]")
-            run_cell(page, 1, "[2]", wait=False)  # returns while the cell still sleeps
-            page.wait_for_selector(".dynpipe-dag g.node[data-dp-status='running']", timeout=60_000)
-            page.wait_for_function(f"() => ({LABEL_JS})() !== ''", timeout=30_000)
+        label, head = page.evaluate(f"({LABEL_JS})()"), page.evaluate(f"({HEAD_JS})()")
+        assert "timers" in head and "running" in head and "elapsed" in head, head
+        assert wait_for_tick(page, label, LABEL_JS) != label
+        assert wait_for_tick(page, head, HEAD_JS) != head
+        assert page.locator(".dynpipe-dag g.node[data-dp-status='running']").count() == 1
+        page.locator(".dynpipe-dag").first.screenshot(path=shot("running-timers.png"))
+        publish("running-timers.png", "screenshots/running-timers.png")
 
-            # 1. The kernel is busy (the cell sleeps): the running step's duration still ticks.
-            first = page.evaluate(f"({LABEL_JS})()")
-            second = wait_for_tick(page, first, LABEL_JS)
-            assert "*" in prompt(page, 1), "the cell returned before the busy-kernel check"
-            assert first.startswith("running · ") and second.startswith("running · ") and first != second
+        # 3. Released, the cell's work is done: its widget becomes the static picture.
+        (tmp_path / "flags" / "timers").touch()
+        run_cell(page, 2, "[3]")
+        page.wait_for_function(
+            """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
+                       return !document.querySelector('.dynpipe-dag')
+                         && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
+            timeout=60_000,
+        )
 
-            # 2. The cell returned (kernel idle), the step still runs: node and header tick.
-            page.wait_for_function(
-                "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1]"
-                ".querySelector('.jp-InputPrompt').textContent.includes('[2]')", timeout=60_000,
-            )
-            label, head = page.evaluate(f"({LABEL_JS})()"), page.evaluate(f"({HEAD_JS})()")
-            assert "timers" in head and "running" in head and "elapsed" in head, head
-            assert wait_for_tick(page, label, LABEL_JS) != label
-            assert wait_for_tick(page, head, HEAD_JS) != head
-            assert page.locator(".dynpipe-dag g.node[data-dp-status='running']").count() == 1
-            page.locator(".dynpipe-dag").first.screenshot(path=shot("running-timers.png"))
-            publish("running-timers.png", "screenshots/running-timers.png")
-
-            # 3. Released, the cell's work is done: its widget becomes the static picture.
-            (tmp_path / "flags" / "timers").touch()
-            run_cell(page, 2, "[3]")
-            page.wait_for_function(
-                """() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3);
-                           return !document.querySelector('.dynpipe-dag')
-                             && cells.every(c => c.querySelector('.jp-OutputArea-output img')); }""",
-                timeout=60_000,
-            )
-
-            # 4. Save; the saved file holds pictures and no widget view.
-            page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
-            page.keyboard.press("Control+s")
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    nb = nbformat.read(saved, as_version=4)
-                except nbformat.reader.NotJSONError:  # read while JupyterLab was writing it
-                    assert time.monotonic() < deadline, "the saved notebook never became readable"
-                    time.sleep(0.3)
-                    continue
-                outs = [
-                    o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
-                ]
-                if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
-                    break
-                assert time.monotonic() < deadline, f"the saved notebook has no pictures: {outs}"
+        # 4. Save; the saved file holds pictures and no widget view.
+        page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                nb = nbformat.read(saved, as_version=4)
+            except nbformat.reader.NotJSONError:  # read while JupyterLab was writing it
+                assert time.monotonic() < deadline, "the saved notebook never became readable"
                 time.sleep(0.3)
-            assert not any(WIDGET_MIME in d for d in outs), outs
+                continue
+            outs = [
+                o.get("data", {}) for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "display_data"
+            ]
+            if len(outs) == 2 and all("image/svg+xml" in d for d in outs):
+                break
+            assert time.monotonic() < deadline, f"the saved notebook has no pictures: {outs}"
+            time.sleep(0.3)
+        assert not any(WIDGET_MIME in d for d in outs), outs
 
-            # 5. Restart the kernel, reload the page: each cell shows its DAG, no widget error.
-            req = urllib.request.Request(
-                f"{base}/api/kernels/{kernel_id(base, token, 'timers.ipynb')}/restart",
-                method="POST", headers={"Authorization": f"token {token}"},
-            )
-            urllib.request.urlopen(req, timeout=60).close()
-            open_notebook(page, url.replace("?reset&", "?"))
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3)
-                           .every(c => c.querySelector('.jp-OutputArea-output img'))""",
-                timeout=60_000,
-            )
-            page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=30_000)
-            text = page.locator(".jp-Notebook").inner_text()
-            assert "model not found" not in text and "Error displaying widget" not in text
-            sources = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output img", "els => els.map(e => e.src)")
-            assert len(sources) == 2 and all(s.startswith("data:image/svg+xml") for s in sources), sources
-            page.locator(".jp-Notebook .jp-CodeCell").nth(2).scroll_into_view_if_needed()
-            page.screenshot(path=shot("reopened-after-restart.png"))
-            publish("reopened-after-restart.png", "screenshots/reopened-after-restart.png")
-        except Exception:
-            page.screenshot(path=shot("browser-failure-timers.png"))
-            raise
-        finally:
-            context.close()
+        # 5. Restart the kernel, reload the page: each cell shows its DAG, no widget error.
+        req = urllib.request.Request(
+            f"{base}/api/kernels/{kernel_id(base, token, 'timers.ipynb')}/restart",
+            method="POST", headers={"Authorization": f"token {token}"},
+        )
+        urllib.request.urlopen(req, timeout=60).close()
+        open_notebook(page, url.replace("?reset&", "?"))
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1, 3)
+                       .every(c => c.querySelector('.jp-OutputArea-output img'))""",
+            timeout=60_000,
+        )
+        page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=30_000)
+        text = page.locator(".jp-Notebook").inner_text()
+        assert "model not found" not in text and "Error displaying widget" not in text
+        sources = page.eval_on_selector_all(".jp-Notebook .jp-OutputArea-output img", "els => els.map(e => e.src)")
+        assert len(sources) == 2 and all(s.startswith("data:image/svg+xml") for s in sources), sources
+        page.locator(".jp-Notebook .jp-CodeCell").nth(2).scroll_into_view_if_needed()
+        page.screenshot(path=shot("reopened-after-restart.png"))
+        publish("reopened-after-restart.png", "screenshots/reopened-after-restart.png")
 
 
 VIEWS_SETUP = SETUP + '''
@@ -466,8 +384,6 @@ VIEW_JS = """() => { const d = document.querySelector('.dynpipe-dag');
 def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
     lab: tuple[str, str], tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, token = lab
     root = tmp_path / "root"
     nb = nbformat.v4.new_notebook()
@@ -479,13 +395,8 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "views.ipynb")
     url = f"{base}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/views.ipynb?reset&token={token}"
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=BROWSER_ARGS, viewport={"width": 1280, "height": 900},
-        )
-        page = context.pages[0] if context.pages else context.new_page()
-        try:
+    try:
+        with chromium_page(tmp_path / "chromium-profile", "browser-failure-views.png") as page:
             open_notebook(page, url)
             run_cell(page, 0, "[1]")
             run_cell(page, 1, "[2]")
@@ -584,10 +495,6 @@ def test_big_expanded_group_fits_zooms_and_pans_and_failed_details_are_themed(
             assert re.search(r"attempts\s+3 \(⟳2 retries\)", text), text  # 3 attempts = the badge's ⟳2 + 1
             assert "attempts 1, 2: KeyError: 'first kind'" in text and "attempt 3: RuntimeError: second kind" in text
             assert text.count("KeyError: 'first kind'") == 1 and text.count("attempt 3:") == 1, text
-        except Exception:
-            page.screenshot(path=shot("browser-failure-views.png"))
-            raise
-        finally:
-            for flag in ("big", "failing"):
-                (tmp_path / "flags" / flag).touch()
-            context.close()
+    finally:
+        for flag in ("big", "failing"):
+            (tmp_path / "flags" / flag).touch()

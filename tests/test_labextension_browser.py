@@ -21,7 +21,6 @@ import secrets
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +28,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from helpers import wait_until
+from lab_browser import BUILT, CHROMIUM, chromium_page, jupyterlab
 from screenshots import ARTIFACTS, publish, shot
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
-BUILT = ROOT / "dynpipe" / "labextension"
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
@@ -92,29 +91,10 @@ else:
 '''
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Any, what: str, seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture()
 def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """JupyterLab with the built extension on JUPYTER_PATH and the server extension enabled
-    in its own config dir (the shared environment is left untouched)."""
+    """JupyterLab with the built extension and the server extension (in its own dirs), over a
+    store that two ``etl`` runs filled and a ``slow`` run, held by ``gate``, is writing to."""
     root = tmp_path / "root"
     root.mkdir()
     store = tmp_path / "store"
@@ -125,57 +105,18 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     subprocess.run([sys.executable, str(script), "etl"], env=env, check=True, timeout=120, cwd=tmp_path)
     gate = tmp_path / "gate"
     slow = subprocess.Popen([sys.executable, str(script), "slow", str(gate)], env=env, cwd=tmp_path)
-
-    jpath = tmp_path / "jupyter-data"
-    (jpath / "labextensions").mkdir(parents=True)
-    (jpath / "labextensions" / "dynpipe").symlink_to(BUILT)
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
-    (cfg / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"dynpipe.server": True}}})
-    )
-    env.update(JUPYTER_PATH=str(jpath), JUPYTER_CONFIG_DIR=str(cfg),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), IPYTHONDIR=str(tmp_path / "ipython"))
-    news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    port, token = free_port(), secrets.token_hex(16)
-    log = (tmp_path / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-         "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands without keyboard races
-         f"--LabServerApp.user_settings_dir={tmp_path / 'settings'}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/dynpipe/api/runs?token={token}", timeout=5) as r:
-                    json.load(r)
-                break
-            except OSError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()) from exc
-                time.sleep(0.3)
-        yield {"base": base, "token": token, "root": root, "store": store, "gate": gate, "slow": slow,
-               "script": script, "env": env, "tmp": tmp_path}
+        # window.jupyterapp: commands without keyboard races
+        with jupyterlab(tmp_path, root, dynpipe_extension=True, env=env,
+                        lab_flags=["--LabApp.expose_app_in_browser=True"]) as server:
+            yield {"base": server.base, "token": server.token, "root": root, "store": store, "gate": gate,
+                   "slow": slow, "script": script, "env": server.env, "tmp": tmp_path}
     finally:
         gate.touch()
         try:
             slow.wait(60)
         except subprocess.TimeoutExpired:
             slow.kill()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def saved_notebook(root: Path, store: Path) -> None:
@@ -254,7 +195,7 @@ def run_command(page: Any, label: str, done: Any) -> None:
             palette.fill(label)
             page.locator(".lm-CommandPalette-item.lm-mod-active", has_text=label).wait_for(timeout=20_000)
             page.keyboard.press("Enter")
-            wait_until(done, f"the command {label!r} to take effect", 30)
+            wait_until(done, 30, what=f"the command {label!r} to take effect", interval=0.1)
             return
         except Exception:
             if attempt == 2:
@@ -264,124 +205,107 @@ def run_command(page: Any, label: str, done: Any) -> None:
 
 
 def test_runs_panel_run_view_and_saved_dag(lab: dict[str, Any], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     saved_notebook(lab["root"], lab["store"])
     url = f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}?reset&token={lab['token']}"
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            viewport={"width": 1280, "height": 900},
+    with chromium_page(tmp_path / "chromium-profile", "labext-failure.png") as page:
+        page.goto(url)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+        # "Show dynpipe runs" from the command palette, by keyboard.
+        # The sidebar tab exists once the extension's plugin is activated.
+        page.locator(".jp-SideBar li[data-id='dynpipe-runs']").wait_for(timeout=60_000)
+        panel = page.locator("#dynpipe-runs")
+        run_command(page, "Show dynpipe runs", lambda: panel.is_visible())
+        page.wait_for_function(
+            "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=60_000
         )
-        page = context.pages[0] if context.pages else context.new_page()
-        try:
-            page.goto(url)
-            page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
-            # "Show dynpipe runs" from the command palette, by keyboard.
-            # The sidebar tab exists once the extension's plugin is activated.
-            page.locator(".jp-SideBar li[data-id='dynpipe-runs']").wait_for(timeout=60_000)
-            panel = page.locator("#dynpipe-runs")
-            run_command(page, "Show dynpipe runs", lambda: panel.is_visible())
-            page.wait_for_function(
-                "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=60_000
-            )
-            pipelines = page.eval_on_selector_all(
-                "#dynpipe-runs .jp-dynpipe-run .jp-dynpipe-run-pipeline", "els => els.map(e => e.textContent)"
-            )
-            assert pipelines == ["slow", "etl", "etl"]  # newest first
-            slow_run = page.locator("#dynpipe-runs .jp-dynpipe-run").first
-            page.wait_for_function(
-                """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
-                           return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
-                timeout=60_000,
-            )
-            page.screenshot(path=shot("runs-panel-running.png"))
-            # The filter narrows the list on the server side.
-            panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run-pipeline')]"
-                ".map(e => e.textContent).join() === 'etl,etl'", timeout=30_000,
-            )
-            panel.locator("select.jp-dynpipe-filter-pipeline").select_option("")
-            page.wait_for_function(
-                "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=30_000
-            )
-            # Release the held step: the panel shows the run completed without a reload.
-            lab["gate"].touch()
-            page.wait_for_function(
-                """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
-                           return b.dataset.status === 'completed' && b.textContent.includes('2/2 done'); }""",
-                timeout=60_000,
-            )
-            assert slow_run.get_attribute("data-status") == "completed"
-            page.screenshot(path=shot("runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
+        pipelines = page.eval_on_selector_all(
+            "#dynpipe-runs .jp-dynpipe-run .jp-dynpipe-run-pipeline", "els => els.map(e => e.textContent)"
+        )
+        assert pipelines == ["slow", "etl", "etl"]  # newest first
+        slow_run = page.locator("#dynpipe-runs .jp-dynpipe-run").first
+        page.wait_for_function(
+            """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
+                       return b.dataset.status === 'running' && b.textContent.includes('1/2 done, 1 running'); }""",
+            timeout=60_000,
+        )
+        page.screenshot(path=shot("runs-panel-running.png"))
+        # The filter narrows the list on the server side.
+        panel.locator("select.jp-dynpipe-filter-pipeline").select_option("etl")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run-pipeline')]"
+            ".map(e => e.textContent).join() === 'etl,etl'", timeout=30_000,
+        )
+        panel.locator("select.jp-dynpipe-filter-pipeline").select_option("")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#dynpipe-runs .jp-dynpipe-run').length === 3", timeout=30_000
+        )
+        # Release the held step: the panel shows the run completed without a reload.
+        lab["gate"].touch()
+        page.wait_for_function(
+            """() => { const b = document.querySelector('#dynpipe-runs .jp-dynpipe-run');
+                       return b.dataset.status === 'completed' && b.textContent.includes('2/2 done'); }""",
+            timeout=60_000,
+        )
+        assert slow_run.get_attribute("data-status") == "completed"
+        page.screenshot(path=shot("runs-panel.png"), clip={"x": 0, "y": 0, "width": 640, "height": 420})
 
-            # Open the older etl run (keyboard: focus it, press Enter).
-            etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
-            etl_button.focus()
-            page.keyboard.press("Enter")
-            detail = page.locator(".jp-dynpipe-detail")
-            detail.wait_for(timeout=30_000)
-            page.wait_for_function(
-                "() => document.querySelectorAll('.jp-dynpipe-detail .jp-dynpipe-node').length === 2", timeout=30_000
-            )
-            edges = page.eval_on_selector_all(
-                ".jp-dynpipe-detail .jp-dynpipe-edge", "els => els.map(e => e.dataset.from + '>' + e.dataset.to)"
-            )
-            assert edges == ["load>total"]
-            assert detail.locator("tr[data-step]").count() == 2
-            detail.locator(".jp-dynpipe-node[data-id='load']").click()
-            log = detail.locator(".jp-dynpipe-log")
-            log.wait_for(timeout=30_000)
-            assert "hello from load: 4 rows" in log.inner_text()
-            snippet = detail.locator(".jp-dynpipe-snippet pre").first
-            snippet.wait_for(timeout=30_000)
-            assert "Client().get_artifact_version(" in snippet.inner_text()
-            assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
-            page.screenshot(path=shot("run-detail.png"))
+        # Open the older etl run (keyboard: focus it, press Enter).
+        etl_button = page.locator("#dynpipe-runs .jp-dynpipe-run").nth(2)
+        etl_button.focus()
+        page.keyboard.press("Enter")
+        detail = page.locator(".jp-dynpipe-detail")
+        detail.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-dynpipe-detail .jp-dynpipe-node').length === 2", timeout=30_000
+        )
+        edges = page.eval_on_selector_all(
+            ".jp-dynpipe-detail .jp-dynpipe-edge", "els => els.map(e => e.dataset.from + '>' + e.dataset.to)"
+        )
+        assert edges == ["load>total"]
+        assert detail.locator("tr[data-step]").count() == 2
+        detail.locator(".jp-dynpipe-node[data-id='load']").click()
+        log = detail.locator(".jp-dynpipe-log")
+        log.wait_for(timeout=30_000)
+        assert "hello from load: 4 rows" in log.inner_text()
+        snippet = detail.locator(".jp-dynpipe-snippet pre").first
+        snippet.wait_for(timeout=30_000)
+        assert "Client().get_artifact_version(" in snippet.inner_text()
+        assert detail.locator(".jp-dynpipe-preview").first.inner_text() == "[0, 1, 2, 3]"
+        page.screenshot(path=shot("run-detail.png"))
 
-            # A saved notebook's DAG renders from its output alone (no kernel is started).
-            page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
-                      f"?reset&token={lab['token']}")
-            mime = page.locator(".jp-dynpipe-mime")
-            no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
-            # The notebook names no kernel, so JupyterLab asks for one: decline, the DAG needs none.
-            no_kernel.wait_for(timeout=60_000)
-            no_kernel.click()
-            mime.wait_for(timeout=60_000)
-            page.wait_for_function(
-                "() => document.querySelectorAll('.jp-dynpipe-mime .jp-dynpipe-node').length === 2", timeout=30_000
-            )
-            mime.locator(".jp-dynpipe-node[data-id='total']").click()
-            details = mime.locator(".jp-dynpipe-dag-details")
-            wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(),
-                       "the node details of the saved DAG")
-            before = mime.locator("svg g").first.get_attribute("transform")
-            mime.locator("button[aria-label='Zoom in (+)']").click()
-            assert mime.locator("svg g").first.get_attribute("transform") != before
-            mime.screenshot(path=shot("saved-dag.png"))
+        # A saved notebook's DAG renders from its output alone (no kernel is started).
+        page.goto(f"{lab['base']}/lab/workspaces/dp-{secrets.token_hex(4)}/tree/saved.ipynb"
+                  f"?reset&token={lab['token']}")
+        mime = page.locator(".jp-dynpipe-mime")
+        no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
+        # The notebook names no kernel, so JupyterLab asks for one: decline, the DAG needs none.
+        no_kernel.wait_for(timeout=60_000)
+        no_kernel.click()
+        mime.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-dynpipe-mime .jp-dynpipe-node').length === 2", timeout=30_000
+        )
+        mime.locator(".jp-dynpipe-node[data-id='total']").click()
+        details = mime.locator(".jp-dynpipe-dag-details")
+        wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(), 60,
+                   what="the node details of the saved DAG", interval=0.1)
+        before = mime.locator("svg g").first.get_attribute("transform")
+        mime.locator("button[aria-label='Zoom in (+)']").click()
+        assert mime.locator("svg g").first.get_attribute("transform") != before
+        mime.screenshot(path=shot("saved-dag.png"))
 
-            # "Export notebook to pipeline module" writes the module beside the notebook.
-            module = lab["root"] / "saved_pipeline.py"
-            # Done once the module is written whole (the file exists a moment before its text).
-            run_command(page, "Export notebook to pipeline module",
-                        lambda: module.exists() and "total(load(4))" in module.read_text())
-            source = module.read_text()
-            assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
-            check_pipes_notebook(page, lab)
-            check_schedule_dialog(page, lab)
-            check_older_pages(page, lab)
-            for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
-                publish(name, f"screenshots/{name}")
-        except Exception:
-            page.screenshot(path=shot("labext-failure.png"))
-            raise
-        finally:
-            context.close()
+        # "Export notebook to pipeline module" writes the module beside the notebook.
+        module = lab["root"] / "saved_pipeline.py"
+        # Done once the module is written whole (the file exists a moment before its text).
+        run_command(page, "Export notebook to pipeline module",
+                    lambda: module.exists() and "total(load(4))" in module.read_text())
+        source = module.read_text()
+        assert "@pipeline(dynamic=True, name='etl')" in source and "total(load(4))" in source
+        check_pipes_notebook(page, lab)
+        check_schedule_dialog(page, lab)
+        check_older_pages(page, lab)
+        for name in ("runs-panel.png", "run-detail.png", "saved-notebook-dag.png", "schedule-dialog.png"):
+            publish(name, f"screenshots/{name}")
 
 
 def check_pipes_notebook(page: Any, lab: dict[str, Any]) -> None:
@@ -405,7 +329,8 @@ def check_pipes_notebook(page: Any, lab: dict[str, Any]) -> None:
         timeout=SLOW,
     )
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    wait_until(lambda: len(dag_outputs(path)) == 2, "the saved notebook to hold both DAG payloads", 120)
+    wait_until(lambda: len(dag_outputs(path)) == 2, 120, what="the saved notebook to hold both DAG payloads",
+               interval=0.1)
     saved = path.read_text()
     assert "application/vnd.jupyter.widget-view+json" not in saved
     payloads = dag_outputs(path)
@@ -420,7 +345,7 @@ def check_pipes_notebook(page: Any, lab: dict[str, Any]) -> None:
     for session in api(lab, "/api/sessions"):
         if session["path"].endswith("pipes.ipynb"):
             api(lab, f"/api/sessions/{session['id']}", method="DELETE")
-    wait_until(lambda: not api(lab, "/api/kernels"), "the kernel to shut down", 120)
+    wait_until(lambda: not api(lab, "/api/kernels"), 120, what="the kernel to shut down", interval=0.1)
     page.reload()
     page.wait_for_function(
         """() => { const outs = [...document.querySelectorAll('.jp-Notebook .jp-dynpipe-mime')];
@@ -433,8 +358,8 @@ def check_pipes_notebook(page: Any, lab: dict[str, Any]) -> None:
     second = page.locator(".jp-Notebook .jp-dynpipe-mime").nth(1)
     second.locator(".jp-dynpipe-node[data-id='total']").click()
     details = second.locator(".jp-dynpipe-dag-details")
-    wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(),
-               "the node details of the reloaded notebook's DAG", 60)
+    wait_until(lambda: "upstream" in details.inner_text() and "load" in details.inner_text(), 60,
+               what="the node details of the reloaded notebook's DAG", interval=0.1)
     second.screenshot(path=str(ARTIFACTS / "saved-notebook-dag.png"))
 
 
@@ -475,7 +400,7 @@ def check_schedule_dialog(page: Any, lab: dict[str, Any]) -> None:
         ).stdout
         return out if "pipes-nightly" in out else None
 
-    out = wait_until(listed, "dynpipe schedule list to show the dialog's schedule", 120)
+    out = wait_until(listed, 120, what="dynpipe schedule list to show the dialog's schedule", interval=0.1)
     assert "30 2 * * * (UTC)" in out and "pipes_pipeline.py" in out
     assert page.locator(".jp-Dialog .jp-dynpipe-schedule-form").count() == 0  # accepted: the dialog closed
 
