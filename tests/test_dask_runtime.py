@@ -593,13 +593,20 @@ def test_cache_hits_skip_dask(tmp_path: Path, dask_client: Any) -> None:
     assert len(dask_client.get_events(LOG_TOPIC)) == starts_before  # nothing reached the cluster
 
 
-def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_path: Path, dask_client: Any) -> None:
+def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(
+    tmp_path: Path, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pid_file = tmp_path / "victim"
     killed: list[str] = []
+    big = _worker_with(dask_client, "memory_limit", 4_000_000_000)
+    # Only the 4 GB worker fits: the retry must wait for its nanny to restart it under a new
+    # address and go there, although the kept view of the workers would never age.
+    monkeypatch.setattr(dask_placement, "RESOURCES_TTL", 3600.0)
+    needs_memory = dies_on_first_attempt.with_options(settings={"resources": ResourceSettings(memory="3GB")})
 
     @pipeline(dynamic=True)
     def survive() -> None:
-        fut = dies_on_first_attempt.submit(str(pid_file))
+        fut = needs_memory.submit(str(pid_file))
         text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the first attempt to start")
         pid, address = text.split()
         os.kill(int(pid), signal.SIGKILL)
@@ -612,6 +619,7 @@ def test_killed_worker_fails_the_attempt_naming_it_and_the_retry_succeeds(tmp_pa
     assert sr.attempts == 2
     assert sr.output.load() == "survived"
     assert f"the Dask worker {killed[0]} running it died" in sr.logs
+    assert killed == [big]
     dask_client.wait_for_workers(2, timeout=DEADLINE * 2)  # the nanny restarts it for later tests
 
 

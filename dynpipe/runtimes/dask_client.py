@@ -14,6 +14,7 @@ dispatched to the launch waiting for each task key.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Final, Protocol
 
 from .. import settings
@@ -45,6 +46,10 @@ class EventBridge:
         self.client = client
         self._lock = threading.Lock()
         self._watchers: dict[str, DaskWatcher] = {}
+        #: Counts workers joining and leaving: a view of the workers older than a change is stale.
+        self.membership = 0
+        #: When (``time.monotonic()``) the scheduler last removed a worker (a nanny may restart it).
+        self.removed_at: float | None = None
         client.subscribe_topic(LOG_TOPIC, self._on_step_event)
         client.subscribe_topic("all", self._on_cluster_event)
 
@@ -71,8 +76,12 @@ class EventBridge:
 
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
         msg = event[1]
-        if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+        if not isinstance(msg, dict) or msg.get("action") not in ("add-worker", "remove-worker"):
             return
+        self.membership += 1
+        if msg["action"] != "remove-worker":
+            return
+        self.removed_at = time.monotonic()
         worker = str(msg.get("worker"))
         for key in msg.get("processing-tasks") or ():
             watcher = self._watchers.get(str(key))

@@ -14,8 +14,12 @@ A step's ``DaskSettings`` and ``ResourceSettings`` become ``Client.submit`` keyw
 Dask keeps a task no current worker can take queued until such a worker joins, forever on a
 fixed cluster, so a step no worker fits fails before launch, naming what it asked and the most
 a worker offers. What the workers offer is asked once per run and kept :data:`RESOURCES_TTL`
-seconds; a step the kept view cannot place asks again first (a worker may have joined), so a
-fan-out of 1,000 steps with ``memory`` costs one scheduler round trip, not 1,000.
+seconds, or until the scheduler reports a worker joining or leaving (a step is never restricted
+to a worker known to be gone, e.g. the one its last attempt crashed); a step the kept view
+cannot place asks again first, and within :data:`RESTART_GRACE` seconds of a worker leaving
+waits for a fitting one to join (the retry of a step whose worker was killed for its memory
+waits for the nanny's restart). A fan-out of 1,000 steps with ``memory`` costs one scheduler
+round trip, not 1,000.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+from .dask_client import EventBridge
 from .task import StepTask
 
 #: ``ResourceSettings`` field -> the ``DaskSettings`` field naming the Dask resource it asks
@@ -42,6 +47,10 @@ TO_WORKER_FIELD = {"cpu_count": ("nthreads", "cpu_count={:g}"), "memory_bytes": 
 
 #: Seconds a run keeps the workers' view before asking the scheduler again.
 RESOURCES_TTL = 5.0
+
+#: Seconds a step no worker fits waits for one after the scheduler removed a worker: a nanny
+#: restarts a crashed worker (e.g. one killed for its memory) under a new address.
+RESTART_GRACE = 30.0
 
 
 class Unplaceable(Exception):
@@ -115,11 +124,13 @@ def placement(task: StepTask) -> Placement:
 class ClusterView:
     """The cluster's workers as a runtime's launches see them, and where each step may go."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, bridge: EventBridge) -> None:
         self.client = client
+        self.bridge = bridge  # its membership count: a worker joined or left since the view was taken
         self._lock = threading.Lock()  # one scheduler query at a time; the others reuse it
         self._workers: list[WorkerView] = []
         self._at: float | None = None
+        self._membership = -1
 
     def submit_options(self, task: StepTask) -> dict[str, Any]:
         """``Client.submit`` keywords for the step; :class:`Unplaceable` if no worker fits."""
@@ -145,20 +156,30 @@ class ClusterView:
         if not chosen and self._at == seen_at:  # a kept view: a worker that fits may have joined
             workers = self.workers(0.0, seen_at)
             chosen = _fitting(p, workers)
+        while not chosen and self._restarting():
+            time.sleep(0.1)  # a worker joining makes the view stale (membership): asked again then
+            workers = self.workers(RESOURCES_TTL)
+            chosen = _fitting(p, workers)
         if not chosen:
             raise Unplaceable(_why_not(p, workers))
         return chosen
+
+    def _restarting(self) -> bool:
+        removed = self.bridge.removed_at
+        return removed is not None and time.monotonic() - removed < RESTART_GRACE
 
     def workers(self, max_age: float, stale: float | None = None) -> list[WorkerView]:
         """The workers, asked at most every ``max_age`` seconds; a view newer than ``stale``
         (fetched by another launch meanwhile) is fresh enough."""
         with self._lock:
             at = self._at
-            if at is not None and (time.monotonic() - at < max_age or (stale is not None and at != stale)):
+            fresh = at is not None and (time.monotonic() - at < max_age or (stale is not None and at != stale))
+            if fresh and self._membership == self.bridge.membership:
                 return self._workers
+            membership = self.bridge.membership  # before asking: a change meanwhile makes it stale
             infos = self.client.scheduler_info(n_workers=-1).get("workers", {})
             self._workers = [WorkerView.of(address, info) for address, info in infos.items()]
-            self._at = time.monotonic()
+            self._at, self._membership = time.monotonic(), membership
             return self._workers
 
 

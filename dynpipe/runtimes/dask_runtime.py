@@ -212,7 +212,7 @@ class DaskRuntime(StepRuntime):
         self._shipment = MaterializerShipment()
         self._lock = threading.Lock()
         self._stores_seen: set[str] = set()
-        self.cluster = ClusterView(self.client)
+        self.cluster = ClusterView(self.client, self.bridge)
 
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
