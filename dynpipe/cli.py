@@ -105,7 +105,7 @@ def _run_summaries(client: Client, args: argparse.Namespace, scheduled: set[str]
         size = min(500, args.limit - len(found)) if args.limit else 500
         page = client.list_run_summaries(
             pipeline_name=args.pipeline, status=args.status, limit=size, after=after,
-            run_names=scheduled, include_unlisted=args.all,
+            run_names=scheduled, include_unlisted=args.all, active_time=True,
         )
         found += page.runs
         after = page.next

@@ -81,7 +81,8 @@ def test_active_time_is_the_union_of_step_intervals_as_the_run_computes_it(backe
     done = new_run()
     open_store().metadata.finish_run(done, ExecutionStatus.COMPLETED)  # ended without a step
     client = Client()
-    summaries = {r.id: r for r in client.list_run_summaries(limit=10).runs}
+    summaries = {r.id: r for r in client.list_run_summaries(limit=10, active_time=True).runs}
+    assert all(r.active_duration is None for r in client.list_run_summaries(limit=10).runs)  # not asked for
     assert summaries[busy].active_duration == pytest.approx(5 + 12 + 10 + 0.5)
     assert summaries[busy].step_counts == {"completed": 6, "running": 1, "skipped": 1, "failed": 1}
     assert summaries[busy].steps == 9
@@ -113,7 +114,7 @@ def test_counts_match_the_runs_steps_and_filters_narrow_the_pages(backend: Backe
     clean()
     part(5)  # a one-step run: unlisted unless asked for
     client = Client()
-    summaries = all_pages(client, 2)
+    summaries = all_pages(client, 2, active_time=True)
     assert [r.pipeline_name for r in summaries] == ["clean", "mixed", "mixed"]
     for summary in summaries:
         run = client.get_pipeline_run(summary.id)
@@ -137,11 +138,12 @@ def test_a_page_reads_step_rows_by_narrow_columns_only() -> None:
         add_step(run_id, "a", 1.0, 2.0)
     statements: list[str] = []
     open_store().metadata._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
-    page = Client().list_run_summaries(limit=2)
+    page = Client().list_run_summaries(limit=2, active_time=True)
     open_store().metadata._conn.set_trace_callback(None)  # type: ignore[attr-defined]
     assert [r.step_counts for r in page.runs] == [{"completed": 1}] * 2
     on_steps = [s for s in statements if "step_runs" in s]
     assert len(on_steps) == 2  # one GROUP BY for the counts, one for the active time, for the whole page
+    assert [r.active_duration for r in page.runs] == [1.0, 1.0]
     assert not any("SELECT *" in s or "logs" in s or "outputs" in s for s in on_steps), on_steps
     plans = [
         row[-1]

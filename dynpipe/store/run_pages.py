@@ -33,7 +33,8 @@ class RunSummary:
     error: str | None
     config: dict[str, Any]
     step_counts: dict[str, int]
-    #: seconds during which at least one step ran (as ``PipelineRun.active_duration``)
+    #: seconds during which at least one step ran (as ``PipelineRun.active_duration``);
+    #: ``None`` unless the page was asked with ``active_time=True``
     active_duration: float | None
 
     @property
@@ -59,10 +60,10 @@ class RunPage:
     next: str | None
 
 
-def summary_from_record(record: RunSummaryRecord) -> RunSummary:
+def summary_from_record(record: RunSummaryRecord, active_time: bool) -> RunSummary:
     run = record.run
     active = record.active
-    if active is None and run.end is not None:
+    if active is None and active_time and run.end is not None:
         active = 0.0  # finished without a step that ran
     return RunSummary(
         id=run.id, name=run.name, pipeline_name=run.pipeline_name, status=run.status,
