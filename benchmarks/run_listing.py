@@ -3,7 +3,7 @@
     python benchmarks/run_listing.py                        # SQLite store in a temporary folder
     python benchmarks/run_listing.py --store-url postgresql://u:pw@host/db   # an empty database
 
-Three ways, each the median of ``--repeats`` calls after one warm-up:
+Four ways, each the median of ``--repeats`` calls after one warm-up:
 
 * **before**: what ``GET /dynpipe/api/runs?page=N`` did until the store counted steps:
   ``list_pipeline_runs(limit=N*50+1)``, slice, and ``run_summary`` of each run, which read
