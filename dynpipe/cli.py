@@ -14,7 +14,6 @@ from . import cli_store
 from .cli_schedule import add_schedule_commands
 from .display import (
     abbreviate_names,
-    count_statuses,
     escape_control,
     format_duration,
     format_status_counts,
@@ -26,6 +25,7 @@ from .errors import ArtifactLoadError
 from .schedule.run_module import add_run_command
 from .store.client import Client
 from .store.models import ArtifactVersion, PipelineRun, StepRun
+from .store.run_pages import RunSummary
 
 _RUN_HELP = "run name, run id or a prefix of either, pipeline name (its latest run), or 'latest'"
 
@@ -39,10 +39,6 @@ def _limit(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expects a whole number of rows, 0 for all; got {text!r}")
     return value
-
-
-def _run_summary_counts(run: PipelineRun) -> str:
-    return format_status_counts(count_statuses(s.status for s in run.steps.values()))
 
 
 def resolve_run(client: Client, ref: str) -> PipelineRun:
@@ -101,6 +97,22 @@ def short_origin(origin: str | None, width: int = 32) -> str:
     return truncate(f"…/{base}", width)
 
 
+def _run_summaries(client: Client, args: argparse.Namespace, scheduled: set[str] | None) -> list[RunSummary]:
+    """The runs to list, read a page at a time (counted by the store, no step rows)."""
+    found: list[RunSummary] = []
+    after: str | None = None
+    while True:
+        size = min(500, args.limit - len(found)) if args.limit else 500
+        page = client.list_run_summaries(
+            pipeline_name=args.pipeline, status=args.status, limit=size, after=after,
+            run_names=scheduled, include_unlisted=args.all, active_time=True,
+        )
+        found += page.runs
+        after = page.next
+        if after is None or (args.limit and len(found) >= args.limit):
+            return found
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = Client()
     scheduled: set[str] | None = None
@@ -108,18 +120,13 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         from .schedule.manage import list_schedule_runs
 
         scheduled = {f.run_name for f in list_schedule_runs(args.schedule, client.store.root) if f.run_name}
-    runs = client.list_pipeline_runs(
-        pipeline_name=args.pipeline, status=args.status,
-        limit=None if scheduled is not None else args.limit or None, include_unlisted=args.all,
-    )
-    if scheduled is not None:
-        runs = [r for r in runs if r.name in scheduled][: args.limit or None]
+    runs = _run_summaries(client, args, scheduled)
     if not runs:
         print(f"no runs in {escape_control(client.store.root)}")
         return 0
     rows = [
         [r.name, r.pipeline_name, r.status.value, format_time(r.start_time), format_duration(r.active_duration),
-         format_duration(r.duration), _run_summary_counts(r), short_origin(r.origin)]
+         format_duration(r.duration), format_status_counts(r.step_counts), short_origin(r.origin)]
         for r in runs
     ]
     # ACTIVE: time some step was running; OPEN: from start to end (a notebook run spans its cells).

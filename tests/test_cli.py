@@ -303,3 +303,21 @@ def test_runs_list_shows_the_script_or_schedule_a_run_came_from(tmp_path: Path) 
     assert origins == ["schedule:hourly", "…/nightly_origin.py", "nightly_origin.py"]
     shown = dynpipe("runs", "show", "from_script").stdout
     assert f"origin    {script}\n" in shown
+
+
+def test_runs_list_reads_pages_of_the_store_past_the_first_and_honours_limit() -> None:
+    import uuid
+
+    from dynpipe.status import ExecutionStatus
+    from dynpipe.store.store import open_store
+
+    md = open_store().metadata
+    ids = [uuid.uuid4().hex for _ in range(503)]  # more than one 500-run page of the store
+    for i, run_id in enumerate(ids):
+        md.create_run(run_id, f"bulk-{i:03d}", "bulk", {})
+        md.finish_run(run_id, ExecutionStatus.COMPLETED)
+    rows = dynpipe("runs", "list", "--limit", "0").stdout.strip().splitlines()[1:]
+    assert [row.split()[0] for row in rows] == [f"bulk-{i:03d}" for i in reversed(range(503))]
+    assert all(" no steps " in row for row in rows)
+    three = dynpipe("runs", "list", "--limit", "3", "--status", "completed").stdout.strip().splitlines()[1:]
+    assert [row.split()[0] for row in three] == ["bulk-502", "bulk-501", "bulk-500"]

@@ -125,7 +125,7 @@ def test_a_version_2_database_gets_the_schedule_tables_and_version_3(shared_url:
     assert store.claim(FireRecord("s", T0.timestamp(), "cron", "missed"))
     with psycopg.connect(shared_url, autocommit=True) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3
 
 
 def test_a_claim_whose_connection_dies_is_made_again_and_won_once(shared_url: str, store_home: Path) -> None:

@@ -101,6 +101,29 @@ async def test_runs_are_listed_newest_first_in_pages_with_filters(jp_fetch: Any)
     assert (await get_json(jp_fetch, "runs", status="failed"))["runs"] == []
 
 
+async def test_pages_follow_the_next_cursor_while_new_runs_arrive(jp_fetch: Any) -> None:
+    old = [etl().id for _ in range(5)]
+    first = await get_json(jp_fetch, "runs", per_page="2")
+    assert [r["id"] for r in first["runs"]] == old[:2:-1] and first["has_more"] is True and first["next"]
+    assert first["runs"][0]["step_counts"] == {"completed": 2} and first["runs"][0]["steps"] == 2
+    newer = etl()  # arrives between pages: it shifts ``page=2`` but not the cursor's page
+    second = await get_json(jp_fetch, "runs", per_page="2", after=first["next"])
+    assert [r["id"] for r in second["runs"]] == old[2:0:-1] and second["has_more"] is True
+    by_page = await get_json(jp_fetch, "runs", per_page="2", page="2")
+    assert [r["id"] for r in by_page["runs"]] == [old[3], old[2]]
+    last = await get_json(jp_fetch, "runs", per_page="2", after=second["next"])
+    assert [r["id"] for r in last["runs"]] == [old[0]] and last["has_more"] is False and last["next"] is None
+    head = await get_json(jp_fetch, "runs", per_page="2")
+    assert head["runs"][0]["id"] == newer.id
+    for params, words in [
+        ({"after": "not-a-cursor"}, "'after'"),
+        ({"after": first["next"], "page": "2"}, "'after' and 'page' exclude each other"),
+    ]:
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("dynpipe", "api", "runs", params=params)
+        assert info.value.code == 400 and words in str(info.value.message), params
+
+
 async def test_a_failed_run_is_found_by_status(jp_fetch: Any) -> None:
     @pipeline(dynamic=True, name="fails")
     def fails() -> None:

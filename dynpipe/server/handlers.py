@@ -91,21 +91,30 @@ class RunsHandler(DynpipeHandler):
     @tornado.web.authenticated
     @authorized
     def get(self) -> None:
-        """Runs newest first, ``?page=1&per_page=50&pipeline=NAME&status=STATUS``."""
-        page = self.int_arg("page", 1, 1, 1_000_000)
+        """Runs newest first, ``?per_page=50&pipeline=NAME&status=STATUS`` and ``after=NEXT``
+        (the ``next`` of the page before: stable while new runs arrive) or ``page=N``."""
         per_page = self.int_arg("per_page", 50, 1, MAX_PER_PAGE)
+        after = self.get_argument("after", "") or None
+        page = self.int_arg("page", 1, 1, 1_000_000)
+        if after is not None and self.get_argument("page", ""):
+            raise tornado.web.HTTPError(400, reason="query parameters 'after' and 'page' exclude each other")
         pipeline = self.get_argument("pipeline", "") or None
         status = self.get_argument("status", "") or None
         client = self.client()
-        runs = client.list_pipeline_runs(pipeline_name=pipeline, status=status, limit=page * per_page + 1)
-        chunk = runs[(page - 1) * per_page : page * per_page]
+        try:
+            found = client.list_run_summaries(
+                pipeline_name=pipeline, status=status, limit=per_page, after=after, offset=(page - 1) * per_page
+            )
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, reason=f"query parameter 'after': {exc}") from None
         self.reply({
             "store": str(client.store.root),
             "page": page,
             "per_page": per_page,
-            "has_more": len(runs) > page * per_page,
+            "has_more": found.next is not None,
+            "next": found.next,
             "pipelines": [p.name for p in client.list_pipelines()],
-            "runs": [previews.run_summary(r) for r in chunk],
+            "runs": [previews.list_summary(r) for r in found.runs],
         })
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.models import ArtifactVersion, PipelineRun, StepRun
+from ..store.run_pages import RunSummary
 
 #: Characters of an artifact's repr / JSON sent to the browser.
 PREVIEW_CHARS = 4000
@@ -33,16 +34,26 @@ def _ts(value: Any) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def active_seconds(run: PipelineRun) -> float:
+def active_seconds(run: PipelineRun | RunSummary) -> float:
     """Wall time since the run started: to its end, or to now while it is active."""
     end = run.end_time.timestamp() if run.end_time else time.time()
     return max(0.0, end - run.start_time.timestamp())
 
 
 def run_summary(run: PipelineRun) -> dict[str, Any]:
+    """One run in full (the run view): its steps are loaded anyway, so they are counted here."""
     counts: dict[str, int] = {}
     for step in run.steps.values():
         counts[step.status.value] = counts.get(step.status.value, 0) + 1
+    return _summary(run, counts)
+
+
+def list_summary(run: RunSummary) -> dict[str, Any]:
+    """One row of the runs list: counted by the store, no step row read."""
+    return _summary(run, run.step_counts)
+
+
+def _summary(run: PipelineRun | RunSummary, counts: dict[str, int]) -> dict[str, Any]:
     return {
         "id": run.id,
         "name": run.name,
@@ -56,7 +67,7 @@ def run_summary(run: PipelineRun) -> dict[str, Any]:
         "step_counts": counts,
         "error": run.error,
         # Where the run came from (notebook path, script, schedule), once the store records it.
-        "origin": getattr(run, "origin", None),
+        "origin": run.origin,
     }
 
 

@@ -23,6 +23,7 @@ from .records import (
     StepOutcome,
     StepRunRecord,
 )
+from .run_summaries import RunSummaryRecord, SummaryFilter
 
 
 class MetadataBackend(Protocol):
@@ -46,6 +47,18 @@ class MetadataBackend(Protocol):
         """Record the run's final status; step runs still open become stopped."""
 
     def list_runs(self, where: RunFilter) -> list[RunRecord]: ...
+
+    def run_summaries(
+        self,
+        where: SummaryFilter,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        offset: int = 0,
+        active: bool = False,
+    ) -> list[RunSummaryRecord]:
+        """A page of runs, newest first (by start, then id), after the ``(start, id)`` cursor
+        ``after``, each with its step counts by status and (``active``) active seconds; step
+        rows are read by narrow columns only (``run_summaries.py``)."""
 
     def record_heartbeat(self, run_id: str) -> None:
         """The orchestrator of an open run is alive (written every few seconds by a thread)."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, run_from_record, to_datetime
 from .records import RunFilter
+from .run_pages import RunPage, decode_cursor, encode_cursor, summary_from_record
+from .run_summaries import SummaryFilter
 from .store import Store, open_store
 
 
@@ -94,6 +97,41 @@ class Client:
             if limit is not None:
                 runs = runs[:limit]
         return runs
+
+    def list_run_summaries(
+        self,
+        pipeline_name: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        *,
+        offset: int = 0,
+        run_names: Collection[str] | None = None,
+        include_unlisted: bool = False,
+        active_time: bool = False,
+    ) -> RunPage:
+        """One page of runs, newest first, with step counts and active time but no step rows.
+
+        ``after`` is the ``next`` of the previous page: pages continue where it ended even
+        while new runs arrive (``offset`` counts from the top and shifts with them).
+        ``run_names`` keeps only the named runs (a schedule's). ``active_time`` also reads the
+        steps' start and end times for ``RunSummary.active_duration`` (else it is ``None``).
+        """
+        if limit < 1:
+            raise ValueError(f"list_run_summaries: limit must be at least 1, got {limit}")
+        cursor = decode_cursor(after) if after else None
+        where = SummaryFilter(
+            pipeline_name=pipeline_name, status=None if status is None else str(status),
+            run_names=None if run_names is None else sorted(run_names), include_unlisted=include_unlisted,
+        )
+        metadata = self.store.metadata
+        records = metadata.run_summaries(where, limit + 1, cursor, offset, active_time)
+        if metadata.reap_dead_runs(r.run for r in records):  # their status (and the page) changed
+            records = metadata.run_summaries(where, limit + 1, cursor, offset, active_time)
+        more = len(records) > limit
+        records = records[:limit]
+        runs = [summary_from_record(r, active_time) for r in records]
+        return RunPage(runs, encode_cursor(records[-1]) if more else None)
 
     def get_step_run(self, run: str, invocation_id: str) -> StepRun:
         pipeline_run = self.get_pipeline_run(run)

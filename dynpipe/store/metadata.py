@@ -35,6 +35,7 @@ from .records import (
     StepRunRecord,
 )
 from .rows import artifact_record, json_column, run_record, step_run_record
+from .run_summaries import RunSummaryReads
 from .schema_check import check_version
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .sqlite_statements import (
@@ -52,7 +53,7 @@ _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
 
 
-class MetadataStore:
+class MetadataStore(RunSummaryReads):
     """Thread-safe access to the SQLite metadata database of one store root."""
 
     def __init__(self, path: Path) -> None:

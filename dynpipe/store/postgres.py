@@ -37,6 +37,7 @@ from .records import (
     StepRunRecord,
 )
 from .rows import artifact_record, json_column, run_record, step_run_record
+from .run_summaries import PostgresRunSummaryReads
 from .schema_check import check_version
 from .urls import mask_password
 
@@ -67,7 +68,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-class PostgresMetadata(StepRunReads):
+class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
     """The metadata tables of one PostgreSQL database (connections: ``postgres_pool``)."""
 
     def __init__(self, url: str) -> None:

@@ -9,7 +9,9 @@ its version numbers run ahead of the SQLite schema's.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+from .run_summaries import RUN_INDEX, STEP_INDEX
+
+SCHEMA_VERSION = 4
 
 #: The schedules and their fires (``schedules.py``): one row per claimed due time, whose
 #: primary key is the lease that keeps two schedulers from firing one tick twice.
@@ -50,6 +52,7 @@ SCHEDULE_STATEMENTS: tuple[str, ...] = (
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat DOUBLE PRECISION",),
     2: SCHEDULE_STATEMENTS,
+    3: (RUN_INDEX, STEP_INDEX),  # pages of the runs list (run_summaries.py)
 }
 
 #: A constant key of ``pg_advisory_xact_lock``: one opener creates or migrates the schema.
@@ -131,4 +134,6 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     )""",
     "CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BYTEA NOT NULL)",
     *SCHEDULE_STATEMENTS,
+    RUN_INDEX,
+    STEP_INDEX,
 )

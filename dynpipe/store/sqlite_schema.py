@@ -7,11 +7,16 @@ table, but a ``runs`` table) is version 1. Migrations run in order inside one
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+from .run_summaries import RUN_INDEX, STEP_INDEX
+
+SCHEMA_VERSION = 3
 
 #: Statements that take a database at version ``n`` to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE runs ADD COLUMN heartbeat REAL",),
+    # The indexes of the runs list's pages (run_summaries.py): SCHEMA_STATEMENTS, which run
+    # after the migrations, create them (a version 1 database may have no step_runs table yet).
+    2: (),
 }
 
 _SCHEMA = """
@@ -93,4 +98,8 @@ CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 #: The statements of the current schema, one by one (``executescript`` would commit early).
-SCHEMA_STATEMENTS: tuple[str, ...] = tuple(s.strip() for s in _SCHEMA.split(";") if s.strip())
+SCHEMA_STATEMENTS: tuple[str, ...] = (
+    *(s.strip() for s in _SCHEMA.split(";") if s.strip()),
+    RUN_INDEX,
+    STEP_INDEX,
+)

@@ -26,6 +26,8 @@ export interface IRunsPage {
   page: number;
   per_page: number;
   has_more: boolean;
+  /** The `after` of the next older page (stable while new runs arrive); null at the end. */
+  next: string | null;
   pipelines: string[];
   runs: IRunSummary[];
 }

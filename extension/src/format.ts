@@ -70,14 +70,22 @@ export interface IRunFilters {
   status: string;
 }
 
-/** Query string of `GET /dynpipe/api/runs` (empty filters are left out). */
+/**
+ * Query string of `GET /dynpipe/api/runs` (empty filters are left out); `after` (a page's
+ * `next`) asks for the page after it, which new runs do not shift, instead of `page`.
+ */
 export function runsQuery(
   filters: IRunFilters,
   page = 1,
-  perPage = 50
+  perPage = 50,
+  after: string | null = null
 ): string {
   const params = new URLSearchParams();
-  params.set('page', String(page));
+  if (after) {
+    params.set('after', after);
+  } else {
+    params.set('page', String(page));
+  }
   params.set('per_page', String(perPage));
   if (filters.pipeline) {
     params.set('pipeline', filters.pipeline);
@@ -95,8 +103,8 @@ export function pollDelay(anyActive: boolean): number {
 
 /**
  * The runs list: the polled first page, then the older pages loaded by "Show more runs"
- * minus any run already above (new runs shift offset pages down, so a later page can
- * repeat the end of an earlier one; it never skips one).
+ * minus any run already above (the polled head moves down as new runs arrive, so it can
+ * repeat the start of the older pages; cursor pages never skip a run).
  */
 export function mergeRuns<T extends { id: string }>(
   head: T[],

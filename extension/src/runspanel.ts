@@ -3,6 +3,7 @@
  * status, polled while visible (fast while a run is active, so progress shows live).
  * The first page is polled; "Show more runs" fetches the next older page of the API
  * (any number of them, so a store with thousands of runs can be browsed) and keeps it.
+ * Older pages follow the API's `next` cursor, so runs arriving meanwhile shift nothing.
  */
 
 import { Widget } from '@lumino/widgets';
@@ -48,6 +49,7 @@ export class RunsPanel extends Widget {
     for (const select of [this._pipeline, this._status]) {
       select.addEventListener('change', () => {
         this._older = [];
+        this._olderNext = null;
         this._pages = 1;
         void this.refresh();
       });
@@ -128,13 +130,15 @@ export class RunsPanel extends Widget {
 
   /** Append the next older page (kept, not polled). */
   async loadMore(): Promise<void> {
+    const after = this._pages === 1 ? this._head?.next : this._olderNext;
+    if (!after) {
+      return;
+    }
     try {
-      const page = await api.runs(
-        runsQuery(this.filters, this._pages + 1, PAGE)
-      );
+      const page = await api.runs(runsQuery(this.filters, 1, PAGE, after));
       this._pages += 1;
       this._older = mergeRuns(this._older, page.runs);
-      this._olderHasMore = page.has_more;
+      this._olderNext = page.next;
       this._render();
     } catch (err) {
       this._message.textContent = String(err);
@@ -175,8 +179,7 @@ export class RunsPanel extends Widget {
     }
     this._setPipelines(page.pipelines);
     this._store.textContent = `store: ${page.store}`;
-    this._more.hidden =
-      this._pages === 1 ? !page.has_more : !this._olderHasMore;
+    this._more.hidden = this._pages === 1 ? !page.next : !this._olderNext;
     const runs = mergeRuns(page.runs, this._older);
     this._list.dataset.count = String(runs.length);
     const focused = document.activeElement?.getAttribute('data-run-id');
@@ -237,7 +240,7 @@ export class RunsPanel extends Widget {
   private _more: HTMLButtonElement;
   private _head: IRunsPage | null = null;
   private _older: IRunSummary[] = [];
-  private _olderHasMore = false;
+  private _olderNext: string | null = null;
   private _pages = 1;
   private _pipelinesKey = '';
   private _timer = 0;

@@ -38,6 +38,9 @@ describe('format', () => {
     expect(runsQuery({ pipeline: 'a b', status: 'failed' }, 2, 10)).toBe(
       'page=2&per_page=10&pipeline=a+b&status=failed'
     );
+    expect(runsQuery({ pipeline: 'p', status: '' }, 1, 50, 'WzEuNSw')).toBe(
+      'after=WzEuNSw&per_page=50&pipeline=p'
+    );
   });
 
   it('polls within two seconds while a run is active', () => {
