@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ..futures import StepRunFuture
+from ..futures import SharedConditionFuture, StepRunFuture
 from ..outputs import OutputArtifact
 from ..status import ExecutionStatus
 from ..store.models import ArtifactVersion
@@ -94,9 +93,9 @@ class Invocation:
         self.sources = sources
         self.upstream = upstream
         self.deps = deps
-        self.future: Future[dict[str, OutputArtifact]] = Future()
+        self.future: Future[dict[str, OutputArtifact]] = SharedConditionFuture(ctx.futures_condition)
         self.node: NodeState = ctx.graph.add_node(invocation_id, step.name, upstream, cfg.runtime)
-        self.step_run_id = uuid.uuid4().hex
+        self.step_run_id = ctx.ids.new()
         self.launch: Launch | None = None
         self.stop_reason: str | None = None
         self.started = False
