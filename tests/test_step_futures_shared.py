@@ -87,3 +87,41 @@ def test_ids_are_32_hex_unique_in_time_order_and_differ_after_fork() -> None:
     os.close(read)
     os.close(write)
     assert len(child_tail) == 16 and child_tail != ids.new()[16:]
+
+
+def test_finished_steps_drop_their_inputs_and_share_one_condition() -> None:
+    from dynpipe import pipeline, step
+    from dynpipe.engine.context import current_run
+    from dynpipe.engine.invocation import NO_INPUTS
+
+    @step
+    def make(i: int) -> int:
+        return i
+
+    @step
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    seen: dict[str, object] = {}
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def flow() -> None:
+        a, b = make.submit(1), make.submit(2)
+        c = add.submit(a, b)
+        assert c.load(timeout=30) == 3
+        ctx = current_run()
+        assert ctx is not None
+        seen["ctx"] = ctx
+
+    flow()
+    ctx = seen["ctx"]
+    invocations = ctx.invocations  # type: ignore[attr-defined]
+    assert len(invocations) == 3
+    assert len({id(inv.future._condition) for inv in invocations}) == 1
+    for inv in invocations:  # recorded and resolved: nothing of its inputs is kept
+        assert inv.sources is NO_INPUTS and inv.input_refs is NO_INPUTS and inv.input_ids is NO_INPUTS
+        assert not inv.deps
+    adder = invocations[2]
+    ids = [inv.future.result()["output"].id for inv in invocations[:2]]
+    assert adder.upstream == ["make", "make_2"]
+    assert adder.node.inputs == {"a": ids[0], "b": ids[1]}  # what the DAG view shows stays

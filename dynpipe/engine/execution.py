@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import time
 import traceback as tb
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import StepSkippedError, StepStoppedError
 from ..outputs import OutputArtifact
 from ..runtimes.task import InputRef
 from ..status import ExecutionStatus
+from ..store.artifacts import DB_PREFIX
 from ..store.models import ArtifactVersion, load_artifacts
 from ..tracebacks import user_error
 from .cache import cache_key
 from .context import RunContext
-from .invocation import FutureOutput, Invocation
+from .invocation import NO_INPUTS, FutureOutput, Invocation
 from .tasks import build_task
 from .transitions import transition
 
@@ -41,6 +43,8 @@ def run_invocation(inv: Invocation) -> None:
             raise
     finally:
         inv.ctx.untrack(inv)
+        if inv.future.done():  # else an abandoning thread may still record it
+            inv.release_inputs()
 
 
 def _run(inv: Invocation) -> None:
@@ -92,7 +96,9 @@ def _skipped_error(inv: Invocation, dep_id: str, upstream: BaseException, reason
     return error
 
 
-def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _resolve_inputs(inv: Invocation) -> tuple[Mapping[str, Any], dict[str, Any], Mapping[str, Any]]:
+    if not inv.sources:
+        return NO_INPUTS, {}, NO_INPUTS
     refs: dict[str, Any] = {}
     hashes: dict[str, Any] = {}
     ids: dict[str, Any] = {}
@@ -117,7 +123,13 @@ def _artifact_of(src: Any) -> ArtifactVersion:
 
 
 def _intact(ctx: RunContext, art: ArtifactVersion) -> bool:
-    """A cached output is reused only if its file is there, ours and of its recorded size."""
+    """A cached output is reused only if its file is there, ours and of its recorded size.
+
+    A small output kept in the metadata database (``db:<hash>``) needs no read: its bytes were
+    committed in the transaction that wrote its artifact row, and loading it checks its hash.
+    """
+    if art.uri == DB_PREFIX + art.content_hash:
+        return True
     if art.size is None or not art.content_hash:  # recorded before sizes were: existence only
         return ctx.store.files.exists(art.uri)
     return ctx.store.verify(art.uri, art.size, art.content_hash)
@@ -147,7 +159,7 @@ def _fields(art: ArtifactVersion) -> dict[str, Any]:
     return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
 
 
-def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) -> None:
+def _execute_attempts(inv: Invocation, inputs: Mapping[str, Any], key: str | None) -> None:
     ctx = inv.ctx
     node = inv.node
     runtime = ctx.runtime(inv.cfg.runtime)

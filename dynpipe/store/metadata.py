@@ -52,10 +52,6 @@ _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
 
 
-#: SQLite page cache per connection, in KiB (pages are allocated as used)
-CACHE_KIB = 65536
-
-
 class MetadataStore:
     """Thread-safe access to the SQLite metadata database of one store root."""
 
@@ -75,9 +71,6 @@ class MetadataStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")  # checkpoints.py does it off-thread
         conn.execute("PRAGMA foreign_keys = OFF")
-        # 64 MB of page cache (default 2 MB): a 100,000-step run's indexes stay cached, so a
-        # step's inserts do not read pages back and the time per step stays flat
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if self._read_version(conn) != SCHEMA_VERSION:
             self._retry(lambda: self._create_or_migrate(conn))
         return conn
