@@ -28,6 +28,7 @@ _COLOURS: dict[str, str] = {
 
 
 _DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
+_NO_CALLBACKS: tuple[()] = ()
 
 
 class SharedConditionFuture(concurrent.futures.Future[Any]):
@@ -47,7 +48,13 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
         self._result = None
         self._exception = None
         self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+        self._done_callbacks: list[Any] | tuple[()] = []
+
+    def _invoke_callbacks(self) -> None:
+        super()._invoke_callbacks()  # type: ignore[misc]
+        # Done: a callback added from now on runs at once and is never kept, so the list
+        # (and the closures in it, such as a dependent step's start) can go.
+        self._done_callbacks = _NO_CALLBACKS
 
     def _wait_done(self, timeout: float | None) -> None:
         with self._condition:

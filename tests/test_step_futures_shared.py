@@ -62,6 +62,9 @@ def test_stock_helpers_work_on_shared_condition_futures() -> None:
     assert len(done) == 5 and not not_done
     assert sorted(f.result() for f in concurrent.futures.as_completed(futures, timeout=30)) == [0, 1, 2, 3, 4]
     assert seen == [0]
+    assert not futures[0]._done_callbacks  # run once, not kept
+    futures[0].add_done_callback(lambda f: seen.append(f.result()))  # added when done: runs at once
+    assert seen == [0, 0]
 
     async def awaited() -> object:
         f = SharedConditionFuture(cond)

@@ -66,7 +66,8 @@ def _run(inv: Invocation) -> None:
     inputs, input_hashes, input_ids = _resolve_inputs(inv)
     inv.input_refs = inputs
     inv.input_ids = input_ids
-    inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
+    if input_ids:  # else the node keeps its own empty dict
+        inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
     key = None
     cfg = inv.cfg
     if cfg.enable_cache:

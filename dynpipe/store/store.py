@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class Artifacts:
             id=self._ids.new(),
             uri=uri,
             content_hash=digest,
-            data_type=qualified_type_name(value),
+            data_type=sys.intern(qualified_type_name(value)),  # one string per type, not per step
             materializer=mat.name,
             size=size,
             inline=inline,
