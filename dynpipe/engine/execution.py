@@ -143,7 +143,10 @@ def _try_cache(inv: Invocation, key: str) -> bool:
     cached = ctx.store.metadata.find_cached(key, time.time() - max_age if max_age else None)
     if cached is None:
         return False
-    arts = load_artifacts(ctx.store, set(cached.outputs.values()))
+    if cached.artifacts is not None:  # read with the lookup
+        arts = {r.id: ArtifactVersion.from_record(ctx.store, r) for r in cached.artifacts}
+    else:
+        arts = load_artifacts(ctx.store, set(cached.outputs.values()))
     if len(arts) != len(cached.outputs) or not all(_intact(ctx, a) for a in arts.values()):
         return False  # recomputed: the new put replaces a damaged file under its address
     outputs = {
