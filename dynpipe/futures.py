@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import html
+import threading
+import time
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -23,6 +25,55 @@ _COLOURS: dict[str, str] = {
     S.COMPLETED: "#2e7d32", S.CACHED: "#1565c0", S.FAILED: "#c62828", S.RUNNING: "#ef6c00",
     S.RETRYING: "#f9a825", S.SKIPPED: "#757575", S.STOPPED: "#6d4c41",
 }
+
+
+_DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
+_NO_CALLBACKS: tuple[()] = ()
+
+
+class SharedConditionFuture(concurrent.futures.Future[Any]):
+    """A ``concurrent.futures.Future`` that waits on a condition shared by its run.
+
+    The stock future makes a ``threading.Condition`` each (~1.2 KB with its bound methods
+    and deque): most of a 100,000-step run's memory. Sharing one means a waiter can wake
+    for another future of the run, so ``result``/``exception`` wait in a loop until this
+    one is done or the timeout is over; everything else (``concurrent.futures.wait``,
+    ``as_completed``, ``asyncio.wrap_future``, callbacks, cancellation) is the stock code.
+    """
+
+    def __init__(self, condition: threading.Condition) -> None:
+        # Not super().__init__(): that makes the per-future condition this class avoids.
+        self._condition = condition
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] | tuple[()] = []
+
+    def _invoke_callbacks(self) -> None:
+        super()._invoke_callbacks()  # type: ignore[misc]
+        # Done: a callback added from now on runs at once and is never kept, so the list
+        # (and the closures in it, such as a dependent step's start) can go.
+        self._done_callbacks = _NO_CALLBACKS
+
+    def _wait_done(self, timeout: float | None) -> None:
+        with self._condition:
+            if self._state in _DONE:
+                return
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._state not in _DONE:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                self._condition.wait(left)
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait_done(timeout)
+        return super().result(0)  # done: its result; else the stock TimeoutError
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_done(timeout)
+        return super().exception(0)
 
 
 class StepRunHandle(Protocol):

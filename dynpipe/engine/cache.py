@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import CachePolicy
@@ -39,7 +40,7 @@ def cache_key(
     code_hash: str,
     parameters: dict[str, Any],
     input_hashes: dict[str, str | list[str]],
-    input_ids: dict[str, str | list[str]],
+    input_ids: Mapping[str, str | list[str]],
     config_fingerprint: str,
     policy: CachePolicy,
 ) -> str:

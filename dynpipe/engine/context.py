@@ -21,6 +21,7 @@ from ..config import ExecutionMode, PipelineConfig
 from ..errors import RunNameTaken
 from ..runtimes import get_runtime
 from ..status import ExecutionStatus
+from ..store.ids import IdMaker
 from ..store.store import Store
 from .dag import RunGraph
 from .heartbeat import Heartbeat
@@ -78,6 +79,7 @@ class RunContext:
         unlisted: bool = False,
     ) -> None:
         self.run_id = uuid.uuid4().hex
+        self.ids = IdMaker()  # its step runs' ids (store/ids.py)
         self.pipeline_name = pipeline_name
         self.config = config
         self.store = store
@@ -108,6 +110,7 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
+        self.futures_condition = threading.Condition()  # shared by its steps' futures (futures.py)
         self.heartbeat: Heartbeat | None = None
         self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from ..status import ExecutionStatus
 
 #: Log lines a node keeps for the notebook's details panel (the store keeps the whole log).
 LOG_LINES = 1000
+
+#: a node's inputs until it has some: most nodes of a big fan-out never do (~120 B a node)
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 Listener = Callable[["RunGraph", "NodeState | None"], None]
 
@@ -50,14 +54,14 @@ class NodeState:
         # deque costs ~600 bytes per node in a 10,000-step run.
         self.log_tail: deque[str] | tuple[()] = ()
         self.outputs: list[str] = []
-        self.inputs: dict[str, Any] = {}
+        self.inputs: Mapping[str, Any] = _NONE  # replaced, never changed in place
         self.parameters: dict[str, Any] = {}
         self.order = order
         #: Output name -> artifact version id, once the step has produced (or reused) them.
         self.artifacts: dict[str, str] = {}
         # Upstream steps whose loaded value (``future.load()``) this step received, so the
         # view can draw those edges apart (they are in ``upstream`` too).
-        self.loaded_from: list[str] = []
+        self.loaded_from: Sequence[str] = ()
         #: Where the latest attempt runs or ran, as its runtime says it ("pid 1234",
         #: "dask tcp://10.0.0.5:40123 (host node-5, pid 1234)"); None: inline, or not known.
         self.where: str | None = None

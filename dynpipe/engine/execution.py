@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import time
 import traceback as tb
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import StepSkippedError, StepStoppedError
 from ..outputs import OutputArtifact
 from ..runtimes.task import InputRef
 from ..status import ExecutionStatus
+from ..store.artifacts import DB_PREFIX
 from ..store.models import ArtifactVersion, load_artifacts
 from ..tracebacks import user_error
 from .cache import cache_key
 from .context import RunContext
-from .invocation import FutureOutput, Invocation
+from .invocation import NO_INPUTS, FutureOutput, Invocation
 from .tasks import build_task
 from .transitions import transition
 
@@ -41,6 +43,8 @@ def run_invocation(inv: Invocation) -> None:
             raise
     finally:
         inv.ctx.untrack(inv)
+        if inv.future.done():  # else an abandoning thread may still record it
+            inv.release_inputs()
 
 
 def _run(inv: Invocation) -> None:
@@ -62,7 +66,8 @@ def _run(inv: Invocation) -> None:
     inputs, input_hashes, input_ids = _resolve_inputs(inv)
     inv.input_refs = inputs
     inv.input_ids = input_ids
-    inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
+    if input_ids:  # else the node keeps its own empty dict
+        inv.node.inputs = {k: (v if isinstance(v, str) else list(v)) for k, v in input_ids.items()}
     key = None
     cfg = inv.cfg
     if cfg.enable_cache:
@@ -92,7 +97,9 @@ def _skipped_error(inv: Invocation, dep_id: str, upstream: BaseException, reason
     return error
 
 
-def _resolve_inputs(inv: Invocation) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _resolve_inputs(inv: Invocation) -> tuple[Mapping[str, Any], dict[str, Any], Mapping[str, Any]]:
+    if not inv.sources:
+        return NO_INPUTS, {}, NO_INPUTS
     refs: dict[str, Any] = {}
     hashes: dict[str, Any] = {}
     ids: dict[str, Any] = {}
@@ -117,7 +124,13 @@ def _artifact_of(src: Any) -> ArtifactVersion:
 
 
 def _intact(ctx: RunContext, art: ArtifactVersion) -> bool:
-    """A cached output is reused only if its file is there, ours and of its recorded size."""
+    """A cached output is reused only if its file is there, ours and of its recorded size.
+
+    A small output kept in the metadata database (``db:<hash>``) needs no read: its bytes were
+    committed in the transaction that wrote its artifact row, and loading it checks its hash.
+    """
+    if art.uri == DB_PREFIX + art.content_hash:
+        return True
     if art.size is None or not art.content_hash:  # recorded before sizes were: existence only
         return ctx.store.files.exists(art.uri)
     return ctx.store.verify(art.uri, art.size, art.content_hash)
@@ -130,7 +143,10 @@ def _try_cache(inv: Invocation, key: str) -> bool:
     cached = ctx.store.metadata.find_cached(key, time.time() - max_age if max_age else None)
     if cached is None:
         return False
-    arts = load_artifacts(ctx.store, set(cached.outputs.values()))
+    if cached.artifacts is not None:  # read with the lookup
+        arts = {r.id: ArtifactVersion.from_record(ctx.store, r) for r in cached.artifacts}
+    else:
+        arts = load_artifacts(ctx.store, set(cached.outputs.values()))
     if len(arts) != len(cached.outputs) or not all(_intact(ctx, a) for a in arts.values()):
         return False  # recomputed: the new put replaces a damaged file under its address
     outputs = {
@@ -147,7 +163,7 @@ def _fields(art: ArtifactVersion) -> dict[str, Any]:
     return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
 
 
-def _execute_attempts(inv: Invocation, inputs: dict[str, Any], key: str | None) -> None:
+def _execute_attempts(inv: Invocation, inputs: Mapping[str, Any], key: str | None) -> None:
     ctx = inv.ctx
     node = inv.node
     runtime = ctx.runtime(inv.cfg.runtime)

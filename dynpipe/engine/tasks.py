@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..runtimes.logs import echo_enabled
@@ -9,7 +10,7 @@ from ..runtimes.task import StepTask
 from .invocation import Invocation
 
 
-def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTask:
+def build_task(inv: Invocation, inputs: Mapping[str, Any], attempt: int) -> StepTask:
     ctx = inv.ctx
     return StepTask(
         run_id=ctx.run_id,
@@ -20,7 +21,7 @@ def build_task(inv: Invocation, inputs: dict[str, Any], attempt: int) -> StepTas
         step_name=inv.step.name,
         func=inv.step.entrypoint,
         parameters=inv.parameters,
-        inputs=inputs,
+        inputs=dict(inputs),  # its own dict: a task may be pickled to a worker
         input_annotations=inv.step.input_annotations,
         outputs=inv.step.outputs,
         materializers=inv.cfg.materializers,

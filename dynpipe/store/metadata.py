@@ -39,6 +39,7 @@ from .run_summaries import RunSummaryReads
 from .schema_check import check_version
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .sqlite_statements import (
+    FIND_CACHED,
     INSERT_ARTIFACT,
     INSERT_ATTEMPT,
     INSERT_BLOB,
@@ -354,14 +355,14 @@ class MetadataStore(RunSummaryReads):
         self.write([("UPDATE step_runs SET logs = COALESCE(logs, '') || ? WHERE id = ?", (text, step_run_id))])
 
     def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
-        rows = self.query(
-            "SELECT id, outputs, end FROM step_runs WHERE cache_key = ? AND status = 'completed'"
-            " AND end >= ? ORDER BY end DESC LIMIT 1",
-            (cache_key, not_before or 0.0),
-        )
+        rows = self.query(FIND_CACHED, (cache_key, not_before or 0.0))
         if not rows:
             return None
-        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"])
+        first = rows[0]
+        return CachedStepRun(
+            first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
+            tuple(artifact_record(r) for r in rows if r["id"] is not None),
+        )
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))

@@ -167,3 +167,5 @@ class CachedStepRun:
     id: str
     outputs: dict[str, str]
     end: float
+    #: its outputs' artifact rows when the lookup read them too (SQLite: one query), else None
+    artifacts: tuple[ArtifactRecord, ...] | None = None

@@ -46,6 +46,14 @@ INSERT_ARTIFACT = (
     " :producer_step_run_id, :run_id, :output_name, :size, :created, :metadata, :tags"
     " FROM artifact_versions WHERE name = :name"
 )
+#: a cache hit's step run and its outputs' artifact rows in one read (a row per output)
+FIND_CACHED = (
+    "SELECT s.id AS cached_id, s.outputs AS cached_outputs, s.end AS cached_end, a.*"
+    " FROM (SELECT id, outputs, end FROM step_runs WHERE cache_key = ? AND status = 'completed'"
+    " AND end >= ? ORDER BY end DESC LIMIT 1) AS s"
+    " LEFT JOIN json_each(COALESCE(s.outputs, '{}')) AS j"
+    " LEFT JOIN artifact_versions AS a ON a.id = j.value"
+)
 INSERT_ATTEMPT = (
     "INSERT INTO step_attempts (step_run_id, attempt, status, start, end, error_type, error_message)"
     " VALUES (:step_run_id, :attempt, :status, :start, :end, :error_type, :error_message)"

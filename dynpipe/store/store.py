@@ -14,7 +14,7 @@ import functools
 import hashlib
 import os
 import sqlite3
-import uuid
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError
 from .artifact_store import RemoteArtifacts, is_url, remote_artifacts
 from .artifacts import DB_PREFIX, ArtifactFiles
 from .backend import MetadataBackend
+from .ids import IdMaker
 from .location import (
     check_store_owner,
     describe_access_problem,
@@ -71,6 +72,7 @@ class Artifacts:
     def __init__(self, files: ArtifactFiles, inline_limit: int) -> None:
         self.files = files
         self.inline_limit = inline_limit
+        self._ids = IdMaker()
 
     def save_output(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
         """Materialize ``value``: to the remote store if there is one, else a file if big,
@@ -91,10 +93,10 @@ class Artifacts:
             else:
                 uri, digest = self.files.put(data)
         return SavedArtifact(
-            id=uuid.uuid4().hex,
+            id=self._ids.new(),
             uri=uri,
             content_hash=digest,
-            data_type=qualified_type_name(value),
+            data_type=sys.intern(qualified_type_name(value)),  # one string per type, not per step
             materializer=mat.name,
             size=size,
             inline=inline,
