@@ -128,6 +128,17 @@ def test_no_module_over_the_size_limit() -> None:
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
+def test_every_module_is_in_the_architecture_module_map() -> None:
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    module_map = text[text.index("## Module map"):]
+    missing = sorted(
+        str(p.relative_to(PACKAGE.parent))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py" and f"`{p.name}`" not in module_map
+    )
+    assert not missing, f"modules missing from docs/architecture.md's module map: {missing}"
+
+
 def test_no_sql_outside_the_store() -> None:
     offenders: list[str] = []
     for path in PACKAGE.rglob("*.py"):
