@@ -14,7 +14,7 @@ from dynpipe import pipeline, step
 from dynpipe.engine.dag import RunGraph
 from dynpipe.notebook import render
 from dynpipe.notebook.snapshot import snapshot_bundle, text_summary
-from dynpipe.notebook.widget import DagWidget, LiveFeed
+from dynpipe.notebook.widget import FRAME_SHARE, DagWidget, LiveFeed, frame_gap
 
 
 def fan_graph(n: int, status: str = "completed", t0: float = 1000.0) -> RunGraph:
@@ -298,3 +298,25 @@ def test_details_keep_queue_time_apart_and_a_failed_log_leaves_errors_to_the_err
     # The group threshold is read when drawing, not frozen when dynpipe was imported.
     monkeypatch.setenv("DYNPIPE_GROUP_THRESHOLD", "3")
     assert [i.group for i in render.layout_items(fan_graph(4).snapshot())[0] if i.group] == ["train"]
+
+
+def test_costly_frames_space_out_the_next_ones() -> None:
+    # Cheap frames keep the interval; a frame that took 0.3 s (a 100,000-step run) waits
+    # ten times that, so drawing takes at most a tenth of the feed thread's time.
+    assert frame_gap(0.25, 0.005) == 0.25
+    assert frame_gap(0.25, 0.3) == pytest.approx(3.0)
+    assert frame_gap(0.25, 0.3) * FRAME_SHARE == pytest.approx(0.3)
+
+
+def test_the_feed_reads_its_interval_when_made_and_refuses_a_bad_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynpipe.errors import SettingError
+
+    monkeypatch.setenv("DYNPIPE_WIDGET_INTERVAL", "2.5")
+    feed = LiveFeed("paced", fan_graph(0))
+    try:
+        assert feed.interval == 2.5
+    finally:
+        feed.stop()
+    monkeypatch.setenv("DYNPIPE_WIDGET_INTERVAL", "soon")
+    with pytest.raises(SettingError, match="DYNPIPE_WIDGET_INTERVAL"):
+        LiveFeed("bad", fan_graph(0))

@@ -15,7 +15,6 @@ coalescing everything that happened in between.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from .. import settings
 from . import render
 from .layouts import Layouts
 
@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from ..engine.dag import NodeState, RunGraph
 
 #: Seconds between frames at most: 0.25 s = at most 4 updates a second per run.
-UPDATE_INTERVAL = float(os.environ.get("DYNPIPE_WIDGET_INTERVAL", "0.25"))
+#: A frame may take at most this share of the feed thread's time: after a frame that took
+#: ``c`` seconds the next waits at least ``c / FRAME_SHARE`` (a 100,000-step run's frames
+#: cost ~0.3 s each; drawn every interval they would compete with the steps for the GIL).
+FRAME_SHARE = 0.1
+
+
+def frame_gap(interval: float, frame_cost: float) -> float:
+    """Seconds from one frame to the next: the interval, or longer after a costly frame."""
+    return max(interval, frame_cost / FRAME_SHARE)
 
 #: The front end, real files shipped as package data (linted by ESLint, formatted by Prettier).
 STATIC = Path(__file__).with_name("static")
@@ -97,13 +105,14 @@ class LiveFeed:
     each frame (the session uses it to swap finished cells for snapshots)."""
 
     def __init__(
-        self, name: str, graph: RunGraph, interval: float = UPDATE_INTERVAL,
+        self, name: str, graph: RunGraph, interval: float | None = None,
         after_frame: Callable[[list[NodeState]], None] | None = None,
         lock: threading.RLock | None = None, layouts: Layouts | None = None,
     ) -> None:
         self.name = name
         self.graph = graph
-        self.interval = interval
+        self.interval = settings.widget_interval() if interval is None else interval
+        self._gap = self.interval  # grows after costly frames (``frame_gap``)
         self.after_frame = after_frame
         self.widgets: list[DagWidget] = []
         self._dirty = True
@@ -149,17 +158,19 @@ class LiveFeed:
         while not self._stopped.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            # Never more than one frame per interval, however many events arrived.
-            gap = self.interval - (time.monotonic() - self._last)
+            # Never more than one frame per gap, however many events arrived.
+            gap = self._gap - (time.monotonic() - self._last)
             if gap > 0 and self._stopped.wait(gap):
                 break
             if self._stopped.is_set():
                 break
+            started = time.monotonic()
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a broken frame must not kill the feed
                 pass
             self._last = time.monotonic()
+            self._gap = frame_gap(self.interval, self._last - started)
 
     def refresh(self, force: bool = False) -> None:
         """Render one frame into every widget if anything changed; then run the hook.
