@@ -113,6 +113,7 @@ class LiveFeed:
         self.graph = graph
         self.interval = settings.widget_interval() if interval is None else interval
         self._gap = self.interval  # grows after costly frames (``frame_gap``)
+        self._asked = False  # a frame was asked for (``poke``): the interval applies
         self.after_frame = after_frame
         self.widgets: list[DagWidget] = []
         self._dirty = True
@@ -135,8 +136,10 @@ class LiveFeed:
         self._dirty = True
 
     def poke(self) -> None:
-        """Ask for a frame soon (e.g. after a click changed the expanded groups)."""
+        """Ask for a frame soon (a click changed the expanded groups, a cell returned): it
+        comes one interval after the last frame, however costly that frame was."""
         self._dirty = True
+        self._asked = True
         self._wake.set()
 
     def attach(self, widget: DagWidget) -> None:
@@ -158,13 +161,18 @@ class LiveFeed:
         while not self._stopped.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            # Never more than one frame per gap, however many events arrived.
-            gap = self._gap - (time.monotonic() - self._last)
-            if gap > 0 and self._stopped.wait(gap):
-                break
+            # Never more than one frame per gap, however many events arrived; a frame asked
+            # for (``poke``, also during the wait) waits only the interval.
+            while not self._stopped.is_set():
+                gap = (self.interval if self._asked else self._gap) - (time.monotonic() - self._last)
+                if gap <= 0:
+                    break
+                self._wake.wait(gap)
+                self._wake.clear()
             if self._stopped.is_set():
                 break
             started = time.monotonic()
+            self._asked = False
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a broken frame must not kill the feed
