@@ -40,8 +40,11 @@ print("pids", *client.run(os.getpid).values())
 
 @step(runtime="isolated", enable_cache=False)
 def square(x: int) -> int:
+    import time
+
     import distributed  # runs on the Dask worker: defined in the notebook, it travels by value
     assert distributed.get_worker() is not None
+    time.sleep(1.5)  # the live widget draws frames (with the dashboard link) while steps run
     return x * x
 """
 
