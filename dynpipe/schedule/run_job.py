@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 from ..runtimes.k8s.config import EnvSource, KubernetesSettings
 from ..runtimes.k8s.manifests import (
     DEFAULT_CONTAINER_SECURITY,
-    DEFAULT_POD_SECURITY,
     MANAGED_BY,
     _env_entry,
     _merged,
+    pod_spec_for,
 )
 from ..store.urls import is_postgres_url, mask_password
 from .module_info import PipelineInfo, resolve_module
@@ -165,23 +165,7 @@ def orchestrator_pod(settings: KubernetesSettings, command: list[str], *, labels
         container["envFrom"] = [{"secretRef": {"name": s}} for s in env_from_secrets]
     if resources:
         container["resources"] = resources
-    pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "securityContext": _merged(DEFAULT_POD_SECURITY, settings.pod_security_context),
-        "containers": [container],
-        "volumes": volumes,
-        "automountServiceAccountToken": settings.service_account is not None,
-    }
-    if settings.service_account:
-        pod["serviceAccountName"] = settings.service_account
-    if settings.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    if settings.node_selector:
-        pod["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        pod["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.affinity:
-        pod["affinity"] = dict(settings.affinity)
+    pod = pod_spec_for(settings, container, volumes)
     metadata: dict[str, Any] = {"labels": {**settings.labels, **labels}}
     if settings.annotations:
         metadata["annotations"] = dict(settings.annotations)

@@ -54,6 +54,30 @@ def label_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.") or "x"
 
 
+def pod_spec_for(settings: KubernetesSettings, container: dict[str, Any],
+                 volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec around one container: what ``settings`` says about the pod (security
+    context, service account, pull secrets, placement). Step Jobs and whole-run pods share it."""
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": _merged(DEFAULT_POD_SECURITY, settings.pod_security_context),
+        "automountServiceAccountToken": settings.service_account is not None,
+    }
+    if settings.service_account:
+        pod["serviceAccountName"] = settings.service_account
+    if settings.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    if settings.node_selector:
+        pod["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.affinity:
+        pod["affinity"] = dict(settings.affinity)
+    return pod
+
+
 def job_name(task: StepTask) -> str:
     """A DNS-1123 name, unique per attempt, that still says which step it is."""
     slug = re.sub(r"[^a-z0-9-]+", "-", task.invocation_id.lower()).strip("-")[:30].strip("-") or "step"
@@ -155,23 +179,7 @@ def job_manifest(task: StepTask, task_url: str, settings: KubernetesSettings,
     if settings.pvc:
         container["volumeMounts"].append({"name": "dynpipe-store", "mountPath": task.store_root})
         volumes.append({"name": "dynpipe-store", "persistentVolumeClaim": {"claimName": settings.pvc}})
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": volumes,
-        "securityContext": _merged(DEFAULT_POD_SECURITY, settings.pod_security_context),
-        "automountServiceAccountToken": settings.service_account is not None,
-    }
-    if settings.service_account:
-        pod_spec["serviceAccountName"] = settings.service_account
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    if settings.node_selector:
-        pod_spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.affinity:
-        pod_spec["affinity"] = dict(settings.affinity)
+    pod_spec = pod_spec_for(settings, container, volumes)
     _check_labels(settings.labels, where)
     labels = {
         **settings.labels,
