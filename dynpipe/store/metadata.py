@@ -36,7 +36,7 @@ from .records import (
 )
 from .rows import artifact_record, json_column, run_record, step_run_record
 from .run_summaries import RunSummaryReads
-from .schema_check import check_version
+from .schema_check import check_version, migration_statements
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .sqlite_statements import (
     FIND_CACHED,
@@ -94,10 +94,8 @@ class MetadataStore(RunSummaryReads):
                 has_runs = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
                 found = 1 if has_runs else 0
             check_version(found, SCHEMA_VERSION, str(self.path))
-            if found:
-                for version in range(found, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[version]:
-                        conn.execute(statement)
+            for statement in migration_statements(found, SCHEMA_VERSION, MIGRATIONS):
+                conn.execute(statement)
             for statement in SCHEMA_STATEMENTS:  # idempotent: new tables and indexes of any version
                 conn.execute(statement)
             conn.execute("DELETE FROM schema_version")

@@ -38,7 +38,7 @@ from .records import (
 )
 from .rows import artifact_record, json_column, run_record, step_run_record
 from .run_summaries import PostgresRunSummaryReads
-from .schema_check import check_version
+from .schema_check import check_version, migration_statements
 from .urls import mask_password
 
 _OPEN_SQL = "('initializing', 'queued', 'running', 'retrying')"
@@ -86,10 +86,8 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
             if found == SCHEMA_VERSION:
                 return
             check_version(found, SCHEMA_VERSION, mask_password(self.url))
-            if found:
-                for version in range(found, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[version]:
-                        conn.execute(statement)
+            for statement in migration_statements(found, SCHEMA_VERSION, MIGRATIONS):
+                conn.execute(statement)
             for statement in SCHEMA_STATEMENTS:  # idempotent: new tables and indexes of any version
                 conn.execute(statement)
             conn.execute("DELETE FROM schema_version")
