@@ -12,7 +12,7 @@ import concurrent.futures
 import html
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .status import ExecutionStatus
@@ -83,7 +83,7 @@ class StepRunHandle(Protocol):
     def invocation_id(self) -> str: ...
 
     @property
-    def future(self) -> concurrent.futures.Future[dict[str, Any]]: ...
+    def future(self) -> concurrent.futures.Future[Mapping[str, Any]]: ...
 
     @property
     def status(self) -> str: ...
@@ -101,7 +101,7 @@ class StepRunHandle(Protocol):
     def compiling(self) -> bool:
         """True while a static pipeline builds its DAG (nothing has run yet)."""
 
-    def outputs_to_return(self, outputs: dict[str, Any], output_name: str | None) -> Any:
+    def outputs_to_return(self, outputs: Mapping[str, Any], output_name: str | None) -> Any:
         """What ``result()`` returns: the named output, the only one, a tuple, or None."""
 
     def interrupt(self, reason: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
 from .signatures import OutputSpec, parse_outputs, type_matches, type_name  # noqa: F401 - re-exported
+from .store.artifacts import DB_PREFIX
 from .store.models import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -14,6 +16,13 @@ if TYPE_CHECKING:
 
 #: Artifacts up to this size are loaded to preview them in a notebook.
 PREVIEW_MAX_BYTES = 1_000_000
+
+# ArtifactVersion's own slots for the fields OutputArtifact computes when they hold their
+# default (None there): an open 10,000-step run keeps every output, and a small output's
+# ``db:<hash>`` uri, an empty metadata dict and an empty tag list were ~240 B of each.
+_URI = ArtifactVersion.__dict__["uri"]
+_METADATA = ArtifactVersion.__dict__["metadata"]
+_TAGS = ArtifactVersion.__dict__["tags"]
 
 
 class OutputArtifact(ArtifactVersion):
@@ -23,6 +32,12 @@ class OutputArtifact(ArtifactVersion):
 
     def __init__(self, store: Any, invocation_id: str, step_run_in: str, **fields: Any) -> None:
         super().__init__(store, **fields)
+        if _URI.__get__(self) == DB_PREFIX + (self.content_hash or ""):
+            _URI.__set__(self, None)  # kept in the metadata database: rebuilt from the hash
+        if not _METADATA.__get__(self):
+            _METADATA.__set__(self, None)
+        if not _TAGS.__get__(self):
+            _TAGS.__set__(self, None)
         self.invocation_id = invocation_id
         #: The run of the invocation that returned it; a cache hit's artifact was produced
         #: by an earlier run (``run_id``) but is still this run's data flow.
@@ -30,6 +45,39 @@ class OutputArtifact(ArtifactVersion):
         #: The run's record of loaded values (set by the engine): a value loaded from here
         #: and passed to a later step keeps this step as its upstream.
         self.loaded_into: LoadedValues | None = None
+
+    @property
+    def uri(self) -> str:
+        uri = _URI.__get__(self)
+        return DB_PREFIX + self.content_hash if uri is None else uri
+
+    @uri.setter
+    def uri(self, value: str) -> None:
+        _URI.__set__(self, value)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        metadata = _METADATA.__get__(self)
+        if metadata is None:  # made on first use, so changing it in place still sticks
+            metadata = {}
+            _METADATA.__set__(self, metadata)
+        return metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        _METADATA.__set__(self, value)
+
+    @property
+    def tags(self) -> list[str]:
+        tags = _TAGS.__get__(self)
+        if tags is None:
+            tags = []
+            _TAGS.__set__(self, tags)
+        return tags
+
+    @tags.setter
+    def tags(self, value: list[str]) -> None:
+        _TAGS.__set__(self, value)
 
     def load(self) -> Any:
         value = super().load()
@@ -60,3 +108,34 @@ class OutputArtifact(ArtifactVersion):
             f" <span style='color:var(--jp-ui-font-color2,#666)'>{html.escape(self.type_name)}</span>"
             f"<br><code>{html.escape(preview)}</code></div>"
         )
+
+
+class StepOutputs(Mapping[str, OutputArtifact]):
+    """A finished step's outputs by name, read-only: what its future holds while the run is open.
+
+    One flat tuple (name, artifact, name, artifact, ...) instead of a dict: a dict of one
+    item is 184 B, and an open run keeps one per step. Steps have a handful of outputs, so
+    a look-up scans.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, outputs: Mapping[str, OutputArtifact] | Iterable[tuple[str, OutputArtifact]] = ()) -> None:
+        pairs = outputs.items() if isinstance(outputs, Mapping) else outputs
+        self._items: tuple[Any, ...] = tuple(x for pair in pairs for x in pair)
+
+    def __getitem__(self, name: str) -> OutputArtifact:
+        items = self._items
+        for i in range(0, len(items), 2):
+            if items[i] == name:
+                return items[i + 1]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items[::2])
+
+    def __len__(self) -> int:
+        return len(self._items) // 2
+
+    def __repr__(self) -> str:
+        return f"StepOutputs({dict(self)!r})"

@@ -99,8 +99,8 @@ class RunContext:
         self.stop_event = threading.Event()
         self.first_failure: tuple[str, BaseException] | None = None
         self.failed_steps: list[str] = []
-        self._ids: dict[str, int] = {}
-        self._used_ids: set[str] = set()
+        self._ids: dict[str, int] = {}  # step name -> its invocations' counter (allocate_id)
+        self._custom_ids: set[str] = set()
         self._inline_pool: DaemonThreadPool | None = None
         self._isolated_pool: DaemonThreadPool | None = None
         self._runtimes: dict[str, StepRuntime] = {}
@@ -177,22 +177,35 @@ class RunContext:
     def allocate_id(self, step_name: str, custom: str | None) -> str:
         with self.lock:
             if custom is not None:
-                if custom in self._used_ids:
+                if custom in self._custom_ids or self._counted(custom):
                     raise ValueError(
                         f"invocation id {custom!r} is already used in run {self.run_name!r};"
                         " ids must be unique within a run"
                     )
-                self._used_ids.add(custom)
+                self._custom_ids.add(custom)
                 return custom
             n = self._ids.get(step_name, 0)
             while True:
                 n += 1
                 candidate = step_name if n == 1 else f"{step_name}_{n}"
-                if candidate not in self._used_ids:
+                if candidate not in self._custom_ids and not self._counted(candidate):
                     break
             self._ids[step_name] = n
-            self._used_ids.add(candidate)
             return candidate
+
+    def _counted(self, invocation_id: str) -> bool:
+        """Whether a step's counter has passed ``invocation_id`` (``name``, ``name_2``, ...).
+
+        Every id such a counter passed is in use (given, or taken by a custom id or another
+        step), and every id in use is one of those or a custom id: so the run keeps its
+        custom ids and one counter per step name, not a set of every id (~50 B a step).
+        """
+        if invocation_id in self._ids:
+            return True
+        name, _, number = invocation_id.rpartition("_")
+        if not (number.isascii() and number.isdigit()) or number[0] == "0":
+            return False
+        return 2 <= int(number) <= self._ids.get(name, 0)
 
     # -- pools and runtimes ------------------------------------------------------------
     def inline_pool(self) -> DaemonThreadPool:
@@ -228,6 +241,9 @@ class RunContext:
         with self.lock:
             self.outstanding.discard(inv)
             if not self.outstanding:
+                # A set never shrinks its table: after a big fan-out the drained one held
+                # ~50 B a step until the run ended.
+                self.outstanding = set()
                 self.idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:

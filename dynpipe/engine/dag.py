@@ -11,7 +11,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 from ..status import ExecutionStatus
@@ -19,8 +18,18 @@ from ..status import ExecutionStatus
 #: Log lines a node keeps for the notebook's details panel (the store keeps the whole log).
 LOG_LINES = 1000
 
-#: a node's inputs until it has some: most nodes of a big fan-out never do (~120 B a node)
-_NONE: Mapping[str, Any] = MappingProxyType({})
+
+def pack(mapping: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A small mapping as one flat tuple (key, value, key, value, ...).
+
+    Nodes keep their parameters, inputs and artifacts this way and make a dict when asked:
+    a one-item dict is 184 B, the tuple 56 B, and an open run keeps every node.
+    """
+    return tuple(x for item in mapping.items() for x in item)
+
+
+def unpack(items: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 Listener = Callable[["RunGraph", "NodeState | None"], None]
 
@@ -30,12 +39,12 @@ class NodeState:
 
     __slots__ = (
         "invocation_id", "step_name", "status", "upstream", "runtime", "start", "end",
-        "attempts", "cached", "error", "traceback", "preview", "log_tail", "outputs", "inputs",
-        "parameters", "order", "artifacts", "queued_at", "loaded_from", "where",
+        "attempts", "cached", "error", "traceback", "preview", "log_tail", "_outputs", "_inputs",
+        "_parameters", "order", "_artifacts", "queued_at", "loaded_from", "where",
     )
 
     def __init__(
-        self, invocation_id: str, step_name: str, upstream: list[str], runtime: str, order: int
+        self, invocation_id: str, step_name: str, upstream: Sequence[str], runtime: str, order: int
     ) -> None:
         self.invocation_id = invocation_id
         self.step_name = step_name
@@ -53,18 +62,52 @@ class NodeState:
         # Created on the first log line: most steps print nothing, and an empty
         # deque costs ~600 bytes per node in a 10,000-step run.
         self.log_tail: deque[str] | tuple[()] = ()
-        self.outputs: list[str] = []
-        self.inputs: Mapping[str, Any] = _NONE  # replaced, never changed in place
-        self.parameters: dict[str, Any] = {}
+        # Packed (``pack``); read and set through the properties below.
+        self._outputs: tuple[str, ...] = ()
+        self._inputs: tuple[Any, ...] = ()
+        self._parameters: tuple[Any, ...] = ()
+        self._artifacts: tuple[Any, ...] = ()
         self.order = order
-        #: Output name -> artifact version id, once the step has produced (or reused) them.
-        self.artifacts: dict[str, str] = {}
         # Upstream steps whose loaded value (``future.load()``) this step received, so the
         # view can draw those edges apart (they are in ``upstream`` too).
         self.loaded_from: Sequence[str] = ()
         #: Where the latest attempt runs or ran, as its runtime says it ("pid 1234",
         #: "dask tcp://10.0.0.5:40123 (host node-5, pid 1234)"); None: inline, or not known.
         self.where: str | None = None
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self._outputs)
+
+    @outputs.setter
+    def outputs(self, names: Sequence[str]) -> None:
+        self._outputs = tuple(names)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Input name -> artifact version id (a list of them for a list input)."""
+        return unpack(self._inputs)
+
+    @inputs.setter
+    def inputs(self, inputs: Mapping[str, Any]) -> None:
+        self._inputs = pack(inputs)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return unpack(self._parameters)
+
+    @parameters.setter
+    def parameters(self, parameters: Mapping[str, Any]) -> None:
+        self._parameters = pack(parameters)
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Output name -> artifact version id, once the step has produced (or reused) them."""
+        return unpack(self._artifacts)
+
+    @artifacts.setter
+    def artifacts(self, artifacts: Mapping[str, str]) -> None:
+        self._artifacts = pack(artifacts)
 
     @property
     def duration(self) -> float | None:
@@ -96,8 +139,8 @@ class NodeState:
             "traceback": self.traceback,
             "preview": self.preview,
             "logs": list(self.log_tail),
-            "outputs": list(self.outputs),
-            "inputs": dict(self.inputs),
+            "outputs": self.outputs,
+            "inputs": self.inputs,
             "parameters": {k: short_repr(v) for k, v in self.parameters.items()},
         }
 
@@ -124,7 +167,7 @@ class RunGraph:
         self._listeners: list[Listener] = []
         self.version = 0
 
-    def add_node(self, invocation_id: str, step_name: str, upstream: list[str], runtime: str) -> NodeState:
+    def add_node(self, invocation_id: str, step_name: str, upstream: Sequence[str], runtime: str) -> NodeState:
         with self._lock:
             node = NodeState(invocation_id, step_name, upstream, runtime, len(self.nodes))
             self.nodes[invocation_id] = node

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..futures import SharedConditionFuture, StepRunFuture
-from ..outputs import OutputArtifact
+from ..outputs import OutputArtifact, StepOutputs
 from ..status import ExecutionStatus
 from ..store.models import ArtifactVersion
 from ..store.records import NewStepRun
@@ -54,6 +54,14 @@ def is_step_output(value: Any) -> bool:
     return is_source(value)
 
 
+class OutputsFuture(SharedConditionFuture):
+    """An invocation's future: its result, the step's outputs by name, kept as ``StepOutputs``
+    (a tuple, not the dict it is given: an open run keeps every step's)."""
+
+    def set_result(self, result: Mapping[str, OutputArtifact]) -> None:
+        super().set_result(StepOutputs(result))
+
+
 def as_source(value: Any) -> Any:
     """A ``StepRunFuture`` as the engine's own reference to the output it stands for."""
     if isinstance(value, StepRunFuture):
@@ -74,7 +82,7 @@ class Invocation:
         return self.ctx.status_lock
 
     __slots__ = (
-        "ctx", "step", "cfg", "invocation_id", "parameters", "sources", "upstream", "deps",
+        "ctx", "step", "cfg", "invocation_id", "_parameters", "sources", "upstream", "deps",
         "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
         "input_ids", "status", "abandoned", "__weakref__",
     )
@@ -94,12 +102,13 @@ class Invocation:
         self.step = step
         self.cfg = cfg
         self.invocation_id = invocation_id
-        self.parameters = parameters
-        self.sources: Mapping[str, Any] = sources or NO_INPUTS  # most steps: no dict of their own
-        self.upstream = upstream
+        self._parameters: dict[str, Any] | None = parameters
+        # Most steps have no sources, upstream steps or dependencies: no container of their own.
+        self.sources: Mapping[str, Any] = sources or NO_INPUTS
+        self.upstream: Sequence[str] = upstream or ()
         self.deps: Sequence[Invocation] = deps or ()
-        self.future: Future[dict[str, OutputArtifact]] = SharedConditionFuture(ctx.futures_condition)
-        self.node: NodeState = ctx.graph.add_node(invocation_id, step.name, upstream, cfg.runtime)
+        self.future: Future[Mapping[str, OutputArtifact]] = OutputsFuture(ctx.futures_condition)
+        self.node: NodeState = ctx.graph.add_node(invocation_id, step.name, self.upstream, cfg.runtime)
         self.step_run_id = ctx.ids.new()
         self.launch: Launch | None = None
         self.stop_reason: str | None = None
@@ -108,6 +117,12 @@ class Invocation:
         self.input_ids: Mapping[str, Any] = NO_INPUTS
         self.status = ExecutionStatus.QUEUED
         self.abandoned = False
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The step's plain parameters; once it has finished, rebuilt from its DAG node."""
+        parameters = self._parameters
+        return self.node.parameters if parameters is None else parameters
 
     # -- the StepRunHandle a StepRunFuture uses ----------------------------------------
     @property
@@ -126,7 +141,7 @@ class Invocation:
     def compiling(self) -> bool:
         return self.ctx.compiling
 
-    def outputs_to_return(self, outputs: dict[str, OutputArtifact], output_name: str | None = None) -> Any:
+    def outputs_to_return(self, outputs: Mapping[str, OutputArtifact], output_name: str | None = None) -> Any:
         """What a step call returns: the named output, the only one, a tuple of them, or None."""
         if output_name is not None:
             return outputs[output_name]
@@ -147,16 +162,18 @@ class Invocation:
         return NewStepRun(
             id=self.step_run_id, run_id=ctx.run_id, invocation_id=self.invocation_id,
             step_name=self.step.name, seq=self.node.order, runtime=self.cfg.runtime,
-            upstream=self.upstream, parameters=self.parameters, inputs=dict(self.input_ids),
+            upstream=list(self.upstream), parameters=self.parameters, inputs=dict(self.input_ids),
         )
 
     def release_inputs(self) -> None:
         """Drop what only running the step needed, once it is recorded and its future resolved:
-        in a 100,000-step run these dicts and lists were a few hundred bytes a step."""
+        in a 100,000-step run these dicts and lists were a few hundred bytes a step. Its
+        parameters stay readable: the DAG node keeps them (packed)."""
         self.sources = self.input_refs = self.input_ids = NO_INPUTS
         self.deps = ()
+        self._parameters = None
 
-    def pick_output(self, outputs: dict[str, OutputArtifact], name: str | None) -> OutputArtifact:
+    def pick_output(self, outputs: Mapping[str, OutputArtifact], name: str | None) -> OutputArtifact:
         if name is None:
             if len(outputs) != 1:
                 raise ValueError(

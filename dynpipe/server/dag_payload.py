@@ -20,6 +20,7 @@ to steps outside it are dropped so the renderer never draws a dangling edge).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _cut(text: str | None, limit: int = ERROR_LIMIT) -> str | None:
 
 def _node(
     node_id: str, step: str, status: str, duration: float | None, attempts: int, cached: bool,
-    error: str | None, upstream: list[str],
+    error: str | None, upstream: Sequence[str],
 ) -> dict[str, Any]:
     return {
         "id": node_id,
