@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
 PREVIEW_MAX_BYTES = 1_000_000
 
 # ArtifactVersion's own slots for the fields OutputArtifact computes when they hold their
-# default (None there): an open 10,000-step run keeps every output, and a small output's
-# ``db:<hash>`` uri, an empty metadata dict and an empty tag list were ~240 B of each.
+# default (None there): an open 10,000-step run keeps every output, and its default name,
+# a small output's ``db:<hash>`` uri, an empty metadata dict and an empty tag list were
+# ~300 B of each.
+_NAME = ArtifactVersion.__dict__["name"]
 _URI = ArtifactVersion.__dict__["uri"]
 _METADATA = ArtifactVersion.__dict__["metadata"]
 _TAGS = ArtifactVersion.__dict__["tags"]
@@ -28,23 +31,41 @@ _TAGS = ArtifactVersion.__dict__["tags"]
 class OutputArtifact(ArtifactVersion):
     """A step output inside a run: an artifact version that remembers which invocation made it."""
 
-    __slots__ = ("invocation_id", "step_run_in", "loaded_into")
+    __slots__ = ("invocation_id", "step_run_in", "loaded_into", "_pipeline")
 
     def __init__(self, store: Any, invocation_id: str, step_run_in: str, **fields: Any) -> None:
+        self._pipeline: str | None = None
         super().__init__(store, **fields)
+        self.invocation_id = invocation_id
+        name, default = _NAME.__get__(self), f"::{invocation_id}::{self.output_name}"
+        if name and name.endswith(default):  # "<pipeline>::<invocation>::<output>"
+            # The pipeline's name, one string for all its outputs (interned): the rest is here.
+            self._pipeline = sys.intern(name[: -len(default)])
+            _NAME.__set__(self, None)
         if _URI.__get__(self) == DB_PREFIX + (self.content_hash or ""):
             _URI.__set__(self, None)  # kept in the metadata database: rebuilt from the hash
         if not _METADATA.__get__(self):
             _METADATA.__set__(self, None)
         if not _TAGS.__get__(self):
             _TAGS.__set__(self, None)
-        self.invocation_id = invocation_id
         #: The run of the invocation that returned it; a cache hit's artifact was produced
         #: by an earlier run (``run_id``) but is still this run's data flow.
         self.step_run_in = step_run_in
         #: The run's record of loaded values (set by the engine): a value loaded from here
         #: and passed to a later step keeps this step as its upstream.
         self.loaded_into: LoadedValues | None = None
+
+    @property
+    def name(self) -> str:
+        name = _NAME.__get__(self)
+        if name is None and self._pipeline is not None:
+            return f"{self._pipeline}::{self.invocation_id}::{self.output_name}"
+        return name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        _NAME.__set__(self, value)
+        self._pipeline = None
 
     @property
     def uri(self) -> str:

@@ -63,7 +63,7 @@ class NodeState:
         # deque costs ~600 bytes per node in a 10,000-step run.
         self.log_tail: deque[str] | tuple[()] = ()
         # Packed (``pack``); read and set through the properties below.
-        self._outputs: tuple[str, ...] = ()
+        self._outputs: tuple[str, ...] | None = None
         self._inputs: tuple[Any, ...] = ()
         self._parameters: tuple[Any, ...] = ()
         self._artifacts: tuple[Any, ...] = ()
@@ -77,11 +77,14 @@ class NodeState:
 
     @property
     def outputs(self) -> list[str]:
-        return list(self._outputs)
+        """The step's output names: its artifacts' names (kept apart only if they differ)."""
+        names = self._outputs
+        return list(self._artifacts[::2] if names is None else names)
 
     @outputs.setter
     def outputs(self, names: Sequence[str]) -> None:
-        self._outputs = tuple(names)
+        names = tuple(names)
+        self._outputs = None if names == self._artifacts[::2] else names
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -108,6 +111,8 @@ class NodeState:
     @artifacts.setter
     def artifacts(self, artifacts: Mapping[str, str]) -> None:
         self._artifacts = pack(artifacts)
+        if self._outputs == self._artifacts[::2]:
+            self._outputs = None  # the same names: read from the artifacts
 
     @property
     def duration(self) -> float | None:

@@ -84,7 +84,7 @@ class Invocation:
     __slots__ = (
         "ctx", "step", "cfg", "invocation_id", "_parameters", "sources", "upstream", "deps",
         "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
-        "input_ids", "status", "abandoned", "__weakref__",
+        "input_ids", "status", "abandoned",
     )
 
     def __init__(
