@@ -165,7 +165,8 @@ class StepRunFuture(Generic[R]):
 
     def wait(self, timeout: float | None = None) -> None:
         self._check_not_compiling("wait()")
-        wait([self], timeout)
+        if not self._handle.future.done():  # done: no waiter to set up
+            wait([self], timeout)
 
     def done(self) -> bool:
         return self._handle.future.done()

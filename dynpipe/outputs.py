@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
@@ -141,9 +142,8 @@ class StepOutputs(Mapping[str, OutputArtifact]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, outputs: Mapping[str, OutputArtifact] | Iterable[tuple[str, OutputArtifact]] = ()) -> None:
-        pairs = outputs.items() if isinstance(outputs, Mapping) else outputs
-        self._items: tuple[Any, ...] = tuple(x for pair in pairs for x in pair)
+    def __init__(self, outputs: Mapping[str, OutputArtifact]) -> None:
+        self._items: tuple[Any, ...] = tuple(chain.from_iterable(outputs.items()))
 
     def __getitem__(self, name: str) -> OutputArtifact:
         items = self._items

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 from ..status import ExecutionStatus
@@ -25,7 +26,7 @@ def pack(mapping: Mapping[str, Any]) -> tuple[Any, ...]:
     Nodes keep their parameters, inputs and artifacts this way and make a dict when asked:
     a one-item dict is 184 B, the tuple 56 B, and an open run keeps every node.
     """
-    return tuple(x for item in mapping.items() for x in item)
+    return tuple(chain.from_iterable(mapping.items())) if mapping else ()
 
 
 def unpack(items: tuple[Any, ...]) -> dict[str, Any]:

@@ -26,7 +26,10 @@ class DaemonThreadPool:
         self._name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)
+        # Threads done with a task and back (or on their way back) to the queue. A counter
+        # under a plain lock, not a Semaphore: that is a Python-level Condition, ~10
+        # function calls a step between submit and the worker.
+        self._idle = 0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -36,9 +39,10 @@ class DaemonThreadPool:
         if self._closed:
             raise RuntimeError(f"thread pool {self._name} is shut down")
         self._queue.put((contextvars.copy_context(), fn, args))
-        if self._idle.acquire(blocking=False):
-            return  # an idle thread will take it
         with self._lock:
+            if self._idle:
+                self._idle -= 1
+                return  # an idle thread will take it
             if len(self._threads) < self._size:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
@@ -57,7 +61,8 @@ class DaemonThreadPool:
             except BaseException:  # noqa: BLE001 - outcomes are reported by fn itself
                 pass
             del item, context, fn, args
-            self._idle.release()
+            with self._lock:
+                self._idle += 1
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop taking work; with ``cancel_futures`` drop what has not started."""
