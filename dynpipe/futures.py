@@ -39,6 +39,9 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
     for another future of the run, so ``result``/``exception`` wait in a loop until this
     one is done or the timeout is over; everything else (``concurrent.futures.wait``,
     ``as_completed``, ``asyncio.wrap_future``, callbacks, cancellation) is the stock code.
+
+    Its list of ``concurrent.futures.wait`` waiters is made when the first one is added:
+    most steps' futures never have one (56 B each in an open run).
     """
 
     def __init__(self, condition: threading.Condition) -> None:
@@ -47,8 +50,41 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
         self._state = "PENDING"
         self._result = None
         self._exception = None
-        self._waiters: list[Any] = []
+        self._waiter_list: list[Any] | None = None
         self._done_callbacks: list[Any] | tuple[()] = []
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        """What ``concurrent.futures.wait``/``as_completed`` add their waiters to (and remove
+        them from): the stock attribute, made on first use."""
+        waiters = self._waiter_list
+        if waiters is None:
+            waiters = self._waiter_list = []
+        return waiters
+
+    # set_result/set_exception as the stock ones, but a future nobody waits on with
+    # ``concurrent.futures.wait`` gets no waiter list.
+    def set_result(self, result: Any) -> None:
+        with self._condition:
+            if self._state in _DONE:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = "FINISHED"
+            for waiter in self._waiter_list or ():
+                waiter.add_result(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with self._condition:
+            if self._state in _DONE:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = "FINISHED"
+            for waiter in self._waiter_list or ():
+                waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:
         super()._invoke_callbacks()  # type: ignore[misc]

@@ -7,6 +7,7 @@ import concurrent.futures
 import os
 import re
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,29 @@ def test_finished_steps_drop_their_inputs_and_share_one_condition() -> None:
     ids = [inv.future.result()["output"].id for inv in invocations[:2]]
     assert adder.upstream == ["make", "make_2"]
     assert adder.node.inputs == {"a": ids[0], "b": ids[1]}  # what the DAG view shows stays
+
+
+def test_waiter_lists_are_made_only_for_futures_someone_waits_on() -> None:
+    cond = threading.Condition()
+    alone, done, failing = (SharedConditionFuture(cond) for _ in range(3))
+    alone.set_result(1)
+    assert alone._waiter_list is None  # nobody waited: no list was made
+    done.set_result(2)
+    started = threading.Event()
+    outcome: list[object] = []
+
+    def wait_first_exception() -> None:
+        started.set()
+        outcome.append(concurrent.futures.wait([done, failing], timeout=30, return_when="FIRST_EXCEPTION"))
+
+    t = threading.Thread(target=wait_first_exception)
+    t.start()
+    assert started.wait(10)
+    deadline = time.monotonic() + 30
+    while failing._waiter_list is None and time.monotonic() < deadline:  # the waiter is in place
+        time.sleep(0.001)
+    failing.set_exception(ValueError("boom"))  # wakes the waiter through its list
+    t.join(30)
+    finished, pending = outcome[0]  # type: ignore[misc]
+    assert finished == {done, failing} and not pending
+    assert failing._waiter_list == [] and done._waiter_list == []  # removed again
