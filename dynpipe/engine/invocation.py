@@ -109,6 +109,7 @@ class Invocation:
         self.deps: Sequence[Invocation] = deps or ()
         self.future: Future[Mapping[str, OutputArtifact]] = OutputsFuture(ctx.futures_condition)
         self.node: NodeState = ctx.graph.add_node(invocation_id, step.name, self.upstream, cfg.runtime)
+        self.node.parameters = parameters  # where ``parameters`` reads them once released
         self.step_run_id = ctx.ids.new()
         self.launch: Launch | None = None
         self.stop_reason: str | None = None
