@@ -22,9 +22,10 @@ PREVIEW_MAX_BYTES = 1_000_000
 # ArtifactVersion's own slots for the fields OutputArtifact computes when they hold their
 # default (None there): an open 10,000-step run keeps every output, and its default name,
 # a small output's ``db:<hash>`` uri, an empty metadata dict and an empty tag list were
-# ~300 B of each.
+# ~300 B of each. Its content hash is kept as the digest's bytes (65 B, not 113).
 _NAME = ArtifactVersion.__dict__["name"]
 _URI = ArtifactVersion.__dict__["uri"]
+_HASH = ArtifactVersion.__dict__["content_hash"]
 _METADATA = ArtifactVersion.__dict__["metadata"]
 _TAGS = ArtifactVersion.__dict__["tags"]
 
@@ -45,6 +46,9 @@ class OutputArtifact(ArtifactVersion):
             _NAME.__set__(self, None)
         if _URI.__get__(self) == DB_PREFIX + (self.content_hash or ""):
             _URI.__set__(self, None)  # kept in the metadata database: rebuilt from the hash
+        digest = _as_digest(self.content_hash)
+        if digest is not None:
+            _HASH.__set__(self, digest)
         if not _METADATA.__get__(self):
             _METADATA.__set__(self, None)
         if not _TAGS.__get__(self):
@@ -67,6 +71,15 @@ class OutputArtifact(ArtifactVersion):
     def name(self, value: str) -> None:
         _NAME.__set__(self, value)
         self._pipeline = None
+
+    @property
+    def content_hash(self) -> str:
+        digest = _HASH.__get__(self)
+        return digest.hex() if type(digest) is bytes else digest
+
+    @content_hash.setter
+    def content_hash(self, value: str) -> None:
+        _HASH.__set__(self, value)
 
     @property
     def uri(self) -> str:
@@ -130,6 +143,17 @@ class OutputArtifact(ArtifactVersion):
             f" <span style='color:var(--jp-ui-font-color2,#666)'>{html.escape(self.type_name)}</span>"
             f"<br><code>{html.escape(preview)}</code></div>"
         )
+
+
+def _as_digest(content_hash: str | None) -> bytes | None:
+    """The bytes of a lowercase hex digest (what the store makes), else None: kept as given."""
+    if not content_hash:
+        return None
+    try:
+        digest = bytes.fromhex(content_hash)
+    except ValueError:
+        return None
+    return digest if digest.hex() == content_hash else None
 
 
 class StepOutputs(Mapping[str, OutputArtifact]):

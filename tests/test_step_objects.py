@@ -173,3 +173,12 @@ def test_an_open_run_holds_little_per_finished_step() -> None:
 
     _open_run(body)
     assert held[0] / steps < 1700, f"{held[0] / steps:.0f} B per step"
+
+
+def test_output_artifact_content_hash_reads_back_as_given() -> None:
+    digest = "ab" * 32
+    for given in (digest, "AB" * 32, "sha256:xyz", "", None):
+        art = OutputArtifact(None, "s", "run", id="a", content_hash=given, output_name="output")
+        assert art.content_hash == given
+    art = OutputArtifact(None, "s", "run", id="a", uri=f"db:{digest}", content_hash=digest)
+    assert art.uri == f"db:{digest}" and art.content_hash == digest
