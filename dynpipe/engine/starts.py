@@ -17,11 +17,13 @@ import threading
 import time
 import warnings
 
+from ..store import write_batch
 from ..store.backend import MetadataBackend
 from ..store.records import NewStepRun
 
-#: seconds a running step may go without its start committed
-WINDOW = 0.05
+#: seconds a running step may go without its start committed; a step that ends within it
+#: also has its record group-committed (the same bound, store/write_batch.py)
+WINDOW = write_batch.WINDOW
 #: seconds the thread waits with nothing pending before it exits (restarted on demand)
 IDLE_EXIT = 2.0
 
