@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_store_integrity import tiny_disk  # noqa: F401 - the fixture
 
 from dynpipe import Client, pipeline, step
+from dynpipe.errors import StoreError
 from dynpipe.store import write_batch
 
 
@@ -184,3 +186,28 @@ def test_killed_orchestrator_loses_only_a_suffix_of_short_steps(store_home: Path
     outputs = {s.parameters["i"]: s.output.load() for s in run.steps.values() if s.status.value == "completed"}
     completed = [json.loads(params)["i"] for name, status, params in rows if (name, status) == ("quick", "completed")]
     assert outputs == {i: i for i in completed} | {slow_at: slow_at}  # every recorded output loads
+
+
+def test_a_batch_that_cannot_be_committed_fails_the_run(
+    tiny_disk: Path,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every record queued until the run's end (4 MB into a 1 MiB disk): the end's commit fails,
+    and the run raises the store's error naming the database instead of reporting success."""
+    store = tiny_disk / "store"
+    monkeypatch.setenv("DYNPIPE_HOME", str(store))
+    monkeypatch.setattr(write_batch, "WINDOW", 600.0)
+    monkeypatch.setattr(write_batch, "MAX_BYTES", 1 << 40)
+
+    @step
+    def note(text: str) -> int:
+        return len(text)
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def fill() -> None:
+        for i in range(40):
+            note(f"{i}" + "x" * 100_000)
+
+    with pytest.raises(StoreError, match="no space left on device") as info:
+        fill()
+    assert str(store / "metadata.db") in str(info.value)
