@@ -69,7 +69,7 @@ class MetadataStore(RunSummaryReads):
 
     def _new_batch(self) -> WriteBatch:
         """Short steps' records, committed together within ``write_batch.WINDOW`` (group commit)."""
-        return WriteBatch(str(self.path), self._lock, lambda statements: self._transaction(statements))
+        return WriteBatch(str(self.path), self._lock, lambda grouped: self._transaction(grouped.items(), many=True))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -147,15 +147,17 @@ class MetadataStore(RunSummaryReads):
             self._batch.commit_pending()
             self._transaction(statements)
 
-    def _transaction(self, statements: Sequence[Statement]) -> None:
+    def _transaction(self, statements: Iterable[tuple[str, Any]], many: bool = False) -> None:
+        """``statements`` in one transaction; ``many``: each is (sql, rows) for ``executemany``."""
         with self._lock:
             conn = self._conn
 
             def _tx() -> None:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    run = conn.executemany if many else conn.execute
                     for sql, params in statements:
-                        conn.execute(sql, params)
+                        run(sql, params)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:  # SQLite rolls back by itself on some errors (disk full)

@@ -14,7 +14,8 @@ from typing import Any
 from ..status import ExecutionStatus
 from .records import AttemptRecord, CachedStepRun, NewArtifact, NewStepRun, StepOutcome
 
-Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+Params = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, Params]
 
 INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 INSERT_STEP_RUN = (

@@ -27,10 +27,15 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from ..errors import StoreError
-from .sqlite_statements import Statement
+from .sqlite_statements import Params, Statement
+
+#: queued statements by SQL text, in first-use order: each text runs as one ``executemany``
+#: (a batch holds only INSERTs of new rows, none depending on another text's rows, so grouping
+#: keeps its meaning; within a text, the order is kept: artifact versions of a name count up)
+Grouped = dict[str, list[Params]]
 
 #: seconds a queued record may wait for its commit (also ``engine/starts.py``'s window)
 WINDOW = 0.05
@@ -47,12 +52,12 @@ _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
 class WriteBatch:
     """The queued records of one SQLite connection, and the daemon thread that commits them."""
 
-    def __init__(self, key: str, conn_lock: threading.RLock, transaction: Callable[[Sequence[Statement]], None]):
+    def __init__(self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None]):
         self.key = key  # the database file: readers of it in this process commit this first
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
-        self._transaction = transaction  # runs statements in one transaction (caller holds _conn_lock)
+        self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._cond = threading.Condition(threading.Lock())
-        self._statements: list[Statement] = []
+        self._statements: Grouped = {}
         self._runs: dict[str, int] = {}  # run id -> records queued
         self._records = 0
         self._bytes = 0
@@ -76,7 +81,12 @@ class WriteBatch:
             if self._failures:
                 return False  # a batch failed: write synchronously, so the step itself fails
             first = not self._statements
-            self._statements += statements
+            for sql, params in statements:
+                group = self._statements.get(sql)
+                if group is None:
+                    self._statements[sql] = [params]
+                else:
+                    group.append(params)
             self._runs[run_id] = self._runs.get(run_id, 0) + 1
             self._bytes += size
             if cache_key is not None:
@@ -114,7 +124,7 @@ class WriteBatch:
             statements, runs = self._statements, self._runs
             if not statements:
                 return
-            self._statements, self._runs, self._records, self._bytes = [], {}, 0, 0
+            self._statements, self._runs, self._records, self._bytes = {}, {}, 0, 0
             # readers that miss these now wait for the connection lock, i.e. for this commit
             self.cache_keys, self.blobs = set(), {}
             _QUEUED.discard(self)
