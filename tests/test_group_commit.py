@@ -211,3 +211,27 @@ def test_a_batch_that_cannot_be_committed_fails_the_run(
     with pytest.raises(StoreError, match="no space left on device") as info:
         fill()
     assert str(store / "metadata.db") in str(info.value)
+
+
+AT_EXIT = textwrap.dedent(
+    """
+    import time
+    from dynpipe.status import ExecutionStatus
+    from dynpipe.store import write_batch
+    from dynpipe.store.records import NewStepRun, StepOutcome
+    from dynpipe.store.store import open_store
+
+    write_batch.WINDOW = 600.0  # only the exit can commit it
+    metadata = open_store().metadata
+    metadata.create_run("r1", "left-open", "p", {})
+    step = NewStepRun("s1", "r1", "quick", "quick", 1, "inline", [], {})
+    now = time.time()
+    metadata.finish_step_run(step, StepOutcome(ExecutionStatus.COMPLETED, now, 1, start=now), batched=True)
+    """
+)
+
+
+def test_records_queued_when_the_process_exits_are_committed(store_home: Path) -> None:
+    env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
+    subprocess.run([sys.executable, "-c", AT_EXIT], env=env, check=True, timeout=60)
+    assert _stored_steps(store_home / "metadata.db") == ["quick"]
