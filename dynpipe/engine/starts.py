@@ -5,10 +5,12 @@ own doubled the commits per step. A start is kept here instead, and either the s
 write inserts the row whole (``StepOutcome.start``), or, if the step is still running
 ``WINDOW`` seconds after it started, a daemon thread commits the start then.
 
-Durability (docs/architecture.md): a finished step's record is committed before its future
-resolves, as before; a step running for longer than ``WINDOW`` has its start committed, so a
-crash of the orchestrator loses only the starts of steps that began less than ``WINDOW``
-before it (they had not finished, and a reader marks the run failed all the same).
+Durability (docs/architecture.md): a step running for longer than ``WINDOW`` has its start
+committed, so a crash of the orchestrator loses only the starts of steps that began less than
+``WINDOW`` before it (they had not finished, and a reader marks the run failed all the same).
+The final record of a step whose start was still here is group-committed within the same
+``WINDOW`` (``store/write_batch.py``); any other final record is committed before the step's
+future resolves.
 """
 
 from __future__ import annotations
