@@ -24,6 +24,7 @@ and ``atexit``. A batch that fails to commit raises there, and is remembered per
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -54,6 +55,7 @@ class WriteBatch:
 
     def __init__(self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None]):
         self.key = key  # the database file: readers of it in this process commit this first
+        self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._cond = threading.Condition(threading.Lock())
@@ -78,7 +80,7 @@ class WriteBatch:
     ) -> bool:
         """Queue one step's statements (committed together, whole); False: write them now instead."""
         with self._cond:
-            if self._failures:
+            if self._failures or self._pid != os.getpid():
                 return False  # a batch failed: write synchronously, so the step itself fails
             first = not self._statements
             for sql, params in statements:
@@ -113,7 +115,7 @@ class WriteBatch:
 
     def commit_pending(self) -> None:
         """Commit every queued record now, on this thread; raises the store error if that fails."""
-        if not self._statements:
+        if not self._statements or self._pid != os.getpid():
             return
         with self._conn_lock:
             self._commit_taken()
