@@ -63,13 +63,17 @@ class MetadataStore(RunSummaryReads):
         self.path = path
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._rolled_back = False  # whether the last failed transaction was rolled back (write_batch)
         self._conn = self._connect()
         self._checkpoints = Checkpointer(path)
         self._batch = self._new_batch()
 
     def _new_batch(self) -> WriteBatch:
         """Short steps' records, committed together within ``write_batch.WINDOW`` (group commit)."""
-        return WriteBatch(str(self.path), self._lock, lambda grouped: self._transaction(grouped.items(), many=True))
+        return WriteBatch(
+            str(self.path), self._lock, lambda grouped: self._transaction(grouped.items(), many=True),
+            lambda: self._rolled_back,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -160,6 +164,8 @@ class MetadataStore(RunSummaryReads):
                         run(sql, params)
                     conn.execute("COMMIT")
                 except BaseException:
+                    # after COMMIT returned (an interrupt landing there) nothing is left to roll back
+                    self._rolled_back = conn.in_transaction
                     if conn.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
                         conn.execute("ROLLBACK")
                     raise

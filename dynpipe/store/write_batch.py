@@ -53,11 +53,15 @@ _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
 class WriteBatch:
     """The queued records of one SQLite connection, and the daemon thread that commits them."""
 
-    def __init__(self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None]):
+    def __init__(
+        self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None],
+        rolled_back: Callable[[], bool],
+    ):
         self.key = key  # the database file: readers of it in this process commit this first
         self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
+        self._rolled_back = rolled_back  # after an interrupt in _transaction: True if nothing was committed
         self._cond = threading.Condition(threading.Lock())
         self._statements: Grouped = {}
         self._runs: dict[str, int] = {}  # run id -> records queued
@@ -123,7 +127,7 @@ class WriteBatch:
     def _commit_taken(self) -> None:
         """Take what is queued and commit it (caller holds the connection lock, so batches commit in order)."""
         with self._cond:
-            statements, runs = self._statements, self._runs
+            statements, runs, keys, blobs = self._statements, self._runs, self.cache_keys, self.blobs
             if not statements:
                 return
             self._statements, self._runs, self._records, self._bytes = {}, {}, 0, 0
@@ -142,6 +146,24 @@ class WriteBatch:
             if error is not exc:
                 raise error from exc
             raise
+        except BaseException:  # Ctrl-C on the committing thread: queue them again unless committed
+            if self._rolled_back():
+                self._requeue(statements, runs, keys, blobs)
+            raise
+
+    def _requeue(self, statements: Grouped, runs: dict[str, int], keys: set[str], blobs: dict[str, bytes]) -> None:
+        with self._cond:
+            for sql, rows in self._statements.items():  # queued meanwhile: after the older ones
+                statements.setdefault(sql, []).extend(rows)
+            for run_id, count in self._runs.items():
+                runs[run_id] = runs.get(run_id, 0) + count
+            self._records = sum(runs.values())
+            self._statements, self._runs = statements, runs
+            self.cache_keys |= keys
+            self.blobs.update(blobs)
+            _QUEUED.add(self)
+            self._due = time.monotonic()
+            self._wake()
 
     def failure(self, run_id: str) -> StoreError | None:
         """The error of a batch that held records of ``run_id``, once (the run's end reports it)."""
