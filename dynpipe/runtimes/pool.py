@@ -15,7 +15,6 @@ row, with no worker alive to serve them, do they fail, saying what happened.
 from __future__ import annotations
 
 import collections
-import os
 import select
 import sys
 import threading
@@ -23,7 +22,7 @@ import time
 
 from .. import settings
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .local_launch import LocalLaunch, encode_for_worker, undecodable, unsendable
+from .local_launch import EnvChanges, LocalLaunch, encode_for_worker, undecodable, unsendable
 from .shipping import MaterializerShipment
 from .task import StepTask
 from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result
@@ -57,7 +56,7 @@ class LocalProcessRuntime(StepRuntime):
         self._next_start_at = 0.0
         self._free_slots: list[int] = []
         self._next_slot = 0
-        self._base_env = dict(os.environ)
+        self._env = EnvChanges()
         self._shipment = MaterializerShipment()
         self.started_at: float | None = None
 
@@ -68,7 +67,7 @@ class LocalProcessRuntime(StepRuntime):
     # -- public ------------------------------------------------------------------------
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
-            payload = encode_for_worker(task, self._base_env, self._shipment)
+            payload = encode_for_worker(task, self._env, self._shipment)
         except Exception as exc:  # noqa: BLE001 - a clear error for this step only
             return CompletedLaunch(unsendable(task, exc))
         launch = LocalLaunch(self, task, payload, on_log_line)
@@ -185,7 +184,7 @@ class LocalProcessRuntime(StepRuntime):
                     return
                 slot = self._spawn_requests.popleft()
             try:
-                worker = WorkerProcess.start(self.python, self._base_env, slot)
+                worker = WorkerProcess.start(self.python, self._env.base, slot)
             except Exception as exc:  # noqa: BLE001 - e.g. no such interpreter, out of descriptors
                 with self._lock:
                     self._starting -= 1
