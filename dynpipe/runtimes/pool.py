@@ -142,6 +142,8 @@ class LocalProcessRuntime(StepRuntime):
             if queued:
                 self._queue.remove(launch)
             worker = None if queued else launch.worker
+            if worker is not None and worker.launch is not launch:
+                worker = None  # its result is being delivered; the worker runs another attempt now
         if queued:
             launch.fail("cancelled before a worker process picked it up")
         elif worker is not None:
@@ -232,15 +234,17 @@ class LocalProcessRuntime(StepRuntime):
             if launch is not None:
                 launch.add_line(body.decode("utf-8", "replace"))
         elif kind == RESULT:
+            with self._lock:
+                launch, w.launch = w.launch, None
+            # The worker gets its next attempt first: it runs that while this thread decodes
+            # and hands over the result (the worker no longer idles through that part).
+            self._worker_free(w)
             try:
                 result = decode_result(body)
             except Exception as exc:  # noqa: BLE001 - e.g. a class that only exists in the worker
-                result = undecodable(w.launch, exc)
-            with self._lock:
-                launch, w.launch = w.launch, None
+                result = undecodable(launch, exc)
             if launch is not None:
                 launch.finish(result)
-            self._worker_free(w)
         elif kind == HELLO:
             with self._lock:
                 w.ready = True

@@ -272,32 +272,52 @@ class _DescriptorOutput:
     """Output written straight to file descriptors 1 and 2 (C extensions such as XGBoost's
     training log, ``os.system``, child processes) while a task runs: streamed live like the
     step's prints and added to its stored log. Python-level prints never reach these
-    descriptors in a worker: they go to the step's log sink."""
+    descriptors in a worker: they go to the step's log sink.
 
-    _END = b"\x00dynpipe-task-end\x00\n"
+    A watcher thread delivers lines as they come; at the end of a task the worker's main
+    thread drains what is left itself, under the same lock, so a task costs no hand-off to
+    the watcher (an end marker sent through the pipe and waited for cost two thread
+    switches per task, ~40 µs of the worker's time).
+    """
 
     def __init__(self, on_line: Any) -> None:
         self.on_line = on_line
         self.lines: list[str] | None = None  # None: no task running
-        self.drained = threading.Event()
         self.console = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")
         read, write = os.pipe()
+        os.set_blocking(read, False)  # the read end only: writers keep blocking writes
         os.dup2(write, 1)
         os.dup2(write, 2)
         os.close(write)
-        self._reader = threading.Thread(target=self._read, args=(read,), name="dynpipe-fd-output", daemon=True)
-        self._reader.start()
+        self._fd = read
+        self._lock = threading.Lock()
+        self._partial = b""  # a line not ended yet
+        self._watcher = threading.Thread(target=self._watch, name="dynpipe-fd-output", daemon=True)
+        self._watcher.start()
 
-    def _read(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as pipe:
-            for raw in pipe:
-                end = raw.endswith(self._END)
-                if end:
-                    raw = raw[: -len(self._END)]  # a last line without its newline
-                if raw:
-                    self._line(raw.decode("utf-8", "replace").rstrip("\n"))
-                if end:
-                    self.drained.set()
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        while True:
+            events = poller.poll()
+            with self._lock:
+                if not self._drain() or any(ev & (select.POLLERR | select.POLLNVAL) for _, ev in events):
+                    return
+
+    def _drain(self) -> bool:
+        """Lock held: deliver every complete line the pipe holds now; False at its end."""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            for raw in complete:
+                self._line(raw.decode("utf-8", "replace"))
 
     def _line(self, line: str) -> None:
         lines = self.lines
@@ -311,17 +331,16 @@ class _DescriptorOutput:
             pass
 
     def start_task(self) -> None:
-        self.drained.clear()
         self.lines = []
 
     def end_task(self) -> list[str]:
-        """Wait (briefly) until everything the task wrote has been read; return its lines."""
-        try:
-            os.write(1, self._END)
-            self.drained.wait(1.0)
-        except OSError:
-            pass
-        lines, self.lines = self.lines or [], None
+        """Everything the task wrote (a last line without its newline too); its lines."""
+        with self._lock:
+            self._drain()
+            if self._partial:
+                partial, self._partial = self._partial, b""
+                self._line(partial.decode("utf-8", "replace"))
+            lines, self.lines = self.lines or [], None
         return lines
 
 
