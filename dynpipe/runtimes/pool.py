@@ -26,7 +26,7 @@ from .local_launch import EnvChanges, LocalLaunch, encode_for_worker, undecodabl
 from .shipping import MaterializerShipment
 from .task import StepTask
 from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result
-from .worker_process import WorkerProcess, describe_exit
+from .worker_process import FrameReader, WorkerProcess, describe_exit
 
 #: Worker start failures in a row after which waiting attempts fail instead of waiting.
 GIVE_UP_AFTER = 6
@@ -209,6 +209,7 @@ class LocalProcessRuntime(StepRuntime):
     def _read_loop(self, w: WorkerProcess) -> None:
         """Per worker: deliver log lines and results; detect death at once."""
         conn = w.conn
+        reader = FrameReader(conn.fileno())
         poller = None
         if w.pidfd is not None:
             poller = select.poll()  # not select(): file descriptors past 1024 are common in kernels
@@ -220,9 +221,11 @@ class LocalProcessRuntime(StepRuntime):
                     ready = {fd for fd, _ in poller.poll()}
                     if conn.fileno() not in ready:  # the process is gone: drain, then stop
                         while conn.poll(0):
-                            self._handle(w, conn.recv_bytes())
+                            for msg in reader.read():
+                                self._handle(w, msg)
                         break
-                self._handle(w, conn.recv_bytes())
+                for msg in reader.read():
+                    self._handle(w, msg)
         except (EOFError, OSError, ValueError):
             pass
         self._on_death(w)
