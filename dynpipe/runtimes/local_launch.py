@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WorkerCrashedError
 from .base import Launch, LogCallback
 from .logs import relay_line
-from .shipping import MaterializerShipment, func_ref
+from .shipping import MaterializerShipment, StepParts, func_ref, plain_parameters
 from .task import StepTask, TaskResult
-from .worker import encode_task
+from .worker import STEP_FIELDS, encode_task
 
 if TYPE_CHECKING:
     from .pool import LocalProcessRuntime
@@ -135,16 +135,20 @@ class EnvChanges:
         return changed, tuple(k for k in base if k not in env)
 
 
-def encode_for_worker(task: StepTask, env_changes: EnvChanges, shipment: MaterializerShipment) -> bytes:
+def encode_for_worker(
+    task: StepTask, env_changes: EnvChanges, shipment: MaterializerShipment, step_parts: StepParts
+) -> bytes:
     """The task payload: the function by import path when possible, plus what the worker
-    must mirror (cwd, environment changes since the pool started, sys.path, materializers).
+    must mirror (cwd, environment changes since the pool started, sys.path, materializers),
+    and the fields every attempt of the step shares, pickled once (``StepParts``).
 
     Two layers: the worker applies cwd / sys.path first, then unpickles the task, whose
     references may need exactly that path.
     """
     ref = func_ref(task.func)
-    sendable = dataclasses.replace(task, func=ref or task.func, echo_logs=False)
-    extras: dict[str, Any] = {"cwd": os.getcwd()}
+    shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
+    sendable = dataclasses.replace(task, func=ref or task.func, echo_logs=False, **shared)
+    extras: dict[str, Any] = {"cwd": os.getcwd(), "step": step_parts.blob(task)}
     env = env_changes.since_start()
     if env is not None:
         extras["env"] = env
@@ -152,7 +156,7 @@ def encode_for_worker(task: StepTask, env_changes: EnvChanges, shipment: Materia
     mats = shipment.blobs()
     if mats is not None:
         extras["materializers"] = mats
-    return encode_task(sendable, extras)
+    return encode_task(sendable, extras, plain=ref is not None and plain_parameters(task.parameters))
 
 
 def unsendable(task: StepTask, exc: BaseException) -> TaskResult:

@@ -23,7 +23,7 @@ import time
 from .. import settings
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
 from .local_launch import EnvChanges, LocalLaunch, encode_for_worker, undecodable, unsendable
-from .shipping import MaterializerShipment
+from .shipping import MaterializerShipment, StepParts
 from .task import StepTask
 from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result
 from .worker_process import FrameReader, WorkerProcess, describe_exit
@@ -58,6 +58,7 @@ class LocalProcessRuntime(StepRuntime):
         self._next_slot = 0
         self._env = EnvChanges()
         self._shipment = MaterializerShipment()
+        self._step_parts = StepParts()
         self.started_at: float | None = None
 
     @property
@@ -67,7 +68,7 @@ class LocalProcessRuntime(StepRuntime):
     # -- public ------------------------------------------------------------------------
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
-            payload = encode_for_worker(task, self._env, self._shipment)
+            payload = encode_for_worker(task, self._env, self._shipment, self._step_parts)
         except Exception as exc:  # noqa: BLE001 - a clear error for this step only
             return CompletedLaunch(unsendable(task, exc))
         launch = LocalLaunch(self, task, payload, on_log_line)
