@@ -13,7 +13,7 @@ import pytest
 
 from dynpipe import Client, pipeline, step
 from dynpipe.runtimes.shipping import plain_parameters
-from dynpipe.store.materializers import Materializer
+from dynpipe.store.materializers import Materializer, registry
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,3 +100,50 @@ def test_only_exact_builtin_data_counts_as_plain() -> None:
     assert not plain_parameters({"p": Point(1, 2)})
     assert not plain_parameters({"n": [list(range(10))] * 100})  # large: left to cloudpickle
     assert not plain_parameters({"s": type("Str", (str,), {})("subclass")})
+
+
+class Tagged:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class TaggedMaterializer(Materializer):
+    name = "tagged"
+    handles = (Tagged,)
+
+    def save(self, value: Tagged) -> bytes:
+        return f"tagged:{value.text}".encode()
+
+    def load(self, data: bytes, data_type: str) -> Tagged:
+        return Tagged(data.decode())
+
+
+@step(runtime="isolated", enable_cache=False)
+def tagged(text: str) -> Tagged:
+    return Tagged(text)
+
+
+def test_a_materializer_registered_while_the_workers_run_reaches_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers apply the registrations shipped with a task once; a new one is applied on the
+    next task that carries it."""
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def warm() -> None:
+        for f in [shout.submit(f"w{i}") for i in range(4)]:
+            f.wait()
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def tags() -> None:
+        for f in [tagged.submit(f"t{i}") for i in range(4)]:
+            f.wait()
+
+    assert warm().status == "completed"  # the workers have applied the registrations so far
+    mat = TaggedMaterializer()
+    monkeypatch.setitem(registry._by_type, Tagged, mat)  # register_materializer, undone after the test
+    monkeypatch.setitem(registry._by_name, mat.name, mat)
+    run = tags()
+    assert run.status == "completed", run.status
+    outputs = [s.output for s in Client().get_pipeline_run(run.id).steps.values()]
+    assert len(outputs) == 4
+    assert {o.materializer for o in outputs} == {"tagged"}
+    assert sorted(o.load().text for o in outputs) == [f"tagged:t{i}" for i in range(4)]

@@ -126,6 +126,7 @@ class _Mirror:
         self.base_env = dict(os.environ)
         self.applied: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
         self._step_parts: dict[bytes, tuple[Any, ...]] = {}
+        self.materializers: list[bytes] = []  # the registrations applied last (pickles)
 
     def step_parts(self, blob: bytes) -> tuple[Any, ...]:
         """A step's shared task fields, unpickled once per step (read-only for tasks)."""
@@ -160,13 +161,15 @@ class _Mirror:
         if path is not None and path != sys.path:
             sys.path[:] = path
         blobs = extras.get("materializers")
-        if blobs:
+        if blobs and blobs != self.materializers:  # the same registrations as last task: done
             from ..store.materializers import registry
 
+            self.materializers = blobs
             for blob in blobs:
                 try:
                     tp, mat = cloudpickle.loads(blob)
                 except Exception:  # noqa: BLE001 - only steps that use it will miss it
+                    self.materializers = []  # try again with the next task (its sys.path may differ)
                     continue
                 if tp is None:
                     registry.add(mat)
