@@ -11,12 +11,15 @@ Two modes, one code path (``run_payload`` -> ``execute_task``):
   store only, write a JSON report (``--result``, default ``URL.result``), echo log lines to
   stdout: the orchestrator follows them.
 
-A task payload is ``pickle((extras, cloudpickle(StepTask)))`` (``encode_task``):
+A task payload is ``pickle((extras, pickled StepTask))`` (``encode_task``):
 ``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
 changes, sys.path, custom materializers) and is applied before the task is unpickled,
-because the task's references may need that sys.path. A result payload is ``cloudpickle((TaskResult without
-error, pickled error or None))``: an exception that cannot travel is dropped and the
-orchestrator raises from its type, message and traceback instead.
+because the task's references may need that sys.path; from the local pool it also carries
+the fields every attempt of the step shares (``STEP_FIELDS``, pickled once per step). The
+task is cloudpickled, or pickled by the C pickler when it holds only plain data and
+dynpipe's classes. A result payload is ``pickle((pickled TaskResult without error, pickled
+error or None))``: an exception that cannot travel is dropped and the orchestrator raises
+from its type, message and traceback instead.
 """
 
 from __future__ import annotations
