@@ -176,7 +176,7 @@ class DaskSettings(_CheckedModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     what: ClassVar[str] = "Dask settings"
-    resources: dict[str, float] = Field(default_factory=dict)
+    resources: dict[str, float] = {}
     workers: tuple[str, ...] | None = None
     allow_other_workers: bool = False
     priority: int = 0
@@ -228,7 +228,7 @@ class ArtifactConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     name: str | None = None
     tags: tuple[str, ...] = ()
-    run_metadata: dict[str, Any] = Field(default_factory=dict)
+    run_metadata: dict[str, Any] = {}
 
 
 RUN_NAME_PLACEHOLDERS = ("date", "time", "run_id", "pipeline_name")
@@ -264,14 +264,14 @@ class StepConfig(BaseModel):
     enable_cache: bool | None = None
     runtime: Runtime | None = None
     retry: StepRetryConfig | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = {}
     output_materializers: Any = None
     on_failure: Hook | None = None
     on_success: Hook | None = None
     cache_policy: CachePolicy | None = None
     resources: ResourceSettings | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     enable_step_logs: bool | None = None
 
     yaml_keys: ClassVar[tuple[str, ...]] = (
@@ -300,7 +300,7 @@ class Model(BaseModel):
     name: str
     version: str | None = None
     description: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = []
 
 
 class PipelineConfig(BaseModel):
@@ -318,13 +318,13 @@ class PipelineConfig(BaseModel):
     on_cleanup: Hook | None = None
     run_name: RunNameTemplate | None = None
     tags: tuple[str, ...] = ()
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, StepConfig] = Field(default_factory=dict)
+    parameters: dict[str, Any] = {}
+    steps: dict[str, StepConfig] = {}
     synchronous: bool = True
     cache_policy: CachePolicy | None = None
     config_path: str | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     enable_artifact_metadata: bool = True
     enable_step_logs: bool = True
     model: Model | None = None
