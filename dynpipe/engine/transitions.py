@@ -124,6 +124,7 @@ def _to_completed(
             metadata=saved.metadata or {}, tags=tags,
         )
         outputs[name].loaded_into = ctx.loaded
+    start = ctx.starts.take(inv.step_run_id)
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
@@ -132,8 +133,9 @@ def _to_completed(
             attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
             # small outputs' bytes commit with the step row: one transaction, not two
             blobs=[(s.content_hash, s.inline) for s in result.outputs.values() if s.inline is not None],
-            start=ctx.starts.take(inv.step_run_id),
+            start=start,
         ),
+        batched=start is not None,  # ended within starts.WINDOW, first try: may commit that much later
     )
     ctx.graph.update(
         inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
@@ -157,7 +159,7 @@ def _to_cached(
 ) -> None:
     ctx = inv.ctx
     now = time.time()
-    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached)
+    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached, batched=True)
     ctx.graph.update(
         inv.node, status=S.CACHED, cached=True, start=now, end=now, outputs=list(outputs), preview=None,
         artifacts={name: a.id for name, a in outputs.items()},
