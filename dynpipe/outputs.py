@@ -35,23 +35,25 @@ class OutputArtifact(ArtifactVersion):
     __slots__ = ("invocation_id", "step_run_in", "loaded_into", "_pipeline")
 
     def __init__(self, store: Any, invocation_id: str, step_run_in: str, **fields: Any) -> None:
-        self._pipeline: str | None = None
-        super().__init__(store, **fields)
-        self.invocation_id = invocation_id
-        name, default = _NAME.__get__(self), f"::{invocation_id}::{self.output_name}"
+        # The compact form of each field goes straight to the base class's setters.
+        pipeline = None
+        name, content_hash = fields.get("name"), fields.get("content_hash")
+        default = f"::{invocation_id}::{fields.get('output_name')}"
         if name and name.endswith(default):  # "<pipeline>::<invocation>::<output>"
             # The pipeline's name, one string for all its outputs (interned): the rest is here.
-            self._pipeline = sys.intern(name[: -len(default)])
-            _NAME.__set__(self, None)
-        if _URI.__get__(self) == DB_PREFIX + (self.content_hash or ""):
-            _URI.__set__(self, None)  # kept in the metadata database: rebuilt from the hash
-        digest = _as_digest(self.content_hash)
-        if digest is not None:
-            _HASH.__set__(self, digest)
-        if not _METADATA.__get__(self):
-            _METADATA.__set__(self, None)
-        if not _TAGS.__get__(self):
-            _TAGS.__set__(self, None)
+            pipeline = sys.intern(name[: -len(default)])
+            fields["name"] = None
+        if content_hash:
+            if fields.get("uri") == DB_PREFIX + content_hash:
+                fields["uri"] = None  # kept in the metadata database: rebuilt from the hash
+            fields["content_hash"] = _as_digest(content_hash)
+        if not fields.get("metadata"):
+            fields["metadata"] = None
+        if not fields.get("tags"):
+            fields["tags"] = None
+        super().__init__(store, **fields)
+        self._pipeline: str | None = pipeline  # after the name setter, which clears it
+        self.invocation_id = invocation_id
         #: The run of the invocation that returned it; a cache hit's artifact was produced
         #: by an earlier run (``run_id``) but is still this run's data flow.
         self.step_run_in = step_run_in
@@ -146,15 +148,13 @@ class OutputArtifact(ArtifactVersion):
         )
 
 
-def _as_digest(content_hash: str | None) -> bytes | None:
-    """The bytes of a lowercase hex digest (what the store makes), else None: kept as given."""
-    if not content_hash:
-        return None
+def _as_digest(content_hash: str) -> bytes | str:
+    """The bytes of a lowercase hex digest (what the store makes), else the hash as given."""
     try:
         digest = bytes.fromhex(content_hash)
     except ValueError:
-        return None
-    return digest if digest.hex() == content_hash else None
+        return content_hash
+    return digest if digest.hex() == content_hash else content_hash
 
 
 class StepOutputs(Mapping[str, OutputArtifact]):
