@@ -30,8 +30,15 @@ def _code_fingerprint(code: Any) -> str:
     return repr((code.co_code, code.co_names, code.co_varnames, consts))
 
 
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+#: One encoder for every key: ``json.dumps`` with options builds a new ``JSONEncoder`` per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def canonical(values: Mapping[str, Any], ignored: tuple[str, ...] = ()) -> str:
+    """``values`` without the ``ignored`` names as sorted, compact JSON (``{}`` needs no encoder)."""
+    if ignored:
+        values = {k: v for k, v in values.items() if k not in ignored}
+    return _CANONICAL.encode(values) if values else "{}"
 
 
 def cache_key(
@@ -48,14 +55,13 @@ def cache_key(
     h.update(step_name.encode())
     if policy.include_step_code:
         h.update(b"\0code\0" + code_hash.encode())
-    ignored = set(policy.ignored_inputs) | set(policy.ignore_fields)
+    ignored = policy.ignored_inputs + policy.ignore_fields
     if policy.include_step_parameters:
-        params = {k: v for k, v in parameters.items() if k not in ignored}
-        h.update(b"\0params\0" + canonical(params).encode())
+        h.update(b"\0params\0" + canonical(parameters, ignored).encode())
     if policy.include_artifact_values:
-        h.update(b"\0inputs\0" + canonical({k: v for k, v in input_hashes.items() if k not in ignored}).encode())
+        h.update(b"\0inputs\0" + canonical(input_hashes, ignored).encode())
     if policy.include_artifact_ids:
-        h.update(b"\0ids\0" + canonical({k: v for k, v in input_ids.items() if k not in ignored}).encode())
+        h.update(b"\0ids\0" + canonical(input_ids, ignored).encode())
     h.update(b"\0config\0" + config_fingerprint.encode())
     if policy.cache_func is not None:
         h.update(b"\0func\0" + str(policy.cache_func()).encode())

@@ -63,6 +63,10 @@ def is_plain_json(value: Any, depth: int = 0) -> bool:
     return False
 
 
+#: Built once: ``json.dumps`` with options builds a new ``JSONEncoder`` per call (per step output).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 class JSONMaterializer(Materializer):
     name = "json"
 
@@ -70,7 +74,7 @@ class JSONMaterializer(Materializer):
         return is_plain_json(value)
 
     def save(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return _COMPACT_JSON.encode(value).encode()
 
     def load(self, data: bytes, data_type: str) -> Any:
         return json.loads(data)
