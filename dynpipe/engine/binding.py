@@ -98,8 +98,9 @@ def prepare(
                 sources[name] = _external_input(ctx, step, name, value)
     if parameters:
         _check_recordable(step, parameters)
-    for dep in _as_list(after):
-        _add_after(ctx, step, as_source(dep), deps, upstream)
+    if after is not None:
+        for dep in _as_list(after):
+            _add_after(ctx, step, as_source(dep), deps, upstream)
     invocation_id = ctx.allocate_id(step.config.name or step.name, custom_id)
     inv = Invocation(ctx, step, cfg, invocation_id, parameters, sources, upstream, deps)
     inv.node.parameters = parameters

@@ -51,18 +51,18 @@ def cache_key(
     config_fingerprint: str,
     policy: CachePolicy,
 ) -> str:
-    h = hashlib.sha256()
-    h.update(step_name.encode())
+    # One string hashed at once: the same bytes as updating the hash part by part.
+    parts = [step_name]
     if policy.include_step_code:
-        h.update(b"\0code\0" + code_hash.encode())
+        parts += ["\0code\0", code_hash]
     ignored = policy.ignored_inputs + policy.ignore_fields
     if policy.include_step_parameters:
-        h.update(b"\0params\0" + canonical(parameters, ignored).encode())
+        parts += ["\0params\0", canonical(parameters, ignored)]
     if policy.include_artifact_values:
-        h.update(b"\0inputs\0" + canonical(input_hashes, ignored).encode())
+        parts += ["\0inputs\0", canonical(input_hashes, ignored)]
     if policy.include_artifact_ids:
-        h.update(b"\0ids\0" + canonical(input_ids, ignored).encode())
-    h.update(b"\0config\0" + config_fingerprint.encode())
+        parts += ["\0ids\0", canonical(input_ids, ignored)]
+    parts += ["\0config\0", config_fingerprint]
     if policy.cache_func is not None:
-        h.update(b"\0func\0" + str(policy.cache_func()).encode())
-    return h.hexdigest()
+        parts += ["\0func\0", str(policy.cache_func())]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()

@@ -162,7 +162,9 @@ def _try_cache(inv: Invocation, key: str) -> bool:
 
 
 def _fields(art: ArtifactRecord | ArtifactVersion) -> dict[str, Any]:
-    return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}  # the same names on both
+    if isinstance(art, ArtifactRecord):
+        return vars(art)  # a record's fields are the artifact's (read only: passed on as keywords)
+    return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
 
 
 def _execute_attempts(inv: Invocation, inputs: Mapping[str, Any], key: str | None) -> None:
