@@ -146,3 +146,25 @@ def test_cache_keys_are_unchanged() -> None:
         step_name="s", code_hash="abc", parameters={}, input_hashes={}, input_ids={},
         config_fingerprint="f", policy=CachePolicy(),
     ) == "b8ff12e220d860c9048f50ece90fdef411b08b413fb22491544443a252ac7145"
+
+
+#: Parameters of every kind the flat fast path writes (and two it leaves to the encoder), with
+#: the keys the encoder gave them before the fast path existed.
+FLAT_KEYS: list[tuple[dict[str, Any], str]] = [
+    ({"i": 5}, "898447390e37ca834737a6e15dc66801fc5e33701861d37d3ddd48674fb436eb"),
+    ({"b": True, "a": None, "c": False, "d": -12, "e": 2**70},
+     "4ced977e6cd32712ed84a6328ef8e4b44f9e58425c812cf503649dae3ff112e9"),
+    ({"s": "plain", "u": "é\"\\\n\u2028😀", "z_": "", "A": 1},
+     "52b0c39b4c734ed680ce1d32688b0d310ab6dcfd8998c29b385fba39c3da9b50"),
+    ({"f": 1.5, "i": 1}, "1281f3794b47589f035fa20fff46e7b26049d5140da457ba09dc8f7ab5f1e42b"),
+    ({"x": [1, 2], "y": {"k": "v"}}, "52352131ea2b18af6fe878bd8ce520a64a209e63d25ac0b1549de4cbf1e70f85"),
+    ({"é": 1, 'a"b': "c"}, "c777d3f8c4713584b77fe3b309ce1b77c62165c6dadc4fd1b29c6ade972d577f"),
+]
+
+
+@pytest.mark.parametrize(("parameters", "expected"), FLAT_KEYS)
+def test_cache_keys_of_plain_parameters_are_unchanged(parameters: dict[str, Any], expected: str) -> None:
+    assert cache_key(
+        step_name="s", code_hash="c", parameters=parameters, input_hashes={"in": "h"}, input_ids={},
+        config_fingerprint="f", policy=CachePolicy(),
+    ) == expected

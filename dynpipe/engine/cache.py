@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..config import CachePolicy
@@ -38,7 +39,32 @@ def canonical(values: Mapping[str, Any], ignored: tuple[str, ...] = ()) -> str:
     """``values`` without the ``ignored`` names as sorted, compact JSON (``{}`` needs no encoder)."""
     if ignored:
         values = {k: v for k, v in values.items() if k not in ignored}
-    return _CANONICAL.encode(values) if values else "{}"
+    if not values:
+        return "{}"
+    return _flat_json(values) or _CANONICAL.encode(values)
+
+
+def _flat_json(values: Mapping[str, Any]) -> str | None:
+    """What ``_CANONICAL`` writes for a dict of str keys to ints, strs, bools and None (most
+    steps' parameters), without its encoder's setup; None for anything else. Cache keys must
+    not change: tests/test_step_call_path.py checks them against keys of the encoder."""
+    parts = []
+    for key, value in sorted(values.items()):
+        tp = type(value)
+        if type(key) is not str:
+            return None
+        if tp is int:
+            text = int.__repr__(value)
+        elif tp is str:
+            text = encode_basestring_ascii(value)
+        elif tp is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        else:
+            return None
+        parts.append(f"{encode_basestring_ascii(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def cache_key(
