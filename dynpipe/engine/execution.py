@@ -162,8 +162,9 @@ def _try_cache(inv: Invocation, key: str) -> bool:
 
 
 def _fields(art: ArtifactRecord | ArtifactVersion) -> dict[str, Any]:
-    if isinstance(art, ArtifactRecord):
-        return vars(art)  # a record's fields are the artifact's (read only: passed on as keywords)
+    fields = getattr(art, "__dict__", None)  # a record's attributes are its fields (passed on, not changed)
+    if fields is not None:
+        return fields
     return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
 
 
