@@ -8,7 +8,9 @@ Figures (target: isolated round trip with a warm pool <= 15 ms/step):
   writes: pickling, the socket round trip and ``execute_task`` in the worker.
 * sequential: a dynamic pipeline calling a trivial isolated step N times, one after the
   other (store on, cache off), per step; the same pipeline inline for comparison.
-* submitted: N ``submit()``-ed isolated steps, wall time / N (the pool works in parallel).
+* submitted: N ``submit()``-ed isolated steps, wall time / N (the pool works in parallel);
+  also the CPU time per step of this process and of the workers, and this process's
+  context switches per step: steadier than wall time on a shared machine.
 * cold start: first isolated step of a process (worker interpreters start) and the time
   until the whole pool is ready.
 Everything runs in this process against a temporary store (DYNPIPE_HOME).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -29,6 +32,16 @@ TARGET_MS = 15.0
 
 def _median(fn: Callable[[], float], repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
 
     seq_iso_ms = _median(timed(seq_isolated), args.repeats)
     seq_inl_ms = _median(timed(seq_inline), args.repeats)
+    pids = rt.worker_pids()
+    before = resource.getrusage(resource.RUSAGE_SELF), sum(_cpu_seconds(p) for p in pids)
     sub_iso_ms = _median(timed(sub_isolated), args.repeats)
+    after = resource.getrusage(resource.RUSAGE_SELF), sum(_cpu_seconds(p) for p in pids)
+    steps = n * args.repeats
+    own_cpu_ms = (after[0].ru_utime + after[0].ru_stime - before[0].ru_utime - before[0].ru_stime) / steps * 1000
+    workers_cpu_ms = (after[1] - before[1]) / steps * 1000
+    switches = (after[0].ru_nvcsw + after[0].ru_nivcsw - before[0].ru_nvcsw - before[0].ru_nivcsw) / steps
     shutdown_shared_runtime()
 
     ok = seq_iso_ms <= TARGET_MS and sub_iso_ms <= TARGET_MS
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  sequential inline step (same pipeline)       {seq_inl_ms:8.2f} ms/step")
     print(f"  isolated minus inline                        {seq_iso_ms - seq_inl_ms:8.2f} ms/step")
     print(f"  submitted isolated steps (wall / N)          {sub_iso_ms:8.2f} ms/step   target <= {TARGET_MS:g}")
+    print(f"    CPU of this process / of the workers       {own_cpu_ms:8.2f} / {workers_cpu_ms:.2f} ms/step")
+    print(f"    context switches of this process           {switches:8.1f} per step")
     print(f"  cold start: first isolated step of a process {cold_first:8.3f} s")
     print(f"  cold start: whole pool ready ({size} workers)     {cold_pool:8.3f} s")
     print("  within target" if ok else "  OVER TARGET")

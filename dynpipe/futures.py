@@ -9,7 +9,6 @@ while waiting stops the run the step belongs to, then propagates.
 from __future__ import annotations
 
 import concurrent.futures
-import html
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -218,6 +217,8 @@ class StepRunFuture(Generic[R]):
         return f"<StepRunFuture {self.invocation_id}{out} status={self.status}>"
 
     def _repr_html_(self) -> str:
+        import html  # deferred: only notebooks display futures (cold start)
+
         h = self._handle
         colour = _COLOURS.get(h.status, "#9e9e9e")
         preview = f" → <code>{html.escape(h.preview)}</code>" if h.preview else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 from .errors import StepTypeError  # noqa: F401 - re-exported for existing imports
@@ -44,6 +43,8 @@ class OutputArtifact(ArtifactVersion):
         )
 
     def _repr_html_(self) -> str:
+        import html  # deferred: only notebooks display outputs (cold start)
+
         size = self.size or 0
         if size > PREVIEW_MAX_BYTES:  # showing an artifact must not load gigabytes
             preview = f"<{size / 1e6:.1f} MB; call .load() to get it>"

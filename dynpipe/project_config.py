@@ -28,7 +28,8 @@ PYPROJECT = "pyproject.toml"
 class ProjectConfig(BaseModel):
     """The validated project keys; unknown keys are refused so a typo is not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built on first validation, not at import: most processes have no project config file
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     artifact_store: str | None = None
     store_url: str | None = None
@@ -87,7 +88,7 @@ def load_project_config(folder: Path | None = None) -> ProjectConfig:
                 f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid dynpipe project config in {where}: {problems}") from None
-    return ProjectConfig()
+    return ProjectConfig.model_construct()  # no file: all defaults, nothing to validate
 
 
 def artifact_store_url(folder: Path | None = None) -> str | None:

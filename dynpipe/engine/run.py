@@ -8,6 +8,7 @@ import warnings
 
 from .. import settings
 from ..config import ExecutionMode, PipelineConfig
+from ..errors import StoreError
 from ..runtimes.logs import attach_log_capture, detach_log_capture
 from ..runtimes.stop_signals import STOP_SIGNALS
 from ..status import ExecutionStatus
@@ -99,6 +100,9 @@ def finish_run(
         ctx.heartbeat.stop()
     with contextlib.suppress(Exception):  # starts still pending, so finish_run marks them stopped
         ctx.starts.flush()
+    store_error = _commit_batched(ctx)
+    if store_error is not None:  # steps reported finished are not stored: the run failed
+        status, error = ExecutionStatus.FAILED, f"{type(store_error).__name__}: {store_error}"
     ctx.store.metadata.finish_run(ctx.run_id, status, error)
     ctx.status = status
     ctx.finished = True
@@ -118,7 +122,18 @@ def finish_run(
                 RuntimeWarning,
                 stacklevel=2,
             )
+    if store_error is not None and body_error is None:  # else the caller raises the body's error
+        raise store_error
     return status
+
+
+def _commit_batched(ctx: RunContext) -> StoreError | None:
+    """Commit the run's batched step records (store/write_batch.py); the error if any batch failed."""
+    try:
+        ctx.store.metadata.flush(ctx.run_id)
+    except StoreError as exc:
+        return exc
+    return None
 
 
 def load_run(ctx: RunContext) -> PipelineRun:

@@ -5,10 +5,12 @@ own doubled the commits per step. A start is kept here instead, and either the s
 write inserts the row whole (``StepOutcome.start``), or, if the step is still running
 ``WINDOW`` seconds after it started, a daemon thread commits the start then.
 
-Durability (docs/architecture.md): a finished step's record is committed before its future
-resolves, as before; a step running for longer than ``WINDOW`` has its start committed, so a
-crash of the orchestrator loses only the starts of steps that began less than ``WINDOW``
-before it (they had not finished, and a reader marks the run failed all the same).
+Durability (docs/architecture.md): a step running for longer than ``WINDOW`` has its start
+committed, so a crash of the orchestrator loses only the starts of steps that began less than
+``WINDOW`` before it (they had not finished, and a reader marks the run failed all the same).
+The final record of a step whose start was still here is group-committed within the same
+``WINDOW`` (``store/write_batch.py``); any other final record is committed before the step's
+future resolves.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import threading
 import time
 import warnings
 
+from ..store import write_batch
 from ..store.backend import MetadataBackend
 from ..store.records import NewStepRun
 
-#: seconds a running step may go without its start committed
-WINDOW = 0.05
+#: seconds a running step may go without its start committed; a step that ends within it
+#: also has its record group-committed (the same bound, store/write_batch.py)
+WINDOW = write_batch.WINDOW
 #: seconds the thread waits with nothing pending before it exits (restarted on demand)
 IDLE_EXIT = 2.0
 

@@ -129,13 +129,15 @@ def _to_completed(
         ids[name] = saved.id
         if saved.inline is not None:
             blobs.append((saved.content_hash, saved.inline))
+    start = ctx.starts.take(inv.step_run_id)
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
             status=S.COMPLETED, end=end, attempts=attempt, logs=logs, cache_key=cache_key,
             outputs=ids, artifacts=artifacts, attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
-            blobs=blobs, start=ctx.starts.take(inv.step_run_id),
+            blobs=blobs, start=start,
         ),
+        batched=start is not None,  # ended within starts.WINDOW, first try: may commit that much later
     )
     ctx.graph.update(
         inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
@@ -159,7 +161,7 @@ def _to_cached(
 ) -> None:
     ctx = inv.ctx
     now = time.time()
-    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached)
+    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached, batched=True)
     ctx.graph.update(
         inv.node, status=S.CACHED, cached=True, start=now, end=now, outputs=list(outputs), preview=None,
         artifacts={name: a.id for name, a in outputs.items()},

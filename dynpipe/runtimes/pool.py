@@ -15,7 +15,6 @@ row, with no worker alive to serve them, do they fail, saying what happened.
 from __future__ import annotations
 
 import collections
-import os
 import select
 import sys
 import threading
@@ -23,11 +22,11 @@ import time
 
 from .. import settings
 from .base import CompletedLaunch, Launch, LogCallback, StepRuntime
-from .local_launch import LocalLaunch, encode_for_worker, undecodable, unsendable
-from .shipping import MaterializerShipment
+from .local_launch import EnvChanges, LocalLaunch, encode_for_worker, undecodable, unsendable
+from .shipping import MaterializerShipment, StepParts
 from .task import StepTask
 from .worker import HELLO, LINE, QUIT, RESULT, TASK, decode_result
-from .worker_process import WorkerProcess, describe_exit
+from .worker_process import FrameReader, WorkerProcess, describe_exit
 
 #: Worker start failures in a row after which waiting attempts fail instead of waiting.
 GIVE_UP_AFTER = 6
@@ -57,8 +56,9 @@ class LocalProcessRuntime(StepRuntime):
         self._next_start_at = 0.0
         self._free_slots: list[int] = []
         self._next_slot = 0
-        self._base_env = dict(os.environ)
+        self._env = EnvChanges()
         self._shipment = MaterializerShipment()
+        self._step_parts = StepParts()
         self.started_at: float | None = None
 
     @property
@@ -68,7 +68,7 @@ class LocalProcessRuntime(StepRuntime):
     # -- public ------------------------------------------------------------------------
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch:
         try:
-            payload = encode_for_worker(task, self._base_env, self._shipment)
+            payload = encode_for_worker(task, self._env, self._shipment, self._step_parts)
         except Exception as exc:  # noqa: BLE001 - a clear error for this step only
             return CompletedLaunch(unsendable(task, exc))
         launch = LocalLaunch(self, task, payload, on_log_line)
@@ -143,6 +143,8 @@ class LocalProcessRuntime(StepRuntime):
             if queued:
                 self._queue.remove(launch)
             worker = None if queued else launch.worker
+            if worker is not None and worker.launch is not launch:
+                worker = None  # its result is being delivered; the worker runs another attempt now
         if queued:
             launch.fail("cancelled before a worker process picked it up")
         elif worker is not None:
@@ -185,7 +187,7 @@ class LocalProcessRuntime(StepRuntime):
                     return
                 slot = self._spawn_requests.popleft()
             try:
-                worker = WorkerProcess.start(self.python, self._base_env, slot)
+                worker = WorkerProcess.start(self.python, self._env.base, slot)
             except Exception as exc:  # noqa: BLE001 - e.g. no such interpreter, out of descriptors
                 with self._lock:
                     self._starting -= 1
@@ -208,6 +210,7 @@ class LocalProcessRuntime(StepRuntime):
     def _read_loop(self, w: WorkerProcess) -> None:
         """Per worker: deliver log lines and results; detect death at once."""
         conn = w.conn
+        reader = FrameReader(conn.fileno())
         poller = None
         if w.pidfd is not None:
             poller = select.poll()  # not select(): file descriptors past 1024 are common in kernels
@@ -219,9 +222,11 @@ class LocalProcessRuntime(StepRuntime):
                     ready = {fd for fd, _ in poller.poll()}
                     if conn.fileno() not in ready:  # the process is gone: drain, then stop
                         while conn.poll(0):
-                            self._handle(w, conn.recv_bytes())
+                            for msg in reader.read():
+                                self._handle(w, msg)
                         break
-                self._handle(w, conn.recv_bytes())
+                for msg in reader.read():
+                    self._handle(w, msg)
         except (EOFError, OSError, ValueError):
             pass
         self._on_death(w)
@@ -233,15 +238,17 @@ class LocalProcessRuntime(StepRuntime):
             if launch is not None:
                 launch.add_line(body.decode("utf-8", "replace"))
         elif kind == RESULT:
+            with self._lock:
+                launch, w.launch = w.launch, None
+            # The worker gets its next attempt first: it runs that while this thread decodes
+            # and hands over the result (the worker no longer idles through that part).
+            self._worker_free(w)
             try:
                 result = decode_result(body)
             except Exception as exc:  # noqa: BLE001 - e.g. a class that only exists in the worker
-                result = undecodable(w.launch, exc)
-            with self._lock:
-                launch, w.launch = w.launch, None
+                result = undecodable(launch, exc)
             if launch is not None:
                 launch.finish(result)
-            self._worker_free(w)
         elif kind == HELLO:
             with self._lock:
                 w.ready = True

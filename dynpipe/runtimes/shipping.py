@@ -2,19 +2,25 @@
 
 A step function goes by import path when the other side can import it (``func_ref``),
 else by value; materializers registered at run time travel as pickles
-(``MaterializerShipment``). Shared by every out-of-process runtime.
+(``MaterializerShipment``). Shared by every out-of-process runtime. The local pool also
+pickles the parts of a task that every attempt of a step shares once (``StepParts``).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 from ..store.materializers import registry
-from .worker import FuncRef
+from .worker import STEP_FIELDS, FuncRef
+
+if TYPE_CHECKING:
+    from .task import StepTask
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None), bytes)
 
 
 def func_ref(func: Any) -> FuncRef | None:
@@ -71,3 +77,52 @@ class MaterializerShipment:
         with self._lock:
             self._items, self._blobs = items, blobs
         return blobs
+
+
+class StepParts:
+    """The task fields every attempt of a step shares (its types, output specs,
+    materializers, settings), cloudpickled once per step and run instead of per attempt.
+
+    cloudpickle asks about every class and function it meets (may it go by reference?):
+    most of a task's pickling time. With these fields sent apart, the rest of a typical
+    task is plain data the C pickler writes in a fraction of that (``plain_parameters``).
+    Entries are keyed by the identity of the objects, which are held here, so a recycled
+    ``id()`` cannot match; a run's effective step config is built once, a new run (or a
+    reconfigured step) brings new objects.
+    """
+
+    LIMIT = 256  # entries; then the cache starts over
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[int, ...], tuple[tuple[Any, ...], bytes]] = {}
+
+    def blob(self, task: StepTask) -> bytes:
+        parts = tuple(getattr(task, name) for name in STEP_FIELDS)
+        key = tuple(map(id, parts))
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], parts, strict=True)):
+            return hit[1]
+        blob = cloudpickle.dumps(parts, protocol=5)
+        with self._lock:
+            if len(self._cache) >= self.LIMIT:
+                self._cache.clear()
+            self._cache[key] = (parts, blob)
+        return blob
+
+
+def plain_parameters(value: Any, budget: int = 64) -> bool:
+    """Built-in scalars and small lists, tuples and dicts of them (exact types): what the C
+    pickler writes the same way cloudpickle does. An object of a class defined in a notebook
+    is not: pickled by reference it would not load in a worker."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is dict:
+        return len(value) <= budget and all(
+            type(k) in _PLAIN_SCALARS and plain_parameters(v, budget // 2) for k, v in value.items()
+        )
+    if kind is list or kind is tuple:
+        return len(value) <= budget and all(plain_parameters(v, budget // 2) for v in value)
+    return False

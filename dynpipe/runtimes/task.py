@@ -18,7 +18,6 @@ from typing import Any
 
 from ..errors import StepTypeError, StoreError
 from ..signatures import OutputSpec, type_matches, type_name
-from ..store.client import Client, PipelineInfo
 from ..store.materializers import Materializer
 from ..store.store import Artifacts, SavedArtifact, open_artifacts
 from .logs import capture_step_logs, record_step_error
@@ -104,11 +103,15 @@ class StepContext:
 
     @property
     def pipeline_run(self) -> Any:
+        from ..store.client import Client  # deferred: a run needs no Client (cold start)
+
         return Client(self._task.store_root).get_pipeline_run(self._task.run_id)
 
     @property
     def pipeline(self) -> Any:
         """The pipeline this step runs in (``.name``, ``.runs``, ``.last_run``)."""
+        from ..store.client import Client, PipelineInfo  # deferred: a run needs no Client (cold start)
+
         return PipelineInfo(self._task.pipeline_name, Client(self._task.store_root))
 
     @property

@@ -79,12 +79,18 @@ class MetadataBackend(Protocol):
 
     def record_retry_started(self, step_run_id: str, attempt: int) -> None: ...
 
-    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
-        """A step run's end: outputs, last attempt and status together (inserted if new)."""
+    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome, batched: bool = False) -> None:
+        """A step run's end: outputs, last attempt and status together (inserted if new).
+
+        ``batched``: the record may be committed up to ``write_batch.WINDOW`` later, together
+        with others (group commit; a backend may also commit it at once)."""
 
     def record_cache_hit(
-        self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun
+        self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun, batched: bool = False
     ) -> None: ...
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Commit batched records now; raise the error of a batch that held records of ``run_id``."""
 
     def record_not_run(
         self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str

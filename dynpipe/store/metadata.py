@@ -40,15 +40,17 @@ from .schema_check import check_version, migration_statements
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .sqlite_statements import (
     FIND_CACHED,
-    INSERT_ARTIFACT,
-    INSERT_ATTEMPT,
     INSERT_BLOB,
     INSERT_STEP_RUN,
     Statement,
+    artifact_statement,
+    attempt_statement,
     cache_hit_statement,
     finish_step_statement,
+    row_bytes,
     step_params,
 )
+from .write_batch import WriteBatch, commit_queued
 
 _OPEN = ("initializing", "queued", "running", "retrying")
 _OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in _OPEN) + ")"
@@ -61,8 +63,17 @@ class MetadataStore(RunSummaryReads):
         self.path = path
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._rolled_back = False  # whether the last failed transaction was rolled back (write_batch)
         self._conn = self._connect()
         self._checkpoints = Checkpointer(path)
+        self._batch = self._new_batch()
+
+    def _new_batch(self) -> WriteBatch:
+        """Short steps' records, committed together within ``write_batch.WINDOW`` (group commit)."""
+        return WriteBatch(
+            str(self.path), self._lock, lambda grouped: self._transaction(grouped.items(), many=True),
+            lambda: self._rolled_back,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -128,23 +139,36 @@ class MetadataStore(RunSummaryReads):
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             self._lock, self._conn, self._checkpoints = threading.RLock(), self._connect(), Checkpointer(self.path)
+            self._batch = self._new_batch()  # the parent's queued records are the parent's to commit
         return self._conn
 
     # -- the two primitives (SQLite only; not part of MetadataBackend) ----------------------
     def write(self, statements: Sequence[Statement]) -> None:
-        """Run statements in one immediate transaction (atomic, never a lost update)."""
+        """Run statements in one immediate transaction (atomic, never a lost update), after the
+        records queued before them (they may update a queued row; an error leaves those alone)."""
         with self._lock:
-            conn = self._conn_for_process()
+            self._conn_for_process()
+            self._batch.commit_pending()
+            self._transaction(statements)
+
+    def _transaction(self, statements: Iterable[tuple[str, Any]], many: bool = False) -> None:
+        """``statements`` in one transaction; ``many``: each is (sql, rows) for ``executemany``."""
+        with self._lock:
+            conn = self._conn
 
             def _tx() -> None:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    run = conn.executemany if many else conn.execute
                     for sql, params in statements:
-                        conn.execute(sql, params)
+                        run(sql, params)
+                    conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # after COMMIT returned (an interrupt landing there) nothing is left to roll back
+                    self._rolled_back = conn.in_transaction
+                    if conn.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
+                        conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
 
             try:
                 self._retry(_tx)
@@ -159,7 +183,21 @@ class MetadataStore(RunSummaryReads):
                 ) from exc
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        """Rows of a read (tests and this module; callers elsewhere use the named methods)."""
+        """Rows of a read (tests and this module; callers elsewhere use the named methods); the
+        records queued in this process are committed first (read-your-writes)."""
+        commit_queued(str(self.path))  # not under our lock: another store of the file has its own
+        return self._read(sql, params)
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Commit the queued records now; raise the error of a batch that held records of ``run_id``."""
+        try:
+            self._batch.commit_pending()
+        finally:
+            failed = self._batch.failure(run_id) if run_id is not None else None
+        if failed is not None:
+            raise failed
+
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             conn = self._conn_for_process()
             cur = conn.execute(sql, params)
@@ -298,24 +336,13 @@ class MetadataStore(RunSummaryReads):
     def _insert_step(step: NewStepRun, status: ExecutionStatus, start: float | None, verb: str = "") -> Statement:
         return (INSERT_STEP_RUN.format(verb=verb), step_params(step, status, start))
 
-    @staticmethod
-    def _insert_attempt(step_run_id: str, attempt: AttemptRecord) -> Statement:
-        return (
-            INSERT_ATTEMPT,
-            {
-                "step_run_id": step_run_id, "attempt": attempt.attempt, "status": str(attempt.status),
-                "start": attempt.start, "end": attempt.end, "error_type": attempt.error_type,
-                "error_message": attempt.error_message,
-            },
-        )
-
     def record_step_started(self, step: NewStepRun, start: float) -> None:
         self.write([self._insert_step(step, ExecutionStatus.RUNNING, start)])
 
     def record_attempt(self, step_run_id: str, attempt: AttemptRecord) -> None:
         self.write(
             [
-                self._insert_attempt(step_run_id, attempt),
+                attempt_statement(step_run_id, attempt),
                 (
                     "UPDATE step_runs SET status = 'retrying', attempts = ? WHERE id = ?",
                     (attempt.attempt, step_run_id),
@@ -326,16 +353,29 @@ class MetadataStore(RunSummaryReads):
     def record_retry_started(self, step_run_id: str, attempt: int) -> None:
         self.write([("UPDATE step_runs SET status = 'running', attempts = ? WHERE id = ?", (attempt, step_run_id))])
 
-    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
+    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome, batched: bool = False) -> None:
         statements: list[Statement] = [(INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
-        statements += [self._artifact_statement(a) for a in outcome.artifacts]
+        statements += [artifact_statement(a) for a in outcome.artifacts]
         if outcome.attempt is not None:
-            statements.append(self._insert_attempt(step.id, outcome.attempt))
+            statements.append(attempt_statement(step.id, outcome.attempt))
         statements += finish_step_statement(step, outcome)
+        if batched:
+            size = sum(len(data) for _, data in outcome.blobs) + len(outcome.logs) + row_bytes(statements[-1])
+            key = outcome.cache_key if outcome.status is ExecutionStatus.COMPLETED else None
+            if self._batch.add(step.run_id, statements, size, key, outcome.blobs):
+                if self._batch.full:
+                    self._batch.commit_pending()  # a failure fails this step (its record is in it)
+                return
         self.write(statements)
 
-    def record_cache_hit(self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> None:
-        self.write([cache_hit_statement(step, now, cache_key, cached)])
+    def record_cache_hit(
+        self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun, batched: bool = False
+    ) -> None:
+        statement = cache_hit_statement(step, now, cache_key, cached)
+        if not (batched and self._batch.add(step.run_id, [statement], row_bytes(statement))):
+            self.write([statement])
+        elif self._batch.full:
+            self._batch.commit_pending()
 
     def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
         kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"
@@ -353,7 +393,9 @@ class MetadataStore(RunSummaryReads):
         self.write([("UPDATE step_runs SET logs = COALESCE(logs, '') || ? WHERE id = ?", (text, step_run_id))])
 
     def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
-        rows = self.query(FIND_CACHED, (cache_key, not_before or 0.0))
+        if cache_key in self._batch.cache_keys:  # a step of this key is queued: commit it first
+            self._batch.commit_pending()
+        rows = self._read(FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
         if not rows:
             return None
         first = rows[0]
@@ -395,22 +437,8 @@ class MetadataStore(RunSummaryReads):
         return found
 
     # -- artifacts ---------------------------------------------------------------------------
-    @staticmethod
-    def _artifact_statement(a: NewArtifact) -> Statement:
-        return (
-            INSERT_ARTIFACT,
-            {
-                "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
-                "data_type": a.data_type, "materializer": a.materializer,
-                "producer_step_run_id": a.producer_step_run_id, "run_id": a.run_id,
-                "output_name": a.output_name, "size": a.size, "created": time.time(),
-                "metadata": json.dumps(a.metadata) if a.metadata else None,
-                "tags": json.dumps(a.tags) if a.tags else None,
-            },
-        )
-
     def record_artifacts(self, artifacts: list[NewArtifact]) -> None:
-        self.write([self._artifact_statement(a) for a in artifacts])
+        self.write([artifact_statement(a) for a in artifacts])
 
     def artifacts_by_ids(self, ids: Iterable[str]) -> list[ArtifactRecord]:
         found: list[ArtifactRecord] = []
@@ -447,15 +475,23 @@ class MetadataStore(RunSummaryReads):
         self.write([(INSERT_BLOB, (content_hash, data))])
 
     def get_blob(self, content_hash: str) -> bytes | None:
-        rows = self.query("SELECT data FROM blobs WHERE hash = ?", (content_hash,))
+        queued = self._batch.blobs.get(content_hash)
+        if queued is not None:
+            return queued
+        rows = self._read("SELECT data FROM blobs WHERE hash = ?", (content_hash,))
         return bytes(rows[0][0]) if rows else None
 
     def has_blob(self, content_hash: str) -> bool:
-        return bool(self.query("SELECT 1 FROM blobs WHERE hash = ?", (content_hash,)))
+        if content_hash in self._batch.blobs:
+            return True
+        return bool(self._read("SELECT 1 FROM blobs WHERE hash = ?", (content_hash,)))
 
     def close(self) -> None:
         with self._lock:
-            self._checkpoints.close()
+            try:
+                self._batch.commit_pending()
+            finally:
+                self._checkpoints.close()
             self._conn.close()
 
 

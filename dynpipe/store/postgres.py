@@ -266,7 +266,8 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
     def record_retry_started(self, step_run_id: str, attempt: int) -> None:
         self.write([("UPDATE step_runs SET status = 'running', attempts = %s WHERE id = %s", (attempt, step_run_id))])
 
-    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome) -> None:
+    def finish_step_run(self, step: NewStepRun, outcome: StepOutcome, batched: bool = False) -> None:
+        """Committed at once: this backend does not batch (``batched`` is a permission, not a promise)."""
         statements: list[Statement] = [(_INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
         statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
@@ -291,7 +292,9 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         )
         self.write(statements)
 
-    def record_cache_hit(self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun) -> None:
+    def record_cache_hit(
+        self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun, batched: bool = False
+    ) -> None:
         self.write(
             [
                 self._insert_step(step, ExecutionStatus.CACHED, now),
@@ -301,6 +304,9 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
                 ),
             ]
         )
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Nothing to commit: every write of this backend is committed when it returns."""
 
     def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
         kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"

@@ -7,13 +7,15 @@ so the hot path never parses SQL again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..status import ExecutionStatus
-from .records import CachedStepRun, NewStepRun, StepOutcome
+from .records import AttemptRecord, CachedStepRun, NewArtifact, NewStepRun, StepOutcome
 
-Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+Params = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, Params]
 
 INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 INSERT_STEP_RUN = (
@@ -100,3 +102,35 @@ def cache_hit_statement(step: NewStepRun, now: float, cache_key: str, cached: Ca
     params = step_params(step, ExecutionStatus.CACHED, now)
     params.update(cache_key=cache_key, cached_from=cached.id, outputs=json.dumps(cached.outputs))
     return (INSERT_CACHED_STEP_RUN, params)
+
+
+def attempt_statement(step_run_id: str, attempt: AttemptRecord) -> Statement:
+    return (
+        INSERT_ATTEMPT,
+        {
+            "step_run_id": step_run_id, "attempt": attempt.attempt, "status": str(attempt.status),
+            "start": attempt.start, "end": attempt.end, "error_type": attempt.error_type,
+            "error_message": attempt.error_message,
+        },
+    )
+
+
+def artifact_statement(a: NewArtifact) -> Statement:
+    return (
+        INSERT_ARTIFACT,
+        {
+            "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
+            "data_type": a.data_type, "materializer": a.materializer,
+            "producer_step_run_id": a.producer_step_run_id, "run_id": a.run_id,
+            "output_name": a.output_name, "size": a.size, "created": time.time(),
+            "metadata": json.dumps(a.metadata) if a.metadata else None,
+            "tags": json.dumps(a.tags) if a.tags else None,
+        },
+    )
+
+
+def row_bytes(statement: Statement) -> int:
+    """Roughly what a step row weighs: its parameters, inputs and outputs as JSON."""
+    row = statement[1]
+    assert isinstance(row, dict)
+    return sum(len(row.get(k) or "") for k in ("parameters", "inputs", "outputs"))
