@@ -20,7 +20,7 @@ from .engine.scheduling import schedule
 from .engine.single import run_single_step
 from .futures import MapResultsFuture, StepRunFuture, unmapped
 from .runtimes.task import current_step_context
-from .signatures import OutputSpec, parse_outputs
+from .signatures import CallShape, OutputSpec, parse_outputs
 from .store.models import ArtifactVersion
 
 P = ParamSpec("P")
@@ -48,6 +48,7 @@ class Step(Generic[P, R]):
         self.name: str = func.__name__
         self.config = config
         self.signature = inspect.signature(func)
+        self.call_shape = CallShape(self.signature)
         hints = resolved_type_hints(func)
         self.input_annotations: dict[str, Any] = {
             n: hints[n] for n in self.signature.parameters if n in hints

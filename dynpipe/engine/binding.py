@@ -38,13 +38,15 @@ def prepare(
     if step.missing_annotations:
         step.check_annotations()
     cfg = effective_config(ctx, step)
-    try:
-        bound = step.signature.bind_partial(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"step {step.name!r}: {exc}") from None
-    arguments = bound.arguments
+    shape = step.call_shape
+    arguments = shape.bind(args, kwargs)
+    if arguments is None:
+        try:
+            arguments = step.signature.bind_partial(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(f"step {step.name!r}: {exc}") from None
     for name, value in cfg.config_parameters.items():
-        if name not in step.signature.parameters:
+        if name not in shape.names:
             raise ConfigError(f"step {step.name!r}: configured parameter {name!r} is not an input of the step")
         if name in arguments and arguments[name] != value:
             raise ConfigError(
@@ -52,10 +54,7 @@ def prepare(
                 f" and in configuration ({value!r})"
             )
         arguments.setdefault(name, value)
-    missing = [
-        n for n, p in step.signature.parameters.items()
-        if n not in arguments and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    missing = [n for n in shape.required if n not in arguments]
     if missing:
         raise TypeError(f"step {step.name!r}: missing input(s) {', '.join(map(repr, missing))}")
     parameters: dict[str, Any] = {}
@@ -99,8 +98,9 @@ def prepare(
                 sources[name] = _external_input(ctx, step, name, value)
     if parameters:
         _check_recordable(step, parameters)
-    for dep in _as_list(after):
-        _add_after(ctx, step, as_source(dep), deps, upstream)
+    if after is not None:
+        for dep in _as_list(after):
+            _add_after(ctx, step, as_source(dep), deps, upstream)
     invocation_id = ctx.allocate_id(step.config.name or step.name, custom_id)
     inv = Invocation(ctx, step, cfg, invocation_id, parameters, sources, upstream, deps)
     inv.node.parameters = parameters

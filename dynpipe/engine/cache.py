@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..config import CachePolicy
@@ -30,8 +31,40 @@ def _code_fingerprint(code: Any) -> str:
     return repr((code.co_code, code.co_names, code.co_varnames, consts))
 
 
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+#: One encoder for every key: ``json.dumps`` with options builds a new ``JSONEncoder`` per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def canonical(values: Mapping[str, Any], ignored: tuple[str, ...] = ()) -> str:
+    """``values`` without the ``ignored`` names as sorted, compact JSON (``{}`` needs no encoder)."""
+    if ignored:
+        values = {k: v for k, v in values.items() if k not in ignored}
+    if not values:
+        return "{}"
+    return _flat_json(values) or _CANONICAL.encode(values)
+
+
+def _flat_json(values: Mapping[str, Any]) -> str | None:
+    """What ``_CANONICAL`` writes for a dict of str keys to ints, strs, bools and None (most
+    steps' parameters), without its encoder's setup; None for anything else. Cache keys must
+    not change: tests/test_step_call_path.py checks them against keys of the encoder."""
+    parts = []
+    for key, value in sorted(values.items()):
+        tp = type(value)
+        if type(key) is not str:
+            return None
+        if tp is int:
+            text = int.__repr__(value)
+        elif tp is str:
+            text = encode_basestring_ascii(value)
+        elif tp is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        else:
+            return None
+        parts.append(f"{encode_basestring_ascii(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def cache_key(
@@ -44,19 +77,18 @@ def cache_key(
     config_fingerprint: str,
     policy: CachePolicy,
 ) -> str:
-    h = hashlib.sha256()
-    h.update(step_name.encode())
+    # One string hashed at once: the same bytes as updating the hash part by part.
+    parts = [step_name]
     if policy.include_step_code:
-        h.update(b"\0code\0" + code_hash.encode())
-    ignored = set(policy.ignored_inputs) | set(policy.ignore_fields)
+        parts += ["\0code\0", code_hash]
+    ignored = policy.ignored_inputs + policy.ignore_fields
     if policy.include_step_parameters:
-        params = {k: v for k, v in parameters.items() if k not in ignored}
-        h.update(b"\0params\0" + canonical(params).encode())
+        parts += ["\0params\0", canonical(parameters, ignored)]
     if policy.include_artifact_values:
-        h.update(b"\0inputs\0" + canonical({k: v for k, v in input_hashes.items() if k not in ignored}).encode())
+        parts += ["\0inputs\0", canonical(input_hashes, ignored)]
     if policy.include_artifact_ids:
-        h.update(b"\0ids\0" + canonical({k: v for k, v in input_ids.items() if k not in ignored}).encode())
-    h.update(b"\0config\0" + config_fingerprint.encode())
+        parts += ["\0ids\0", canonical(input_ids, ignored)]
+    parts += ["\0config\0", config_fingerprint]
     if policy.cache_func is not None:
-        h.update(b"\0func\0" + str(policy.cache_func()).encode())
-    return h.hexdigest()
+        parts += ["\0func\0", str(policy.cache_func())]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()

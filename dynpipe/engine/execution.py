@@ -18,6 +18,7 @@ from ..runtimes.task import InputRef
 from ..status import ExecutionStatus
 from ..store.artifacts import DB_PREFIX
 from ..store.models import ArtifactVersion, load_artifacts
+from ..store.records import ArtifactRecord
 from ..tracebacks import user_error
 from .cache import cache_key
 from .context import RunContext
@@ -123,7 +124,7 @@ def _artifact_of(src: Any) -> ArtifactVersion:
     return src
 
 
-def _intact(ctx: RunContext, art: ArtifactVersion) -> bool:
+def _intact(ctx: RunContext, art: ArtifactRecord | ArtifactVersion) -> bool:
     """A cached output is reused only if its file is there, ours and of its recorded size.
 
     A small output kept in the metadata database (``db:<hash>``) needs no read: its bytes were
@@ -143,8 +144,9 @@ def _try_cache(inv: Invocation, key: str) -> bool:
     cached = ctx.store.metadata.find_cached(key, time.time() - max_age if max_age else None)
     if cached is None:
         return False
+    arts: Mapping[str, ArtifactRecord | ArtifactVersion]
     if cached.artifacts is not None:  # read with the lookup
-        arts = {r.id: ArtifactVersion.from_record(ctx.store, r) for r in cached.artifacts}
+        arts = {r.id: r for r in cached.artifacts}
     else:
         arts = load_artifacts(ctx.store, set(cached.outputs.values()))
     if len(arts) != len(cached.outputs) or not all(_intact(ctx, a) for a in arts.values()):
@@ -159,7 +161,10 @@ def _try_cache(inv: Invocation, key: str) -> bool:
     return True
 
 
-def _fields(art: ArtifactVersion) -> dict[str, Any]:
+def _fields(art: ArtifactRecord | ArtifactVersion) -> dict[str, Any]:
+    fields = getattr(art, "__dict__", None)  # a record's attributes are its fields (passed on, not changed)
+    if fields is not None:
+        return fields
     return {k: getattr(art, k) for k in ArtifactVersion.__slots__[:-1]}
 
 

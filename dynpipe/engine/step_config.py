@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..config import CachePolicy, ConfigError, StepRetryConfig, dask_settings
 from ..store.materializers import Materializer, registry
 from .context import RunContext
@@ -36,6 +37,8 @@ class EffectiveStepConfig:
     capture_logs: bool
     #: runtime settings by key, each a list of layers (pipeline, then step): {"kubernetes": [...]}
     runtime_settings: dict[str, list[Any]] = field(default_factory=dict)
+    #: DYNPIPE_ECHO_LOGS, read once per run (reading the environment per attempt cost ~3 µs)
+    echo_logs: bool = True
 
 
 def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConfig:
@@ -75,6 +78,7 @@ def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConf
         runtime_settings={
             key: [s.settings[key] for s in (pc, sc) if key in s.settings] for key in _RUNTIME_SETTING_KEYS
         },
+        echo_logs=settings.echo_logs(),
     )
     # Keyed on the config object too: configure() between calls (notebook cells) takes effect.
     ctx.effective_configs[id(step)] = (step, step.config, eff)

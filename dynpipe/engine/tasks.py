@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..runtimes.logs import echo_enabled
 from ..runtimes.task import StepTask
 from .invocation import Invocation
 
@@ -27,7 +26,7 @@ def build_task(inv: Invocation, inputs: Mapping[str, Any], attempt: int) -> Step
         materializers=inv.cfg.materializers,
         store_root=str(ctx.store.root),
         attempt=attempt,
-        echo_logs=echo_enabled(),
+        echo_logs=inv.cfg.echo_logs,
         capture_logs=inv.cfg.capture_logs,
         settings=inv.cfg.runtime_settings,
         resources=inv.cfg.resources,

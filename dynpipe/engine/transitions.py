@@ -99,6 +99,8 @@ def _to_completed(
     end = time.time()
     artifacts: list[NewArtifact] = []
     outputs: dict[str, OutputArtifact] = {}
+    ids: dict[str, str] = {}  # read by the store and kept by the DAG node; nobody changes it
+    blobs: list[tuple[str, bytes]] = []  # small outputs' bytes commit with the step row
     specs = {o.name: o for o in inv.step.outputs}
     for name, saved in result.outputs.items():
         spec = specs.get(name)
@@ -107,7 +109,7 @@ def _to_completed(
             art_cfg.name if art_cfg and art_cfg.name
             else _custom_name(spec) or f"{ctx.pipeline_name}::{inv.invocation_id}::{name}"
         )
-        tags = list(saved.tags) + (list(art_cfg.tags) if art_cfg else [])
+        tags = [*saved.tags, *art_cfg.tags] if art_cfg else list(saved.tags)
         artifacts.append(
             NewArtifact(
                 id=saved.id, name=art_name, uri=saved.uri, content_hash=saved.content_hash,
@@ -116,30 +118,30 @@ def _to_completed(
                 size=saved.size, metadata=saved.metadata, tags=tags or None,
             )
         )
-        outputs[name] = OutputArtifact(
+        art = outputs[name] = OutputArtifact(
             ctx.store, inv.invocation_id, ctx.run_id, id=saved.id, name=art_name, version=None,
             uri=saved.uri, content_hash=saved.content_hash, data_type=saved.data_type,
             materializer=saved.materializer, producer_step_run_id=inv.step_run_id,
             run_id=ctx.run_id, output_name=name, size=saved.size,
             metadata=saved.metadata or {}, tags=tags,
         )
-        outputs[name].loaded_into = ctx.loaded
+        art.loaded_into = ctx.loaded
+        ids[name] = saved.id
+        if saved.inline is not None:
+            blobs.append((saved.content_hash, saved.inline))
     start = ctx.starts.take(inv.step_run_id)
     ctx.store.metadata.finish_step_run(
         inv.record(),
         StepOutcome(
             status=S.COMPLETED, end=end, attempts=attempt, logs=logs, cache_key=cache_key,
-            outputs={name: a.id for name, a in outputs.items()}, artifacts=artifacts,
-            attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
-            # small outputs' bytes commit with the step row: one transaction, not two
-            blobs=[(s.content_hash, s.inline) for s in result.outputs.values() if s.inline is not None],
-            start=start,
+            outputs=ids, artifacts=artifacts, attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
+            blobs=blobs, start=start,
         ),
         batched=start is not None,  # ended within starts.WINDOW, first try: may commit that much later
     )
     ctx.graph.update(
         inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
-        preview=result.preview, error=None, artifacts={name: a.id for name, a in outputs.items()},
+        preview=result.preview, error=None, artifacts=ids,
     )
     report = run_hook(inv, inv.cfg.on_success, None)
     if report:

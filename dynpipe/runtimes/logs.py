@@ -14,11 +14,7 @@ import io
 import logging
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
-
-from .. import settings
 
 _current_sink: contextvars.ContextVar[StepLogSink | None] = contextvars.ContextVar(
     "dynpipe_step_log_sink", default=None
@@ -210,26 +206,32 @@ def record_step_error(traceback_text: str, summary: str) -> None:
         sink.record_error(traceback_text, summary, real)
 
 
-def echo_enabled() -> bool:
-    return settings.echo_logs()
+class capture_step_logs:  # lower case: used like the function it was (``with capture_step_logs(...)``)
+    """Route this thread's prints and log records to a fresh sink while the block runs.
 
+    A class rather than a ``@contextmanager`` generator: it runs once per step attempt, and
+    the generator's machinery cost more than the routing itself.
+    """
 
-@contextmanager
-def capture_step_logs(label: str, echo: bool, on_line: Any = None) -> Iterator[StepLogSink]:
-    """Route this thread's prints and log records to a fresh sink while the block runs."""
-    if not isinstance(sys.stdout, _RoutingStream) or not isinstance(sys.stderr, _RoutingStream):
-        _install()
-    sink = StepLogSink(label, echo, on_line)
-    token = _current_sink.set(sink)
-    try:
-        yield sink
-    finally:
-        _current_sink.reset(token)
-        streams: dict[str, TextIO] = {}
-        for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            streams[name] = stream._real if isinstance(stream, _RoutingStream) else stream
-        streams["logging"] = streams["stderr"]
-        sink.flush_pending(streams)
+    __slots__ = ("sink", "_token")
+
+    def __init__(self, label: str, echo: bool, on_line: Any = None) -> None:
+        self.sink = StepLogSink(label, echo, on_line)
+
+    def __enter__(self) -> StepLogSink:
+        if not isinstance(sys.stdout, _RoutingStream) or not isinstance(sys.stderr, _RoutingStream):
+            _install()
+        self._token = _current_sink.set(self.sink)
+        return self.sink
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current_sink.reset(self._token)
+        if self.sink._pending:  # only an unfinished last line (no newline) is left to echo
+            streams: dict[str, TextIO] = {}
+            for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+                streams[name] = stream._real if isinstance(stream, _RoutingStream) else stream
+            streams["logging"] = streams["stderr"]
+            self.sink.flush_pending(streams)
 
 
 def relay_line(

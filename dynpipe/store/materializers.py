@@ -63,6 +63,23 @@ def is_plain_json(value: Any, depth: int = 0) -> bool:
     return False
 
 
+#: Built once: ``json.dumps`` with options builds a new ``JSONEncoder`` per call (per step output).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_text(value: Any) -> str:
+    """What ``_COMPACT_JSON`` writes, without setting up an encoder for the commonest outputs
+    (an int, a bool, None: ~1 µs less per step; tests/test_step_call_path.py checks the bytes)."""
+    tp = type(value)
+    if tp is int:
+        return int.__repr__(value)  # json's own conversion (too many digits raises the same ValueError)
+    if tp is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return _COMPACT_JSON.encode(value)
+
+
 class JSONMaterializer(Materializer):
     name = "json"
 
@@ -70,7 +87,7 @@ class JSONMaterializer(Materializer):
         return is_plain_json(value)
 
     def save(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return _json_text(value).encode()
 
     def load(self, data: bytes, data_type: str) -> Any:
         return json.loads(data)
