@@ -83,7 +83,7 @@ def test_a_finished_step_still_shows_its_parameters_inputs_outputs_and_artifacts
 
 def test_output_artifact_keeps_an_explicit_uri_metadata_and_tags() -> None:
     art = OutputArtifact(
-        None, "s", "run", id="a", name="n", uri="/files/x", content_hash="h", metadata={"m": 1},
+        None, "s", "run", id="a", name="n", uri="/files/x", content_hash="h", materializer="m", metadata={"m": 1},
         tags=["t"], output_name="output",
     )
     assert (art.uri, art.metadata, art.tags) == ("/files/x", {"m": 1}, ["t"])
@@ -166,6 +166,9 @@ def test_an_open_run_holds_little_per_finished_step() -> None:
             for f in futures:
                 f.wait(timeout=60)
             del futures
+            ctx = current_run()
+            assert ctx is not None
+            ctx.store.metadata.flush()  # records queued for group commit are not held by the run
             gc.collect()
             held.append(tracemalloc.get_traced_memory()[0] - before)
         finally:
@@ -178,7 +181,10 @@ def test_an_open_run_holds_little_per_finished_step() -> None:
 def test_output_artifact_content_hash_reads_back_as_given() -> None:
     digest = "ab" * 32
     for given in (digest, "AB" * 32, "sha256:xyz", "", None):
-        art = OutputArtifact(None, "s", "run", id="a", content_hash=given, output_name="output")
+        art = OutputArtifact(
+            None, "s", "run", id="a", name="n", uri="/files/x", materializer="m", content_hash=given,
+            output_name="output",
+        )
         assert art.content_hash == given
-    art = OutputArtifact(None, "s", "run", id="a", uri=f"db:{digest}", content_hash=digest)
+    art = OutputArtifact(None, "s", "run", id="a", name="n", uri=f"db:{digest}", materializer="m", content_hash=digest)
     assert art.uri == f"db:{digest}" and art.content_hash == digest
