@@ -84,7 +84,7 @@ class Invocation:
     __slots__ = (
         "ctx", "step", "cfg", "invocation_id", "_parameters", "sources", "upstream", "deps",
         "future", "node", "step_run_id", "launch", "stop_reason", "started", "input_refs",
-        "input_ids", "status", "abandoned",
+        "input_ids", "status", "abandoned", "_record",
     )
 
     def __init__(
@@ -118,6 +118,7 @@ class Invocation:
         self.input_ids: Mapping[str, Any] = NO_INPUTS
         self.status = ExecutionStatus.QUEUED
         self.abandoned = False
+        self._record: NewStepRun | None = None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -158,13 +159,20 @@ class Invocation:
 
     # -- engine side ---------------------------------------------------------------------
     def record(self) -> NewStepRun:
-        """What the store keeps of this invocation when it is first recorded."""
-        ctx = self.ctx
-        return NewStepRun(
-            id=self.step_run_id, run_id=ctx.run_id, invocation_id=self.invocation_id,
-            step_name=self.step.name, seq=self.node.order, runtime=self.cfg.runtime,
-            upstream=list(self.upstream), parameters=self.parameters, inputs=dict(self.input_ids),
-        )
+        """What the store keeps of this invocation when it is first recorded.
+
+        Built once (its start and its end both write it; nothing in it changes once the
+        inputs are resolved, and every status before that is final) and dropped with the
+        inputs in ``release_inputs``."""
+        record = self._record
+        if record is None:
+            ctx = self.ctx
+            record = self._record = NewStepRun(
+                id=self.step_run_id, run_id=ctx.run_id, invocation_id=self.invocation_id,
+                step_name=self.step.name, seq=self.node.order, runtime=self.cfg.runtime,
+                upstream=list(self.upstream), parameters=self.parameters, inputs=dict(self.input_ids),
+            )
+        return record
 
     def release_inputs(self) -> None:
         """Drop what only running the step needed, once it is recorded and its future resolved:
@@ -173,6 +181,7 @@ class Invocation:
         self.sources = self.input_refs = self.input_ids = NO_INPUTS
         self.deps = ()
         self._parameters = None
+        self._record = None
 
     def pick_output(self, outputs: Mapping[str, OutputArtifact], name: str | None) -> OutputArtifact:
         if name is None:

@@ -2,6 +2,12 @@
 
 A backend (SQLite or PostgreSQL) takes and returns only these: no driver types,
 JSON columns already decoded, statuses as ``ExecutionStatus``.
+
+The records a step writes or a cache hit reads (several per step) are ``slots=True`` and not
+frozen: a frozen dataclass sets each field through ``object.__setattr__``, which made building
+them about a tenth of a step's Python. Nothing changes a record once built (by convention) and
+none is hashed. Write-only records also skip the generated ``__eq__`` (nothing compares them):
+one method less to compile per class at import.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class RunFilter:
     limit: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class NewStepRun:
     """What is known of a step run when it is first recorded."""
 
@@ -89,7 +95,7 @@ class StepRunRecord:
     traceback: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AttemptRecord:
     """One finished attempt of a step run."""
 
@@ -101,7 +107,7 @@ class AttemptRecord:
     error_message: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class NewArtifact:
     """An artifact version to record; its version number is assigned by the store."""
 
@@ -119,7 +125,7 @@ class NewArtifact:
     tags: list[str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ArtifactRecord:
     """One row of the artifact_versions table, JSON decoded."""
 
@@ -139,7 +145,7 @@ class ArtifactRecord:
     tags: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class StepOutcome:
     """How a step run ended: everything ``finish_step_run`` writes in one transaction."""
 
@@ -160,7 +166,7 @@ class StepOutcome:
     start: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CachedStepRun:
     """A completed step run whose outputs a cache hit may reuse."""
 

@@ -1,0 +1,54 @@
+"""The SQLite store's per-step statement parameters: the JSON it writes by hand is json's."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from dynpipe.status import ExecutionStatus
+from dynpipe.store.records import NewStepRun, StepOutcome
+from dynpipe.store.sqlite_statements import finish_step_statement, plain_json, row_bytes
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"i": 1_000_000},
+        {"n": -3, "big": 2**80, "flag": True, "off": False, "none": None},
+        {"lr": 0.001, "x": 1e300, "tiny": 5e-324, "neg": -0.0, "whole": 2.0},
+        {"text": "plain", "quote": 'a"b\\c', "unicode": "héllo ✓ \U0001f600", "ctl": "tab\tnl\n\x00"},
+        {"ünïcode key": 1, 'quo"te': "v", "": ""},
+        {"output": "0f3c9e8a1b2c4d5e"},
+        {"nested": {"a": [1, 2]}, "list": [1, "a"]},  # json's own encoder
+        {"nan": math.nan, "inf": math.inf, "ninf": -math.inf},  # json writes NaN, Infinity
+        {1: "int key", "s": 2},  # a non-str key: json's own text ("1")
+        {"t": (1, 2)},
+    ],
+)
+def test_plain_json_writes_what_json_dumps_writes(value: dict[Any, Any]) -> None:
+    assert plain_json(value) == json.dumps(value)
+
+
+def test_plain_json_raises_what_json_dumps_raises() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        plain_json({"obj": object()})
+
+
+def test_finished_row_carries_step_and_outcome() -> None:
+    step = NewStepRun("s1", "r1", "inv", "noop", 3, "inline", ["up"], {"i": 1, "s": "x"}, {"a": "id1"})
+    outcome = StepOutcome(ExecutionStatus.COMPLETED, 2.0, 1, logs="hi", outputs={"output": "o1"}, start=1.0)
+    [(sql, params)] = finish_step_statement(step, outcome)
+    assert sql.startswith("INSERT INTO step_runs")
+    assert isinstance(params, dict)
+    assert params == {
+        "id": "s1", "run_id": "r1", "invocation_id": "inv", "step_name": "noop", "seq": 3,
+        "status": "completed", "start": 1.0, "end": 2.0, "attempts": 1, "runtime": "inline",
+        "cache_key": None, "upstream": '["up"]', "parameters": '{"i": 1, "s": "x"}',
+        "inputs": '{"a": "id1"}', "outputs": '{"output": "o1"}', "logs": "hi", "error_type": None,
+        "error_message": None, "traceback": None,
+    }
+    assert type(params["status"]) is str
+    assert row_bytes((sql, params)) == len(params["parameters"]) + len(params["inputs"]) + len(params["outputs"])
