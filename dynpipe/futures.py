@@ -62,39 +62,49 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
         return waiters
 
     # set_result/set_exception as the stock ones, but a future nobody waits on with
-    # ``concurrent.futures.wait`` gets no waiter list.
+    # ``concurrent.futures.wait`` gets no waiter list. The condition's ``acquire``/``release``
+    # are its lock's own (C) methods; ``with condition`` calls two Python methods more.
     def set_result(self, result: Any) -> None:
-        with self._condition:
+        condition = self._condition
+        condition.acquire()
+        try:
             if self._state in _DONE:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
             self._state = "FINISHED"
             for waiter in self._waiter_list or ():
                 waiter.add_result(self)
-            self._condition.notify_all()
+            condition.notify_all()
+        finally:
+            condition.release()
         self._invoke_callbacks()
 
     def set_exception(self, exception: BaseException | None) -> None:
-        with self._condition:
+        condition = self._condition
+        condition.acquire()
+        try:
             if self._state in _DONE:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._exception = exception
             self._state = "FINISHED"
             for waiter in self._waiter_list or ():
                 waiter.add_exception(self)
-            self._condition.notify_all()
+            condition.notify_all()
+        finally:
+            condition.release()
         self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:
-        super()._invoke_callbacks()  # type: ignore[misc]
+        if self._done_callbacks:  # most steps' futures have none
+            super()._invoke_callbacks()  # type: ignore[misc]
         # Done: a callback added from now on runs at once and is never kept, so the list
         # (and the closures in it, such as a dependent step's start) can go.
         self._done_callbacks = _NO_CALLBACKS
 
     def _wait_done(self, timeout: float | None) -> None:
+        if self._state in _DONE:
+            return  # a final state never changes: no lock needed to see it
         with self._condition:
-            if self._state in _DONE:
-                return
             deadline = None if timeout is None else time.monotonic() + timeout
             while self._state not in _DONE:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -103,10 +113,16 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
                 self._condition.wait(left)
 
     def result(self, timeout: float | None = None) -> Any:
+        # Finished with a result (its state and result never change again): no lock, and
+        # not the stock ``result`` that takes it once more. ``_result`` is set before ``_state``.
+        if self._state == "FINISHED" and self._exception is None:
+            return self._result
         self._wait_done(timeout)
-        return super().result(0)  # done: its result; else the stock TimeoutError
+        return super().result(0)  # done: its result or error; else the stock TimeoutError
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state == "FINISHED":
+            return self._exception
         self._wait_done(timeout)
         return super().exception(0)
 

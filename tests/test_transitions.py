@@ -68,8 +68,9 @@ class Injector:
 def _inject(point: str, injector: Injector, monkeypatch: pytest.MonkeyPatch) -> None:
     if point in STORE_METHODS:
         monkeypatch.setattr(MetadataStore, point, injector.wrap(point, getattr(MetadataStore, point)))
-    elif point == "graph.update":
-        monkeypatch.setattr(RunGraph, "update", injector.wrap(point, RunGraph.update))
+    elif point == "graph.update":  # and the per-step shortcuts of ``update``
+        for name in ("update", "set_running", "set_outputs"):
+            monkeypatch.setattr(RunGraph, name, injector.wrap(point, getattr(RunGraph, name)))
     elif point == "hook":
         monkeypatch.setattr(transitions, "run_hook", injector.wrap(point, transitions.run_hook))
     elif point == "json.dumps":
@@ -80,6 +81,8 @@ def _inject(point: str, injector: Injector, monkeypatch: pytest.MonkeyPatch) -> 
 
         monkeypatch.setattr(metadata_module, "json", Json)
         monkeypatch.setattr(sqlite_statements, "json", Json)  # the per-step rows' JSON columns
+        # ... most of which it writes itself (json's text, without json)
+        monkeypatch.setattr(sqlite_statements, "plain_json", injector.wrap(point, sqlite_statements.plain_json))
 
 
 def _scenario(injector: Injector) -> list[Any]:

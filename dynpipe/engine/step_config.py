@@ -39,6 +39,8 @@ class EffectiveStepConfig:
     runtime_settings: dict[str, list[Any]] = field(default_factory=dict)
     #: DYNPIPE_ECHO_LOGS, read once per run (reading the environment per attempt cost ~3 µs)
     echo_logs: bool = True
+    #: the StepTask fields the same for every attempt of this step in this run (engine/tasks.py)
+    task_fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConfig:

@@ -74,10 +74,10 @@ def _to_running(inv: Invocation, previous: ExecutionStatus, *, start: float | No
     if previous is S.QUEUED:
         start = time.time() if start is None else start
         ctx.starts.add(inv.record(), start)  # committed with its end, or after starts.WINDOW
-        ctx.graph.update(inv.node, status=S.RUNNING, start=start, attempts=1)
+        ctx.graph.set_running(inv.node, 1, start)
     else:
         ctx.store.metadata.record_retry_started(inv.step_run_id, attempt)
-        ctx.graph.update(inv.node, status=S.RUNNING, attempts=attempt)
+        ctx.graph.set_running(inv.node, attempt)
 
 
 def _to_retrying(
@@ -139,10 +139,7 @@ def _to_completed(
         ),
         batched=start is not None,  # ended within starts.WINDOW, first try: may commit that much later
     )
-    ctx.graph.update(
-        inv.node, status=S.COMPLETED, end=end, attempts=attempt, outputs=list(outputs),
-        preview=result.preview, error=None, artifacts=ids,
-    )
+    ctx.graph.set_outputs(inv.node, S.COMPLETED, end, ids, result.preview, attempts=attempt)
     report = run_hook(inv, inv.cfg.on_success, None)
     if report:
         ctx.store.metadata.append_step_log(inv.step_run_id, report)
@@ -162,10 +159,7 @@ def _to_cached(
     ctx = inv.ctx
     now = time.time()
     ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached, batched=True)
-    ctx.graph.update(
-        inv.node, status=S.CACHED, cached=True, start=now, end=now, outputs=list(outputs), preview=None,
-        artifacts={name: a.id for name, a in outputs.items()},
-    )
+    ctx.graph.set_outputs(inv.node, S.CACHED, now, {name: a.id for name, a in outputs.items()}, None, start=now)
     inv.future.set_result(outputs)
 
 
