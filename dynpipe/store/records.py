@@ -125,9 +125,11 @@ class NewArtifact:
     tags: list[str] | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class ArtifactRecord:
-    """One row of the artifact_versions table, JSON decoded."""
+    """One row of the artifact_versions table, JSON decoded.
+
+    Not slots: a cache hit passes its ``__dict__`` on as an ``ArtifactVersion``'s fields."""
 
     id: str
     name: str
