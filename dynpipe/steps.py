@@ -54,6 +54,8 @@ class Step(Generic[P, R]):
             n: hints[n] for n in self.signature.parameters if n in hints
         }
         self.outputs: list[OutputSpec] = parse_outputs(func, hints)
+        #: the same specs by name (each finished step looks its outputs up)
+        self.output_specs: dict[str, OutputSpec] = {o.name: o for o in self.outputs}
         self._code_hash: str | None = None
         functools.update_wrapper(self, func)
         self.missing_annotations: list[str] = [n for n in self.signature.parameters if n not in hints]

@@ -46,7 +46,7 @@ def transition(inv: Invocation, to: ExecutionStatus, **details: Any) -> bool:
     or recording failed and the step is failed: either way its future is resolved and the
     caller stops working on it.
     """
-    with inv.lock:
+    with inv.ctx.status_lock:  # ``inv.lock``, without the property call
         previous = inv.status
         if to not in ALLOWED.get(previous, ()):
             if previous in FINISHED and inv.abandoned:
@@ -101,7 +101,7 @@ def _to_completed(
     outputs: dict[str, OutputArtifact] = {}
     ids: dict[str, str] = {}  # read by the store and kept by the DAG node; nobody changes it
     blobs: list[tuple[str, bytes]] = []  # small outputs' bytes commit with the step row
-    specs = {o.name: o for o in inv.step.outputs}
+    specs = inv.step.output_specs
     for name, saved in result.outputs.items():
         spec = specs.get(name)
         art_cfg = spec.artifact_config if spec else None
@@ -109,7 +109,8 @@ def _to_completed(
             art_cfg.name if art_cfg and art_cfg.name
             else _custom_name(spec) or f"{ctx.pipeline_name}::{inv.invocation_id}::{name}"
         )
-        tags = [*saved.tags, *art_cfg.tags] if art_cfg else list(saved.tags)
+        # None when there are none (most outputs): OutputArtifact keeps none as None
+        tags = [*saved.tags, *art_cfg.tags] if art_cfg else list(saved.tags) if saved.tags else None
         artifacts.append(
             NewArtifact(
                 id=saved.id, name=art_name, uri=saved.uri, content_hash=saved.content_hash,
@@ -122,8 +123,7 @@ def _to_completed(
             ctx.store, inv.invocation_id, ctx.run_id, id=saved.id, name=art_name, version=None,
             uri=saved.uri, content_hash=saved.content_hash, data_type=saved.data_type,
             materializer=saved.materializer, producer_step_run_id=inv.step_run_id,
-            run_id=ctx.run_id, output_name=name, size=saved.size,
-            metadata=saved.metadata or {}, tags=tags,
+            run_id=ctx.run_id, output_name=name, size=saved.size, metadata=saved.metadata, tags=tags,
         )
         art.loaded_into = ctx.loaded
         ids[name] = saved.id
