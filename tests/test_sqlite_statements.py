@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 
+from dynpipe import pipeline, step
 from dynpipe.status import ExecutionStatus
 from dynpipe.store.records import NewStepRun, StepOutcome
 from dynpipe.store.sqlite_statements import finish_step_statement, plain_json, row_bytes
@@ -52,3 +56,22 @@ def test_finished_row_carries_step_and_outcome() -> None:
     }
     assert type(params["status"]) is str
     assert row_bytes((sql, params)) == len(params["parameters"]) + len(params["inputs"]) + len(params["outputs"])
+
+
+def test_a_cache_hit_row_copies_the_outputs_text_of_the_row_it_reuses(store_home: Path) -> None:
+    @step
+    def pair(x: int, label: str) -> tuple[Annotated[int, "n"], Annotated[str, "ü-label"]]:
+        return x, label
+
+    @pipeline(dynamic=True, enable_cache=True)
+    def flow() -> None:
+        pair(1, "a")
+
+    flow()
+    flow()
+    with closing(sqlite3.connect(store_home / "metadata.db")) as conn:
+        rows = conn.execute("SELECT id, status, cached_from, outputs FROM step_runs ORDER BY rowid").fetchall()
+    (first_id, first_status, _, first_outputs), (_, hit_status, hit_from, hit_outputs) = rows
+    assert (first_status, hit_status, hit_from) == ("completed", "cached", first_id)
+    assert hit_outputs == first_outputs == json.dumps(json.loads(first_outputs))
+    assert list(json.loads(hit_outputs)) == ["n", "ü-label"]

@@ -159,7 +159,7 @@ def _to_cached(
     ctx = inv.ctx
     now = time.time()
     ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached, batched=True)
-    ctx.graph.set_outputs(inv.node, S.CACHED, now, {name: a.id for name, a in outputs.items()}, None, start=now)
+    ctx.graph.set_outputs(inv.node, S.CACHED, now, cached.outputs, None, start=now)
     inv.future.set_result(outputs)
 
 

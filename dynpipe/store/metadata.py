@@ -401,7 +401,7 @@ class MetadataStore(RunSummaryReads):
         first = rows[0]
         return CachedStepRun(
             first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
-            tuple(artifact_record(r) for r in rows if r["id"] is not None),
+            tuple(artifact_record(r) for r in rows if r["id"] is not None), first["cached_outputs"],
         )
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:

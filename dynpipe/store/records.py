@@ -177,3 +177,5 @@ class CachedStepRun:
     end: float
     #: its outputs' artifact rows when the lookup read them too (SQLite: one query), else None
     artifacts: tuple[ArtifactRecord, ...] | None = None
+    #: ``outputs`` as the store has it (JSON text) when the lookup read it: a hit's row copies it
+    outputs_text: str | None = None

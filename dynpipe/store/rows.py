@@ -52,5 +52,7 @@ def artifact_record(row: Row) -> ArtifactRecord:
         content_hash=row["content_hash"], data_type=row["data_type"], materializer=row["materializer"],
         producer_step_run_id=row["producer_step_run_id"], run_id=row["run_id"],
         output_name=row["output_name"], size=row["size"], created=row["created"],
-        metadata=json_column(row["metadata"]) or {}, tags=json_column(row["tags"]) or [],
+        # most artifacts have neither metadata nor tags (NULL): no JSON to decode
+        metadata=json.loads(meta) or {} if (meta := row["metadata"]) else {},
+        tags=json.loads(tags) or [] if (tags := row["tags"]) else [],
     )

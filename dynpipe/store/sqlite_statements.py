@@ -135,7 +135,7 @@ def cache_hit_statement(step: NewStepRun, now: float, cache_key: str, cached: Ca
     """A cache hit's whole row in one INSERT (it starts and ends at ``now``)."""
     params = step_params(step, ExecutionStatus.CACHED, now)
     params["cache_key"], params["cached_from"] = cache_key, cached.id
-    params["outputs"] = plain_json(cached.outputs)
+    params["outputs"] = cached.outputs_text or plain_json(cached.outputs)
     return (INSERT_CACHED_STEP_RUN, params)
 
 
