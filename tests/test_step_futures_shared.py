@@ -35,6 +35,28 @@ def test_a_waiter_woken_for_another_future_keeps_waiting_for_its_own() -> None:
     assert got == ["mine"]
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_thread_already_waiting_is_woken_when_the_future_finishes(fail: bool) -> None:
+    # set_result/set_exception notify only when a thread waits: one surely does here.
+    cond = threading.Condition()
+    future = SharedConditionFuture(cond)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(future.exception(timeout=30) if fail else future.result(30)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while True:  # until the thread waits on the condition (it registers under the lock)
+        with cond:
+            if cond._waiters:  # type: ignore[attr-defined]
+                break
+        assert time.monotonic() < deadline, "the thread never waited"
+        time.sleep(0.001)
+    error = ValueError("boom")
+    future.set_exception(error) if fail else future.set_result("done")
+    t.join(10)
+    assert not t.is_alive(), "the waiting thread was not woken"
+    assert got == [error if fail else "done"]
+
+
 def test_timeouts_errors_and_cancellation_as_the_stock_future() -> None:
     cond = threading.Condition()
     f = SharedConditionFuture(cond)
