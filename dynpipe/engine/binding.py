@@ -85,7 +85,8 @@ def prepare(
                 if producer not in upstream:
                     upstream.append(producer)
             ann = step.input_annotations.get(name)
-            if ann is not None and not type_matches(value, ann):
+            # exactly the annotated class (most calls): type_matches' own first check, no call
+            if ann is not None and type(value) is not ann and not type_matches(value, ann):
                 raise StepTypeError(
                     f"step {step.name!r}: input {name!r} expects {type_name(ann)},"
                     f" got {type(value).__name__} ({short_repr(value, 60)})"
@@ -102,8 +103,7 @@ def prepare(
         for dep in _as_list(after):
             _add_after(ctx, step, as_source(dep), deps, upstream)
     invocation_id = ctx.allocate_id(step.config.name or step.name, custom_id)
-    inv = Invocation(ctx, step, cfg, invocation_id, parameters, sources, upstream, deps)
-    inv.node.parameters = parameters
+    inv = Invocation(ctx, step, cfg, invocation_id, parameters, sources, upstream, deps)  # its node has them
     if loaded_from:
         inv.node.loaded_from = loaded_from
     ctx.track(inv)
