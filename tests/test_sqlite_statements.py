@@ -14,7 +14,13 @@ import pytest
 from dynpipe import pipeline, step
 from dynpipe.status import ExecutionStatus
 from dynpipe.store.records import NewStepRun, StepOutcome
-from dynpipe.store.sqlite_statements import finish_step_statement, plain_json, row_bytes
+from dynpipe.store.sqlite_statements import (
+    finish_step_statement,
+    outcome_params,
+    plain_json,
+    row_bytes,
+    step_params,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +61,8 @@ def test_finished_row_carries_step_and_outcome() -> None:
         "error_message": None, "traceback": None,
     }
     assert type(params["status"]) is str
+    # the same row as a step whose start was written first, then its end
+    assert params == {**step_params(step, outcome.status, 1.0), **outcome_params("s1", outcome)}
     assert row_bytes((sql, params)) == len(params["parameters"]) + len(params["inputs"]) + len(params["outputs"])
 
 

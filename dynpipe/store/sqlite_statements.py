@@ -120,10 +120,18 @@ def outcome_params(step_run_id: str, outcome: StepOutcome) -> dict[str, Any]:
 
 def finish_step_statement(step: NewStepRun, outcome: StepOutcome) -> list[Statement]:
     """The row's final write: one INSERT if its start was not written yet, else an UPDATE."""
-    if outcome.start is not None:
-        params = step_params(step, outcome.status, outcome.start)
-        params.update(outcome_params(step.id, outcome))
-        return [(INSERT_FINISHED_STEP_RUN, params)]
+    if outcome.start is not None:  # most steps (engine/starts.py): one dict, not two merged
+        return [(INSERT_FINISHED_STEP_RUN, {
+            "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
+            "step_name": step.step_name, "seq": step.seq, "status": _TEXT[outcome.status],
+            "start": outcome.start, "end": outcome.end, "attempts": outcome.attempts,
+            "runtime": step.runtime, "cache_key": outcome.cache_key, "upstream": _dumps(step.upstream, "[]"),
+            "parameters": plain_json(step.parameters) if step.parameters else "{}",
+            "inputs": plain_json(step.inputs) if step.inputs else "{}",
+            "outputs": plain_json(outcome.outputs) if outcome.outputs else None,
+            "logs": outcome.logs, "error_type": outcome.error_type, "error_message": outcome.error_message,
+            "traceback": outcome.traceback,
+        })]
     update = (FINISH_STEP_RUN, outcome_params(step.id, outcome))
     if outcome.status is ExecutionStatus.COMPLETED:
         return [update]
