@@ -3,11 +3,11 @@
 A backend (SQLite or PostgreSQL) takes and returns only these: no driver types,
 JSON columns already decoded, statuses as ``ExecutionStatus``.
 
-The records a step writes or a cache hit reads (several per step) are ``slots=True`` and not
-frozen: a frozen dataclass sets each field through ``object.__setattr__``, which made building
-them about a tenth of a step's Python. Nothing changes a record once built (by convention) and
-none is hashed. Write-only records also skip the generated ``__eq__`` (nothing compares them):
-one method less to compile per class at import.
+The records a step writes or a cache hit reads (several per step) are not frozen: a frozen
+dataclass sets each field through ``object.__setattr__``, which made building them about a
+tenth of a step's Python. Nothing changes a record once built (by convention) and none is
+hashed. Most are ``slots=True``; write-only records also skip the generated ``__eq__``
+(nothing compares them): one method less to compile per class at import.
 """
 
 from __future__ import annotations
