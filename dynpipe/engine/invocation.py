@@ -174,6 +174,13 @@ class Invocation:
             )
         return record
 
+    def final_record(self) -> NewStepRun:
+        """``record()`` for the step's last write: not kept after it (an open run keeps every
+        finished invocation, some of them before ``release_inputs`` ran)."""
+        record = self.record()
+        self._record = None
+        return record
+
     def release_inputs(self) -> None:
         """Drop what only running the step needed, once it is recorded and its future resolved:
         in a 100,000-step run these dicts and lists were a few hundred bytes a step. Its

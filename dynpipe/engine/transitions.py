@@ -131,7 +131,7 @@ def _to_completed(
             blobs.append((saved.content_hash, saved.inline))
     start = ctx.starts.take(inv.step_run_id)
     ctx.store.metadata.finish_step_run(
-        inv.record(),
+        inv.final_record(),
         StepOutcome(
             status=S.COMPLETED, end=end, attempts=attempt, logs=logs, cache_key=cache_key,
             outputs=ids, artifacts=artifacts, attempt=AttemptRecord(attempt, S.COMPLETED, attempt_start, end),
@@ -158,7 +158,7 @@ def _to_cached(
 ) -> None:
     ctx = inv.ctx
     now = time.time()
-    ctx.store.metadata.record_cache_hit(inv.record(), now, cache_key, cached, batched=True)
+    ctx.store.metadata.record_cache_hit(inv.final_record(), now, cache_key, cached, batched=True)
     ctx.graph.set_outputs(inv.node, S.CACHED, now, cached.outputs, None, start=now)
     inv.future.set_result(outputs)
 
@@ -185,7 +185,7 @@ def _to_failed(
     report = run_hook(inv, inv.cfg.on_failure, exc)
     end = time.time()
     ctx.store.metadata.finish_step_run(
-        inv.record(),
+        inv.final_record(),
         StepOutcome(
             status=S.FAILED, end=end, attempts=attempt, logs=logs + report, attempt=failed_attempt,
             error_type=error_type, error_message=error_message, traceback=traceback,
@@ -209,7 +209,7 @@ def _to_stopped(
     ctx = inv.ctx
     end = time.time()
     ctx.store.metadata.finish_step_run(
-        inv.record(),
+        inv.final_record(),
         StepOutcome(
             status=S.STOPPED, end=end, attempts=attempt, logs=logs, error_type="Stopped",
             error_message=reason, start=ctx.starts.take(inv.step_run_id),
@@ -227,7 +227,7 @@ def _to_skipped(
 
 def _not_run(inv: Invocation, status: ExecutionStatus, reason: str, exc: BaseException) -> None:
     inv.ctx.starts.take(inv.step_run_id)  # nothing there from a queued step; never written later
-    inv.ctx.store.metadata.record_not_run(inv.record(), status, time.time(), reason)
+    inv.ctx.store.metadata.record_not_run(inv.final_record(), status, time.time(), reason)
     inv.ctx.graph.update(inv.node, status=status, error=reason)
     inv.future.set_exception(exc)
 
@@ -263,7 +263,7 @@ def _force_end(inv: Invocation, status: ExecutionStatus, error: BaseException) -
     trace = "".join(tb.format_exception(type(error), error, error.__traceback__))
     try:
         ctx.store.metadata.finish_step_run(
-            inv.record(),
+            inv.final_record(),
             StepOutcome(
                 status=status, end=time.time(), attempts=max(inv.node.attempts, 1), logs="",
                 error_type=type(error).__name__, error_message=text, traceback=trace,
