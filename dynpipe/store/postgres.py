@@ -81,6 +81,15 @@ _INSERT_CACHED_STEP_RUN = (
     " %(invocation_id)s, %(step_name)s, %(seq)s, %(status)s, %(start)s, %(start)s, %(runtime)s, %(cache_key)s,"
     " %(cached_from)s, %(upstream)s, %(parameters)s, %(inputs)s, %(outputs)s) ON CONFLICT (id) DO NOTHING"
 )
+#: a cache hit's step run and its outputs' artifact rows in one read (a row per output), so the
+#: hit needs no ``artifacts_by_ids`` (a read, which would commit the queued records first)
+_FIND_CACHED = (
+    'SELECT s.id AS cached_id, s.outputs AS cached_outputs, s."end" AS cached_end, a.*'
+    ' FROM (SELECT id, outputs, "end" FROM step_runs WHERE cache_key = %s AND status = \'completed\''
+    ' AND "end" >= %s ORDER BY "end" DESC LIMIT 1) AS s'
+    " LEFT JOIN LATERAL json_each_text(COALESCE(s.outputs, '{}')::json) AS j ON true"
+    " LEFT JOIN artifact_versions AS a ON a.id = j.value"
+)
 _INSERT_ATTEMPT = (
     'INSERT INTO step_attempts (step_run_id, attempt, status, start, "end", error_type, error_message)'
     " VALUES (%(step_run_id)s, %(attempt)s, %(status)s, %(start)s, %(end)s, %(error_type)s, %(error_message)s)"
@@ -349,12 +358,14 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         with self._commit_lock:  # waits for a batch in flight; commits the queue if it holds this key
             if cache_key in self._batch.cache_keys:
                 self._batch.commit_pending()
-        rows = self._read(
-            'SELECT id, outputs, "end" FROM step_runs WHERE cache_key = %s AND status = \'completed\''
-            ' AND "end" >= %s ORDER BY "end" DESC LIMIT 1',
-            (cache_key, not_before or 0.0),
+        rows = self._read(_FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
+        if not rows:
+            return None
+        first = rows[0]
+        return CachedStepRun(
+            first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
+            tuple(artifact_record(r) for r in rows if r["id"] is not None),
         )
-        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"]) if rows else None
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = %s ORDER BY seq, row_no", (run_id,))
