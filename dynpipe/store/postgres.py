@@ -355,7 +355,7 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         self.write([("UPDATE step_runs SET logs = COALESCE(logs, '') || %s WHERE id = %s", (_text(text), step_run_id))])
 
     def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
-        with self._commit_lock:  # waits for a batch in flight; commits the queue if it holds this key
+        with self._batch_lock():  # waits for a batch in flight; commits the queue if it holds this key
             if cache_key in self._batch.cache_keys:
                 self._batch.commit_pending()
         rows = self._read(_FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
@@ -454,7 +454,7 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
 
     def _queued_blob(self, content_hash: str) -> bytes | None:
         """A blob queued in this process (no commit needed), after a batch in flight is committed."""
-        with self._commit_lock:
+        with self._batch_lock():
             return self._batch.blobs.get(content_hash)
 
 

@@ -92,11 +92,21 @@ class PostgresPool:
         self._idle: list[Connection] = []
         self._inherited: list[Connection] = []
         self._pid = os.getpid()
-        # Held while a batch commits: a read or write waits for one in flight (read-your-writes).
-        self._commit_lock = threading.RLock()
         self._batch_rolled_back = False  # whether the last batch interrupted was rolled back
-        self._batch = WriteBatch(mask_password(url), self._commit_lock, self._commit_grouped,
-                                 lambda: self._batch_rolled_back)
+        self._batch_pid = -1
+        self._batch_lock()
+
+    def _batch_lock(self) -> threading.RLock:
+        """Held while a batch commits: a read or write takes it to wait for one in flight
+        (read-your-writes). A forked child gets its own, and an empty batch: the parent's lock may
+        be held for good in the child, and its queued records are the parent's to commit."""
+        if self._batch_pid != os.getpid():
+            self._batch_pid = os.getpid()
+            self._commit_lock = threading.RLock()
+            self._batch = WriteBatch(
+                mask_password(self.url), self._commit_lock, self._commit_grouped, lambda: self._batch_rolled_back
+            )
+        return self._commit_lock
 
     def _scrub(self, message: str) -> str:
         text = " ".join(message.split())
@@ -169,7 +179,7 @@ class PostgresPool:
     def write(self, statements: Sequence[Statement], attempts: int = 20) -> None:
         """Run statements in one transaction, in one round trip, after the records queued before
         them (they may update a queued row)."""
-        with self._commit_lock:
+        with self._batch_lock():
             self._batch.commit_pending()
         self._retrying(lambda patience: self._execute(statements, patience), [sql for sql, _ in statements], attempts)
 
@@ -211,9 +221,10 @@ class PostgresPool:
 
     def _settle(self) -> None:
         """Read-your-writes: commit the records queued for this database, wait for a commit in flight."""
-        commit_queued(self._batch.key)
-        with self._commit_lock:
-            pass
+        lock = self._batch_lock()
+        commit_queued(self._batch.key)  # each batch under its own lock
+        with lock:
+            pass  # a batch the writer thread took (under the lock) before we looked is committed
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows of a read, after the records queued in this process are committed (read-your-writes)."""
