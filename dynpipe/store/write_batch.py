@@ -38,8 +38,9 @@ from ..errors import StoreError
 #: SQL text and its parameters, in the backend's driver's placeholder style
 Statement = tuple[str, Any]
 #: queued statements by SQL text, in first-use order: each text runs as one ``executemany``
-#: (a batch holds only INSERTs of new rows, none depending on another text's rows, so grouping
-#: keeps its meaning; within a text, the order is kept: artifact versions of a name count up)
+#: (a batch holds only INSERTs of new rows, none depending on another text's rows, and on
+#: PostgreSQL the artifact-version locks they take first, so grouping keeps its meaning; within a
+#: text, the order is kept: artifact versions of a name count up)
 Grouped = dict[str, list[Any]]
 
 #: seconds a queued record may wait for its commit (also ``engine/starts.py``'s window)
