@@ -20,7 +20,7 @@ from dynpipe.status import ExecutionStatus
 from dynpipe.store import postgres, write_batch
 from dynpipe.store.postgres import PostgresMetadata
 from dynpipe.store.postgres_pool import ConnectionLost, idempotent
-from dynpipe.store.records import NewArtifact, NewStepRun, RunFilter, StepOutcome
+from dynpipe.store.records import AttemptRecord, NewArtifact, NewStepRun, RunFilter, StepOutcome
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -172,6 +172,7 @@ def test_a_batch_of_short_steps_lost_mid_commit_is_repeated_once_and_recorded_on
             outcome = StepOutcome(
                 ExecutionStatus.COMPLETED, now, 1, outputs={"output": artifact.id}, artifacts=[artifact], start=now,
                 blobs=[(artifact.content_hash, b"%d" % i)],
+                attempt=AttemptRecord(1, ExecutionStatus.COMPLETED, now, now),
             )
             md.finish_step_run(step, outcome, batched=True)
         with psycopg.connect(postgres_server.url(database), autocommit=True) as holder:
@@ -187,6 +188,7 @@ def test_a_batch_of_short_steps_lost_mid_commit_is_repeated_once_and_recorded_on
         ]
         assert [(a.id, a.version) for a in md.list_artifacts("model")] == [("a0", 1), ("a1", 2), ("a2", 3)]
         assert md.get_blob(f"{2:064x}") == b"2"
+        assert [a.attempt for a in md.step_attempts("s2")] == [1]
     finally:
         md.close()
 
@@ -198,4 +200,5 @@ def test_which_statements_are_safe_to_repeat() -> None:
     assert not idempotent("INSERT INTO runs (id) VALUES (%s)")
     # a new artifact version (a new id: it conflicts only with itself) is safe to repeat, so a
     # batch of short steps' records is retried after a lost connection
-    assert idempotent(postgres._INSERT_ARTIFACT) and idempotent(postgres._INSERT_FINISHED_STEP_RUN)
+    batched = (postgres._INSERT_ARTIFACT, postgres._INSERT_ATTEMPT, postgres._INSERT_FINISHED_STEP_RUN)
+    assert all(idempotent(sql) for sql in batched)

@@ -93,6 +93,7 @@ _FIND_CACHED = (
 _INSERT_ATTEMPT = (
     'INSERT INTO step_attempts (step_run_id, attempt, status, start, "end", error_type, error_message)'
     " VALUES (%(step_run_id)s, %(attempt)s, %(status)s, %(start)s, %(end)s, %(error_type)s, %(error_message)s)"
+    " ON CONFLICT (step_run_id, attempt) DO NOTHING"  # each attempt is recorded once: only a repeat conflicts
 )
 
 
