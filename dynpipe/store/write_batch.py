@@ -53,6 +53,8 @@ IDLE_EXIT = 2.0
 
 #: batches with records queued, so ``atexit`` (and readers of the same file) can commit them
 _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
+#: set once the exit hook is registered: by the first batch, so importing dynpipe registers none
+_EXIT_HOOK: list[bool] = []
 
 
 class WriteBatch:
@@ -62,6 +64,9 @@ class WriteBatch:
         self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None],
         rolled_back: Callable[[], bool],
     ):
+        if not _EXIT_HOOK:
+            _EXIT_HOOK.append(True)
+            atexit.register(_commit_at_exit)
         self.key = key  # the database (file, or URL without password): its readers in this process commit this first
         self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
@@ -212,5 +217,3 @@ def _commit_at_exit() -> None:
         except Exception:  # noqa: BLE001 - nothing is left to report to at exit
             pass
 
-
-atexit.register(_commit_at_exit)
