@@ -10,7 +10,8 @@ Figures (target: isolated round trip with a warm pool <= 15 ms/step):
   other (store on, cache off), per step; the same pipeline inline for comparison.
 * submitted: N ``submit()``-ed isolated steps, wall time / N (the pool works in parallel);
   also the CPU time per step of this process and of the workers, and this process's
-  context switches per step: steadier than wall time on a shared machine.
+  context switches per step: steadier than wall time on a shared machine. One more run
+  splits the context switches by thread (waiting threads, reader threads, ...).
 * cold start: first isolated step of a process (worker interpreters start) and the time
   until the whole pool is ready.
 Everything runs in this process against a temporary store (DYNPIPE_HOME).
@@ -19,11 +20,14 @@ Everything runs in this process against a temporary store (DYNPIPE_HOME).
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,6 +46,26 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _switches_by_thread() -> dict[int, tuple[str, int]]:
+    """Context switches (voluntary + not) of each live thread of this process, with its
+    Python thread name, digits blanked so that a pool's threads share one (Linux /proc)."""
+    names = {t.native_id: re.sub(r"[0-9a-f]*[0-9][0-9a-f]*", "N", t.name) for t in threading.enumerate()}
+    counts: dict[int, tuple[str, int]] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return counts
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue  # the thread ended
+        n = sum(int(m) for m in re.findall(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)", status, re.M))
+        counts[int(tid)] = (names.get(int(tid), "?"), n)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(n):
             inline_noop(i)
 
+    at_end: list[dict[int, tuple[str, int]]] = []
+
     @pipeline(dynamic=True, enable_cache=False)
     def sub_isolated(n: int) -> None:
         futures = [iso_noop.submit(i) for i in range(n)]
         for f in futures:
             f.wait()
+        at_end[:] = [_switches_by_thread()]  # while the run's waiting threads still live
 
     # -- cold start ------------------------------------------------------------------------
     def first_step() -> float:
@@ -147,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     own_cpu_ms = (after[0].ru_utime + after[0].ru_stime - before[0].ru_utime - before[0].ru_stime) / steps * 1000
     workers_cpu_ms = (after[1] - before[1]) / steps * 1000
     switches = (after[0].ru_nvcsw + after[0].ru_nivcsw - before[0].ru_nvcsw - before[0].ru_nivcsw) / steps
+    start = _switches_by_thread()
+    sub_isolated(n)
+    by_thread: collections.Counter[str] = collections.Counter()
+    for tid, (name, count) in at_end[0].items():
+        by_thread[name] += count - start.get(tid, (name, 0))[1]
     shutdown_shared_runtime()
 
     ok = seq_iso_ms <= TARGET_MS and sub_iso_ms <= TARGET_MS
@@ -159,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  submitted isolated steps (wall / N)          {sub_iso_ms:8.2f} ms/step   target <= {TARGET_MS:g}")
     print(f"    CPU of this process / of the workers       {own_cpu_ms:8.2f} / {workers_cpu_ms:.2f} ms/step")
     print(f"    context switches of this process           {switches:8.1f} per step")
+    for name, count in by_thread.most_common(5):
+        print(f"      {name[:40]:<40} {count / n:8.1f} per step")
     print(f"  cold start: first isolated step of a process {cold_first:8.3f} s")
     print(f"  cold start: whole pool ready ({size} workers)     {cold_pool:8.3f} s")
     print("  within target" if ok else "  OVER TARGET")

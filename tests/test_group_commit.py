@@ -1,5 +1,5 @@
 """Group commit of short steps' records (store/write_batch.py): a bounded window, read-your-writes,
-and what a kill -9 of the orchestrator leaves behind."""
+and what a kill -9 of the orchestrator leaves behind — on SQLite and on PostgreSQL (``backend``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from backends import Backend, PostgresServer
 from test_store_integrity import tiny_disk  # noqa: F401 - the fixture
 
 from dynpipe import Client, pipeline, step
@@ -23,13 +24,22 @@ from dynpipe.errors import StoreError
 from dynpipe.store import write_batch
 
 
-def _stored_steps(db: Path) -> list[str]:
-    """Step runs committed, read over a connection of its own (no commit by this process's store)."""
-    conn = sqlite3.connect(db)
+def _committed(backend: Backend, home: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows committed, read over a connection of its own (no commit by this process's store)."""
+    if backend.url is not None:
+        import psycopg
+
+        with psycopg.connect(backend.url) as pg:
+            return [tuple(row) for row in pg.execute(sql).fetchall()]
+    conn = sqlite3.connect(home / "metadata.db")
     try:
-        return [row[0] for row in conn.execute("SELECT step_name FROM step_runs ORDER BY seq")]
+        return [tuple(row) for row in conn.execute(sql)]
     finally:
         conn.close()
+
+
+def _stored_steps(backend: Backend, home: Path) -> list[object]:
+    return [row[0] for row in _committed(backend, home, "SELECT step_name FROM step_runs ORDER BY seq")]
 
 
 @pytest.fixture
@@ -40,10 +50,9 @@ def no_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_short_step_is_batched_and_the_same_process_reads_it_at_once(
-    store_home: Path, monkeypatch: pytest.MonkeyPatch, no_heartbeat: None
+    backend: Backend, store_home: Path, monkeypatch: pytest.MonkeyPatch, no_heartbeat: None
 ) -> None:
     monkeypatch.setattr(write_batch, "WINDOW", 600.0)
-    db = store_home / "metadata.db"
     seen: dict[str, object] = {}
 
     @step
@@ -53,10 +62,10 @@ def test_short_step_is_batched_and_the_same_process_reads_it_at_once(
     @pipeline(dynamic=True, enable_cache=False)
     def p() -> None:
         quick(7)
-        seen["other connection before"] = _stored_steps(db)  # queued: not committed yet
+        seen["other connection before"] = _stored_steps(backend, store_home)  # queued: not committed yet
         run = Client().get_pipeline("p").last_run  # read-your-writes: commits the queue first
         seen["client"] = (run.steps["quick"].status.value, run.steps["quick"].output.load())
-        seen["other connection after"] = _stored_steps(db)
+        seen["other connection after"] = _stored_steps(backend, store_home)
 
     p()
     assert seen == {
@@ -67,17 +76,20 @@ def test_short_step_is_batched_and_the_same_process_reads_it_at_once(
 
 
 def test_short_step_reaches_other_processes_within_the_window(
-    store_home: Path, monkeypatch: pytest.MonkeyPatch, no_heartbeat: None
+    backend: Backend, store_home: Path, monkeypatch: pytest.MonkeyPatch, no_heartbeat: None
 ) -> None:
     """Nothing in this process reads or writes while the other one waits: only the timer commits."""
     monkeypatch.setattr(write_batch, "WINDOW", 0.2)
-    db = store_home / "metadata.db"
+    if backend.url is None:
+        connect = f"import sqlite3; conn = sqlite3.connect({str(store_home / 'metadata.db')!r})"
+    else:
+        connect = f"import psycopg; conn = psycopg.connect({backend.url!r})"
     poll = textwrap.dedent(
         f"""
-        import sqlite3, sys, time
+        import sys, time
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            conn = sqlite3.connect({str(db)!r})
+            {connect}
             rows = conn.execute("SELECT status FROM step_runs WHERE step_name = 'quick'").fetchall()
             conn.close()
             if rows:
@@ -103,7 +115,7 @@ def test_short_step_reaches_other_processes_within_the_window(
     assert seen == ["completed"]
 
 
-def test_a_cached_step_right_after_its_first_run_is_a_hit(store_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cached_step_right_after_its_first_run_is_a_hit(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache lookup commits a queued record of the key it looks for (and only then)."""
     monkeypatch.setattr(write_batch, "WINDOW", 600.0)
 
@@ -151,7 +163,9 @@ STREAM = textwrap.dedent(
 )
 
 
-def test_killed_orchestrator_loses_only_a_suffix_of_short_steps(store_home: Path, tmp_path: Path) -> None:
+def test_killed_orchestrator_loses_only_a_suffix_of_short_steps(
+    backend: Backend, store_home: Path, tmp_path: Path
+) -> None:
     script = tmp_path / "stream.py"
     script.write_text(STREAM)
     slow_at = 100
@@ -170,12 +184,9 @@ def test_killed_orchestrator_loses_only_a_suffix_of_short_steps(store_home: Path
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
-    conn = sqlite3.connect(store_home / "metadata.db")
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        rows = conn.execute("SELECT step_name, status, parameters FROM step_runs ORDER BY seq").fetchall()
-    finally:
-        conn.close()
+    if backend.url is None:
+        assert _committed(backend, store_home, "PRAGMA integrity_check") == [("ok",)]
+    rows = _committed(backend, store_home, "SELECT step_name, status, parameters FROM step_runs ORDER BY seq")
     done = [json.loads(params)["i"] for name, status, params in rows if name.startswith("quick")]
     assert done == list(range(len(done))), "committed short steps are a prefix of the stream, no gaps"
     assert len(done) >= slow_at, "the slow step's synchronous commit took every record queued before it"
@@ -231,7 +242,47 @@ AT_EXIT = textwrap.dedent(
 )
 
 
-def test_records_queued_when_the_process_exits_are_committed(store_home: Path) -> None:
+def test_records_queued_when_the_process_exits_are_committed(backend: Backend, store_home: Path) -> None:
     env = {**os.environ, "DYNPIPE_HOME": str(store_home)}
     subprocess.run([sys.executable, "-c", AT_EXIT], env=env, check=True, timeout=60)
-    assert _stored_steps(store_home / "metadata.db") == ["quick"]
+    assert _stored_steps(backend, store_home) == ["quick"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_batch_the_server_rejects_fails_the_run(
+    backend: Backend, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, no_heartbeat: None
+) -> None:
+    """PostgreSQL: a trigger rejects one queued row; the run's end commits the batch, and the run
+    raises the store's error naming the database instead of reporting success."""
+    monkeypatch.setattr(write_batch, "WINDOW", 600.0)
+    import psycopg
+
+    assert backend.url is not None
+    with psycopg.connect(backend.url, autocommit=True) as admin:
+        Client()  # creates the schema
+        admin.execute(
+            "CREATE FUNCTION reject() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'rejected by the test'; END $$"
+        )
+        admin.execute(
+            "CREATE TRIGGER reject_doomed BEFORE INSERT ON step_runs FOR EACH ROW"
+            " WHEN (NEW.step_name = 'doomed') EXECUTE FUNCTION reject()"
+        )
+
+    @step
+    def fine(i: int) -> int:
+        return i
+
+    @step
+    def doomed(i: int) -> int:
+        return i
+
+    @pipeline(dynamic=True, enable_cache=False)
+    def p() -> None:
+        fine(1)
+        doomed(2)
+
+    with pytest.raises(StoreError, match="rejected by the test") as info:
+        p()
+    assert backend.url.rsplit("/", 1)[1] in str(info.value)  # the database
+    assert _stored_steps(backend, Path()) == []  # the batch is all or nothing

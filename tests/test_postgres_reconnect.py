@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import psycopg
@@ -18,9 +17,10 @@ import pytest
 from backends import PASSWORD, PostgresServer
 
 from dynpipe.status import ExecutionStatus
+from dynpipe.store import postgres, write_batch
 from dynpipe.store.postgres import PostgresMetadata
 from dynpipe.store.postgres_pool import ConnectionLost, idempotent
-from dynpipe.store.records import NewArtifact, RunFilter
+from dynpipe.store.records import AttemptRecord, NewArtifact, NewStepRun, RunFilter, StepOutcome
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,15 +130,12 @@ def test_a_non_idempotent_write_lost_mid_statement_is_not_repeated_and_names_the
     postgres_server: PostgresServer,
 ) -> None:
     md, database = _open(postgres_server)
-    artifact = NewArtifact(
-        id=uuid.uuid4().hex, name="model", uri="artifacts/ab/" + "ab" * 32, content_hash="ab" * 32,
-        data_type="builtins.bytes", materializer="bytes", producer_step_run_id=None, run_id=None,
-        output_name=None, size=3,
-    )
     try:
-        with psycopg.connect(postgres_server.url(database), autocommit=True) as holder:
-            holder.execute("SELECT pg_advisory_lock(hashtext('model'))")  # versions of 'model' wait
-            thread, errors = _in_thread(lambda: md.record_artifacts([artifact]))
+        md.create_run("r1", "run", "p", {})
+        md.record_step_started(NewStepRun("s1", "r1", "talk", "talk", 1, "inline", [], {}), time.time())
+        with psycopg.connect(postgres_server.url(database)) as holder:
+            holder.execute("SELECT 1 FROM step_runs WHERE id = 's1' FOR UPDATE")  # the row is locked
+            thread, errors = _in_thread(lambda: md.append_step_log("s1", "hello\n"))  # appends: not repeatable
             _wait_for_lock_wait(postgres_server, database)
             assert _terminate(postgres_server, database, "wait_event_type = 'Lock'") == 1
             thread.join(30)
@@ -149,9 +146,49 @@ def test_a_non_idempotent_write_lost_mid_statement_is_not_repeated_and_names_the
         assert f"database '{database}' on 127.0.0.1:{postgres_server.port}" in message
         assert "may or may not have been committed" in message
         assert PASSWORD not in message
-        assert md.list_artifacts() == []  # not repeated behind the caller's back
-        md.record_artifacts([artifact])  # and the store is usable again
-        assert [a.version for a in md.list_artifacts()] == [1]
+        assert md.step_run_of_run("r1", "talk").logs == ""  # type: ignore[union-attr] - not repeated
+        md.append_step_log("s1", "again\n")  # and the store is usable again
+        assert md.step_run_of_run("r1", "talk").logs == "again\n"  # type: ignore[union-attr]
+    finally:
+        md.close()
+
+
+def test_a_batch_of_short_steps_lost_mid_commit_is_repeated_once_and_recorded_once(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: every statement of a queued record is safe to repeat, so a batch whose
+    connection dies mid-commit is committed on a new one — each row once, versions 1..3."""
+    monkeypatch.setattr(write_batch, "WINDOW", 600.0)  # only the flush commits
+    md, database = _open(postgres_server)
+    try:
+        md.create_run("r1", "run", "p", {})
+        now = time.time()
+        for i in range(3):
+            step = NewStepRun(f"s{i}", "r1", f"quick_{i}", "quick", i, "inline", [], {})
+            artifact = NewArtifact(
+                id=f"a{i}", name="model", uri=f"artifacts/{i}", content_hash=f"{i:064x}", data_type="builtins.int",
+                materializer="builtins", producer_step_run_id=step.id, run_id="r1", output_name="output", size=1,
+            )
+            outcome = StepOutcome(
+                ExecutionStatus.COMPLETED, now, 1, outputs={"output": artifact.id}, artifacts=[artifact], start=now,
+                blobs=[(artifact.content_hash, b"%d" % i)],
+                attempt=AttemptRecord(1, ExecutionStatus.COMPLETED, now, now),
+            )
+            md.finish_step_run(step, outcome, batched=True)
+        with psycopg.connect(postgres_server.url(database), autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(hashtext('model'))")  # the batch's version lock waits
+            thread, errors = _in_thread(lambda: md.flush("r1"))
+            _wait_for_lock_wait(postgres_server, database)
+            assert _terminate(postgres_server, database, "wait_event_type = 'Lock'") == 1
+            _wait_for_lock_wait(postgres_server, database)  # the repeat, on a new connection
+        thread.join(30)  # the holder's lock went with its session
+        assert not thread.is_alive() and errors == []
+        assert [(s.invocation_id, s.status) for s in md.step_runs_of_run("r1")] == [
+            (f"quick_{i}", ExecutionStatus.COMPLETED) for i in range(3)
+        ]
+        assert [(a.id, a.version) for a in md.list_artifacts("model")] == [("a0", 1), ("a1", 2), ("a2", 3)]
+        assert md.get_blob(f"{2:064x}") == b"2"
+        assert [a.attempt for a in md.step_attempts("s2")] == [1]
     finally:
         md.close()
 
@@ -161,3 +198,7 @@ def test_which_statements_are_safe_to_repeat() -> None:
     assert idempotent("INSERT INTO blobs (hash, data) VALUES (%s, %s) ON CONFLICT (hash) DO NOTHING")
     assert not idempotent("UPDATE step_runs SET logs = COALESCE(logs, '') || %s WHERE id = %s")
     assert not idempotent("INSERT INTO runs (id) VALUES (%s)")
+    # a new artifact version (a new id: it conflicts only with itself) is safe to repeat, so a
+    # batch of short steps' records is retried after a lost connection
+    batched = (postgres._INSERT_ARTIFACT, postgres._INSERT_ATTEMPT, postgres._INSERT_FINISHED_STEP_RUN)
+    assert all(idempotent(sql) for sql in batched)

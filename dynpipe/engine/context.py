@@ -216,11 +216,16 @@ class RunContext:
         return self._inline_pool
 
     def isolated_pool(self) -> DaemonThreadPool:
-        """Threads that wait on isolated launches (the work itself runs elsewhere)."""
+        """Threads that wait on isolated launches (the work itself runs elsewhere), sized
+        for the isolated runtime (``settings.isolated_waiters``)."""
         if self._isolated_pool is None:
+            try:
+                bound = self.runtime("isolated").attempts_at_once()
+            except Exception:  # noqa: BLE001 - the step reports why its runtime cannot start
+                bound = None
             with self.lock:
                 if self._isolated_pool is None:
-                    size = settings.isolated_waiters()
+                    size = settings.isolated_waiters(bound)
                     self._isolated_pool = DaemonThreadPool(size, f"dynpipe-iso-{self.pipeline_name}")
         return self._isolated_pool
 

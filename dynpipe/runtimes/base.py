@@ -39,6 +39,11 @@ class StepRuntime(ABC):
     @abstractmethod
     def launch(self, task: StepTask, on_log_line: LogCallback | None = None) -> Launch: ...
 
+    def attempts_at_once(self) -> int | None:
+        """How many attempts run at once, if the runtime bounds it (the engine keeps a few
+        waiting threads per attempt, not one per step in flight); None: no known bound."""
+        return None
+
     def shutdown(self) -> None:  # noqa: B027 - optional: runtimes without workers keep nothing to release
         """Release workers; called when the runtime is no longer needed."""
 

@@ -87,6 +87,10 @@ class LocalProcessRuntime(StepRuntime):
             self._send(worker, launch)
         return launch
 
+    def attempts_at_once(self) -> int:
+        """One attempt per worker."""
+        return self.size
+
     def resize(self, size: int) -> None:
         """Grow now; shrink as workers become idle."""
         with self._lock:

@@ -3,7 +3,8 @@
 Chosen by ``DYNPIPE_STORE_URL=postgresql://user:password@host:port/database`` (psycopg 3,
 the ``postgres`` extra). Connections come from a small per-process pool that survives a lost
 connection (``postgres_pool.py``). Every write method is one transaction, like
-the SQLite store's; artifact version numbers are assigned under a per-name advisory lock
+the SQLite store's, and short steps' records are group-committed like its (``write_batch.py``);
+artifact version numbers are assigned under a per-name advisory lock
 so two processes never give two artifacts the same version.
 """
 
@@ -22,7 +23,7 @@ from ..errors import RunNameTaken
 from ..status import ExecutionStatus
 from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
-from .postgres_pool import Statement
+from .postgres_pool import ADVISORY_LOCK
 from .postgres_schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_STATEMENTS, SCHEMA_VERSION
 from .postgres_steps import StepRunReads
 from .records import (
@@ -40,6 +41,7 @@ from .rows import artifact_record, json_column, run_record, step_run_record
 from .run_summaries import PostgresRunSummaryReads
 from .schema_check import check_version, migration_statements
 from .urls import mask_password
+from .write_batch import Statement
 
 _OPEN_SQL = "('initializing', 'queued', 'running', 'retrying')"
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
@@ -56,10 +58,42 @@ _INSERT_ARTIFACT = (
     " SELECT %(id)s, %(name)s, COALESCE(MAX(version), 0) + 1, %(uri)s, %(content_hash)s, %(data_type)s,"
     " %(materializer)s, %(producer_step_run_id)s, %(run_id)s, %(output_name)s, %(size)s, %(created)s,"
     " %(metadata)s, %(tags)s FROM artifact_versions WHERE name = %(name)s"
+    " ON CONFLICT (id) DO NOTHING"  # a new id: conflicts only with itself, a repeat after a lost connection
+)
+#: a step that ended before its start was written (engine/starts.py): its whole row at once
+_INSERT_FINISHED_STEP_RUN = (
+    'INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, "end", attempts,'
+    " runtime, cache_key, upstream, parameters, inputs, outputs, logs, error_type, error_message, traceback)"
+    " VALUES (%(id)s, %(run_id)s, %(invocation_id)s, %(step_name)s, %(seq)s, %(status)s, %(start)s, %(end)s,"
+    " %(attempts)s, %(runtime)s, %(cache_key)s, %(upstream)s, %(parameters)s, %(inputs)s, %(outputs)s, %(logs)s,"
+    " %(error_type)s, %(error_message)s, %(traceback)s) ON CONFLICT (id) DO NOTHING"
+)
+_FINISH_STEP_RUN = (
+    'UPDATE step_runs SET status = %(status)s, "end" = %(end)s, attempts = %(attempts)s,'
+    " cache_key = COALESCE(%(cache_key)s, cache_key), outputs = %(outputs)s, logs = %(logs)s,"
+    " error_type = %(error_type)s, error_message = %(error_message)s, traceback = %(traceback)s"
+    " WHERE id = %(id)s"
+)
+#: a cache hit's whole row (it starts and ends at ``start``)
+_INSERT_CACHED_STEP_RUN = (
+    'INSERT INTO step_runs (id, run_id, invocation_id, step_name, seq, status, start, "end", runtime,'
+    " cache_key, cached_from, upstream, parameters, inputs, outputs) VALUES (%(id)s, %(run_id)s,"
+    " %(invocation_id)s, %(step_name)s, %(seq)s, %(status)s, %(start)s, %(start)s, %(runtime)s, %(cache_key)s,"
+    " %(cached_from)s, %(upstream)s, %(parameters)s, %(inputs)s, %(outputs)s) ON CONFLICT (id) DO NOTHING"
+)
+#: a cache hit's step run and its outputs' artifact rows in one read (a row per output), so the
+#: hit needs no ``artifacts_by_ids`` (a read, which would commit the queued records first)
+_FIND_CACHED = (
+    'SELECT s.id AS cached_id, s.outputs AS cached_outputs, s."end" AS cached_end, a.*'
+    ' FROM (SELECT id, outputs, "end" FROM step_runs WHERE cache_key = %s AND status = \'completed\''
+    ' AND "end" >= %s ORDER BY "end" DESC LIMIT 1) AS s'
+    " LEFT JOIN LATERAL json_each_text(COALESCE(s.outputs, '{}')::json) AS j ON true"
+    " LEFT JOIN artifact_versions AS a ON a.id = j.value"
 )
 _INSERT_ATTEMPT = (
     'INSERT INTO step_attempts (step_run_id, attempt, status, start, "end", error_type, error_message)'
     " VALUES (%(step_run_id)s, %(attempt)s, %(status)s, %(start)s, %(end)s, %(error_type)s, %(error_message)s)"
+    " ON CONFLICT (step_run_id, attempt) DO NOTHING"  # each attempt is recorded once: only a repeat conflicts
 )
 
 
@@ -228,15 +262,17 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
     def _insert_step(
         step: NewStepRun, status: ExecutionStatus, start: float | None, ignore: bool = False
     ) -> Statement:
-        return (
-            _INSERT_STEP_RUN.format(tail=" ON CONFLICT DO NOTHING" if ignore else ""),
-            {
-                "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
-                "step_name": step.step_name, "seq": step.seq, "status": str(status), "start": start,
-                "runtime": step.runtime, "upstream": json.dumps(step.upstream),
-                "parameters": json.dumps(step.parameters), "inputs": json.dumps(step.inputs),
-            },
-        )
+        tail = " ON CONFLICT DO NOTHING" if ignore else ""
+        return (_INSERT_STEP_RUN.format(tail=tail), PostgresMetadata._step_params(step, status, start))
+
+    @staticmethod
+    def _step_params(step: NewStepRun, status: ExecutionStatus, start: float | None) -> dict[str, Any]:
+        return {
+            "id": step.id, "run_id": step.run_id, "invocation_id": step.invocation_id,
+            "step_name": step.step_name, "seq": step.seq, "status": str(status), "start": start,
+            "runtime": step.runtime, "upstream": json.dumps(step.upstream),
+            "parameters": json.dumps(step.parameters), "inputs": json.dumps(step.inputs),
+        }
 
     @staticmethod
     def _insert_attempt(step_run_id: str, attempt: AttemptRecord) -> Statement:
@@ -267,46 +303,42 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         self.write([("UPDATE step_runs SET status = 'running', attempts = %s WHERE id = %s", (attempt, step_run_id))])
 
     def finish_step_run(self, step: NewStepRun, outcome: StepOutcome, batched: bool = False) -> None:
-        """Committed at once: this backend does not batch (``batched`` is a permission, not a promise)."""
         statements: list[Statement] = [(_INSERT_BLOB, (h, data)) for h, data in outcome.blobs]
         statements += self._artifact_statements(outcome.artifacts)
         if outcome.attempt is not None:
             statements.append(self._insert_attempt(step.id, outcome.attempt))
-        if outcome.start is not None or outcome.status is not ExecutionStatus.COMPLETED:  # see metadata.py
-            statements.append(self._insert_step(step, outcome.status, outcome.start or outcome.end, ignore=True))
-        statements.append(
-            (
-                'UPDATE step_runs SET status = %(status)s, "end" = %(end)s, attempts = %(attempts)s,'
-                " cache_key = COALESCE(%(cache_key)s, cache_key), outputs = %(outputs)s, logs = %(logs)s,"
-                " error_type = %(error_type)s, error_message = %(error_message)s, traceback = %(traceback)s"
-                " WHERE id = %(id)s",
-                {
-                    "status": str(outcome.status), "end": outcome.end, "attempts": outcome.attempts,
-                    "cache_key": outcome.cache_key,
-                    "outputs": json.dumps(outcome.outputs) if outcome.outputs else None,
-                    "logs": _text(outcome.logs), "error_type": outcome.error_type,
-                    "error_message": _text(outcome.error_message), "traceback": _text(outcome.traceback),
-                    "id": step.id,
-                },
-            )
-        )
+        params = {
+            "status": str(outcome.status), "end": outcome.end, "attempts": outcome.attempts,
+            "cache_key": outcome.cache_key, "outputs": json.dumps(outcome.outputs) if outcome.outputs else None,
+            "logs": _text(outcome.logs), "error_type": outcome.error_type,
+            "error_message": _text(outcome.error_message), "traceback": _text(outcome.traceback), "id": step.id,
+        }
+        if outcome.start is not None:  # its start was not written (see metadata.py): one INSERT
+            params.update(self._step_params(step, outcome.status, outcome.start), status=params["status"])
+            statements.append((_INSERT_FINISHED_STEP_RUN, params))
+        else:
+            if outcome.status is not ExecutionStatus.COMPLETED:  # failed or stopped before its start was written
+                statements.append(self._insert_step(step, outcome.status, outcome.end, ignore=True))
+            statements.append((_FINISH_STEP_RUN, params))
+        if batched:
+            size = sum(len(data) for _, data in outcome.blobs) + _row_bytes(params)
+            key = outcome.cache_key if outcome.status is ExecutionStatus.COMPLETED else None
+            if self._batch.add(step.run_id, statements, size, key, outcome.blobs):
+                if self._batch.full:
+                    self._batch.commit_pending()  # a failure fails this step (its record is in it)
+                return
         self.write(statements)
 
     def record_cache_hit(
         self, step: NewStepRun, now: float, cache_key: str, cached: CachedStepRun, batched: bool = False
     ) -> None:
-        self.write(
-            [
-                self._insert_step(step, ExecutionStatus.CACHED, now),
-                (
-                    'UPDATE step_runs SET "end" = %s, cache_key = %s, cached_from = %s, outputs = %s WHERE id = %s',
-                    (now, cache_key, cached.id, json.dumps(cached.outputs), step.id),
-                ),
-            ]
-        )
-
-    def flush(self, run_id: str | None = None) -> None:
-        """Nothing to commit: every write of this backend is committed when it returns."""
+        params = self._step_params(step, ExecutionStatus.CACHED, now)
+        params.update(cache_key=cache_key, cached_from=cached.id, outputs=json.dumps(cached.outputs))
+        statement = (_INSERT_CACHED_STEP_RUN, params)
+        if not (batched and self._batch.add(step.run_id, [statement], _row_bytes(params))):
+            self.write([statement])
+        elif self._batch.full:
+            self._batch.commit_pending()
 
     def record_not_run(self, step: NewStepRun, status: ExecutionStatus, end: float, reason: str) -> None:
         kind = "Skipped" if status is ExecutionStatus.SKIPPED else "Stopped"
@@ -324,12 +356,17 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         self.write([("UPDATE step_runs SET logs = COALESCE(logs, '') || %s WHERE id = %s", (_text(text), step_run_id))])
 
     def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
-        rows = self.query(
-            'SELECT id, outputs, "end" FROM step_runs WHERE cache_key = %s AND status = \'completed\''
-            ' AND "end" >= %s ORDER BY "end" DESC LIMIT 1',
-            (cache_key, not_before or 0.0),
+        with self._batch_lock():  # waits for a batch in flight; commits the queue if it holds this key
+            if cache_key in self._batch.cache_keys:
+                self._batch.commit_pending()
+        rows = self._read(_FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
+        if not rows:
+            return None
+        first = rows[0]
+        return CachedStepRun(
+            first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
+            tuple(artifact_record(r) for r in rows if r["id"] is not None),
         )
-        return CachedStepRun(rows[0]["id"], json_column(rows[0]["outputs"]) or {}, rows[0]["end"]) if rows else None
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = %s ORDER BY seq, row_no", (run_id,))
@@ -356,7 +393,7 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
     def _artifact_statements(artifacts: list[NewArtifact]) -> list[Statement]:
         """Version-assigning inserts, after per-name locks taken in one order (no deadlock)."""
         names = sorted({a.name for a in artifacts})
-        statements: list[Statement] = [("SELECT pg_advisory_xact_lock(hashtext(%s))", (n,)) for n in names]
+        statements: list[Statement] = [(ADVISORY_LOCK, (n,)) for n in names]
         for a in artifacts:
             statements.append(
                 (
@@ -405,8 +442,23 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         self.write([(_INSERT_BLOB, (content_hash, data))])
 
     def get_blob(self, content_hash: str) -> bytes | None:
-        rows = self.query("SELECT data FROM blobs WHERE hash = %s", (content_hash,))
+        queued = self._queued_blob(content_hash)
+        if queued is not None:
+            return queued
+        rows = self._read("SELECT data FROM blobs WHERE hash = %s", (content_hash,))
         return bytes(rows[0]["data"]) if rows else None
 
     def has_blob(self, content_hash: str) -> bool:
-        return bool(self.query("SELECT 1 FROM blobs WHERE hash = %s", (content_hash,)))
+        if self._queued_blob(content_hash) is not None:
+            return True
+        return bool(self._read("SELECT 1 FROM blobs WHERE hash = %s", (content_hash,)))
+
+    def _queued_blob(self, content_hash: str) -> bytes | None:
+        """A blob queued in this process (no commit needed), after a batch in flight is committed."""
+        with self._batch_lock():
+            return self._batch.blobs.get(content_hash)
+
+
+def _row_bytes(params: dict[str, Any]) -> int:
+    """Roughly what a step row weighs (``write_batch.MAX_BYTES``): its JSON columns and logs."""
+    return sum(len(params.get(k) or "") for k in ("parameters", "inputs", "outputs", "logs"))

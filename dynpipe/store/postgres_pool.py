@@ -10,6 +10,11 @@ connection when that is safe: reads, and writes whose every statement is idempot
 ``UPDATE`` that sets values, an ``INSERT ... ON CONFLICT DO NOTHING``). Any other write may
 or may not have been committed, so it is not repeated: the error says so and names the host
 and database, never the password.
+
+Short steps' records are queued (``write_batch.WriteBatch``, group commit) and committed
+together: one transaction whose statements are pipelined, one ``executemany`` per SQL text. A
+batch is a write like any other: retried after a lost connection only if every statement in it
+is safe to repeat. Every read and write of this pool commits the queue first (read-your-writes).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,12 +34,14 @@ from psycopg.rows import dict_row
 
 from ..errors import StoreError
 from .urls import mask_password
+from .write_batch import Grouped, Statement, WriteBatch, commit_queued
 
-Statement = tuple[str, Any]
 Connection = psycopg.Connection[dict[str, Any]]
 
 # How long a retry waits for the server to accept connections again (a restart takes seconds).
 RECONNECT_SECONDS = 15.0
+#: the per-name lock taken before an artifact version is assigned; a batch takes its names in order
+ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
 
 
 class ConnectionLost(StoreError):
@@ -85,6 +92,21 @@ class PostgresPool:
         self._idle: list[Connection] = []
         self._inherited: list[Connection] = []
         self._pid = os.getpid()
+        self._batch_rolled_back = False  # whether the last batch interrupted was rolled back
+        self._batch_pid = -1
+        self._batch_lock()
+
+    def _batch_lock(self) -> threading.RLock:
+        """Held while a batch commits: a read or write takes it to wait for one in flight
+        (read-your-writes). A forked child gets its own, and an empty batch: the parent's lock may
+        be held for good in the child, and its queued records are the parent's to commit."""
+        if self._batch_pid != os.getpid():
+            self._batch_pid = os.getpid()
+            self._commit_lock = threading.RLock()
+            self._batch = WriteBatch(
+                mask_password(self.url), self._commit_lock, self._commit_grouped, lambda: self._batch_rolled_back
+            )
+        return self._commit_lock
 
     def _scrub(self, message: str) -> str:
         text = " ".join(message.split())
@@ -155,25 +177,61 @@ class PostgresPool:
             cursor.execute(";".join(cursor.mogrify(sql, params) for sql, params in statements))
 
     def write(self, statements: Sequence[Statement], attempts: int = 20) -> None:
-        """Run statements in one transaction, in one round trip; a deadlock victim tries again,
-        a lost connection once more if repeating the statements is safe (see the module doc)."""
+        """Run statements in one transaction, in one round trip, after the records queued before
+        them (they may update a queued row)."""
+        with self._batch_lock():
+            self._batch.commit_pending()
+        self._retrying(lambda patience: self._execute(statements, patience), [sql for sql, _ in statements], attempts)
+
+    def _commit_grouped(self, grouped: Grouped) -> None:
+        """Queued records in one transaction: an ``executemany`` per SQL text, all pipelined."""
+        locks = grouped.get(ADVISORY_LOCK)
+        if locks:  # the order every transaction takes them in: no deadlock between batches
+            grouped[ADVISORY_LOCK] = sorted(set(locks))
+
+        def run(patience: float) -> None:
+            with self._connection(patience) as conn:
+                self._batch_rolled_back = True
+                with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
+                    for sql, rows in grouped.items():
+                        cursor.executemany(sql, rows)
+                    # an interrupt from here on may land after the COMMIT: counted as committed
+                    self._batch_rolled_back = False
+
+        self._retrying(run, list(grouped), attempts=20)
+
+    def _retrying(self, run: Callable[[float], None], sqls: Sequence[str], attempts: int = 20) -> None:
+        """``run(patience)`` once; a deadlock victim tries again, a lost connection once more if
+        repeating every statement of ``sqls`` is safe (see the module doc)."""
         for i in range(attempts):
             try:
-                self._execute(statements)
+                run(0.0)
                 return
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if i == attempts - 1:
                     raise
                 time.sleep(0.005 * (i + 1))
             except ConnectionLost as lost:
-                if not all(idempotent(sql) for sql, _ in statements):
+                if not all(idempotent(sql) for sql in sqls):
                     raise ConnectionLost(
                         f"{lost}. The write may or may not have been committed, so it was not repeated"
                     ) from None
-                self._execute(statements, patience=RECONNECT_SECONDS)
+                run(RECONNECT_SECONDS)
                 return
 
+    def _settle(self) -> None:
+        """Read-your-writes: commit the records queued for this database, wait for a commit in flight."""
+        lock = self._batch_lock()
+        commit_queued(self._batch.key)  # each batch under its own lock
+        with lock:
+            pass  # a batch the writer thread took (under the lock) before we looked is committed
+
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows of a read, after the records queued in this process are committed (read-your-writes)."""
+        self._settle()
+        return self._read(sql, params)
+
+    def _read(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows of a read; a read whose connection was lost is asked again on a new one."""
         try:
             with self._connection() as conn:
@@ -182,8 +240,20 @@ class PostgresPool:
             with self._connection(RECONNECT_SECONDS) as conn:
                 return conn.execute(sql, params).fetchall()
 
+    def flush(self, run_id: str | None = None) -> None:
+        """Commit the queued records now; raise the error of a batch that held records of ``run_id``."""
+        try:
+            self._batch.commit_pending()
+        finally:
+            failed = self._batch.failure(run_id) if run_id is not None else None
+        if failed is not None:
+            raise failed
+
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        try:
+            self._batch.commit_pending()
+        finally:
+            with self._lock:
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.close()

@@ -1,12 +1,14 @@
-"""Group commit of the SQLite store: short steps' records share one transaction, within ``WINDOW``.
+"""Group commit of the metadata store: short steps' records share one transaction, within ``WINDOW``.
 
-A transaction costs ~150 µs (``BEGIN IMMEDIATE`` + ``COMMIT``), more than everything else a
-short step records. The record of a step that ran for less than ``WINDOW`` (and of a cache
-hit) is queued here instead (``WriteBatch.add``): the step's thread only builds the statements;
-a daemon thread runs them, everything pending in ONE transaction, at the latest ``WINDOW``
-seconds after the first one was queued (if ``MAX_RECORDS`` or ``MAX_BYTES`` are pending
-before that, the step that filled the batch commits it itself). SQLite releases the GIL while
-it steps a statement, so that I/O overlaps the steps.
+A transaction costs ~150 µs on SQLite (``BEGIN IMMEDIATE`` + ``COMMIT``), more than everything
+else a short step records; on PostgreSQL every statement is a round trip to the server. The
+record of a step that ran for less than ``WINDOW`` (and of a cache hit) is queued here instead
+(``WriteBatch.add``): the step's thread only builds the statements; a daemon thread runs them,
+everything pending in ONE transaction, at the latest ``WINDOW`` seconds after the first one was
+queued (if ``MAX_RECORDS`` or ``MAX_BYTES`` are pending before that, the step that filled the
+batch commits it itself). SQLite and psycopg release the GIL while they wait, so that I/O
+overlaps the steps. The backend gives the transaction that runs the grouped statements
+(``sqlite3`` / psycopg ``executemany``) and the lock it commits under.
 
 Guarantee (docs/architecture.md, "What is guaranteed when something crashes"): a crash of
 the process loses at most the records queued in the last ``WINDOW`` — whole records (a step's
@@ -28,15 +30,18 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import StoreError
-from .sqlite_statements import Params, Statement
 
+#: SQL text and its parameters, in the backend's driver's placeholder style
+Statement = tuple[str, Any]
 #: queued statements by SQL text, in first-use order: each text runs as one ``executemany``
-#: (a batch holds only INSERTs of new rows, none depending on another text's rows, so grouping
-#: keeps its meaning; within a text, the order is kept: artifact versions of a name count up)
-Grouped = dict[str, list[Params]]
+#: (a batch holds only INSERTs of new rows, none depending on another text's rows, and on
+#: PostgreSQL the artifact-version locks they take first, so grouping keeps its meaning; within a
+#: text, the order is kept: artifact versions of a name count up)
+Grouped = dict[str, list[Any]]
 
 #: seconds a queued record may wait for its commit (also ``engine/starts.py``'s window)
 WINDOW = 0.05
@@ -48,16 +53,21 @@ IDLE_EXIT = 2.0
 
 #: batches with records queued, so ``atexit`` (and readers of the same file) can commit them
 _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
+#: set once the exit hook is registered: by the first batch, so importing dynpipe registers none
+_EXIT_HOOK: list[bool] = []
 
 
 class WriteBatch:
-    """The queued records of one SQLite connection, and the daemon thread that commits them."""
+    """The queued records of one metadata store, and the daemon thread that commits them."""
 
     def __init__(
         self, key: str, conn_lock: threading.RLock, transaction: Callable[[Grouped], None],
         rolled_back: Callable[[], bool],
     ):
-        self.key = key  # the database file: readers of it in this process commit this first
+        if not _EXIT_HOOK:
+            _EXIT_HOOK.append(True)
+            atexit.register(_commit_at_exit)
+        self.key = key  # the database (file, or URL without password): its readers in this process commit this first
         self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
@@ -79,7 +89,7 @@ class WriteBatch:
         return bool(self._statements)
 
     def add(
-        self, run_id: str, statements: list[Statement], size: int,
+        self, run_id: str, statements: Sequence[Statement], size: int,
         cache_key: str | None = None, blobs: Iterable[tuple[str, bytes]] = (),
     ) -> bool:
         """Queue one step's statements (committed together, whole); False: write them now instead."""
@@ -194,7 +204,7 @@ class WriteBatch:
 
 
 def commit_queued(key: str | None = None) -> None:
-    """Commit the queued records of every batch (of database file ``key``) in this process."""
+    """Commit the queued records of every batch (of database ``key``) in this process."""
     for batch in list(_QUEUED):
         if key is None or batch.key == key:
             batch.commit_pending()
@@ -207,5 +217,3 @@ def _commit_at_exit() -> None:
         except Exception:  # noqa: BLE001 - nothing is left to report to at exit
             pass
 
-
-atexit.register(_commit_at_exit)
