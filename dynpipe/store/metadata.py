@@ -190,12 +190,7 @@ class MetadataStore(RunSummaryReads):
 
     def flush(self, run_id: str | None = None) -> None:
         """Commit the queued records now; raise the error of a batch that held records of ``run_id``."""
-        try:
-            self._batch.commit_pending()
-        finally:
-            failed = self._batch.failure(run_id) if run_id is not None else None
-        if failed is not None:
-            raise failed
+        self._batch.flush(run_id)
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -394,20 +394,7 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         """Version-assigning inserts, after per-name locks taken in one order (no deadlock)."""
         names = sorted({a.name for a in artifacts})
         statements: list[Statement] = [(ADVISORY_LOCK, (n,)) for n in names]
-        for a in artifacts:
-            statements.append(
-                (
-                    _INSERT_ARTIFACT,
-                    {
-                        "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
-                        "data_type": a.data_type, "materializer": a.materializer,
-                        "producer_step_run_id": a.producer_step_run_id, "run_id": a.run_id,
-                        "output_name": a.output_name, "size": a.size, "created": time.time(),
-                        "metadata": json.dumps(a.metadata) if a.metadata else None,
-                        "tags": json.dumps(a.tags) if a.tags else None,
-                    },
-                )
-            )
+        statements += [(_INSERT_ARTIFACT, a.row()) for a in artifacts]
         return statements
 
     def record_artifacts(self, artifacts: list[NewArtifact]) -> None:

@@ -12,6 +12,8 @@ hashed. Most are ``slots=True``; write-only records also skip the generated ``__
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +125,17 @@ class NewArtifact:
     size: int
     metadata: dict[str, Any] | None = None
     tags: list[str] | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The values of its ``artifact_versions`` row (both backends), JSON columns encoded."""
+        return {
+            "id": self.id, "name": self.name, "uri": self.uri, "content_hash": self.content_hash,
+            "data_type": self.data_type, "materializer": self.materializer,
+            "producer_step_run_id": self.producer_step_run_id, "run_id": self.run_id,
+            "output_name": self.output_name, "size": self.size, "created": time.time(),
+            "metadata": json.dumps(self.metadata) if self.metadata else None,
+            "tags": json.dumps(self.tags) if self.tags else None,
+        }
 
 
 @dataclass

@@ -7,7 +7,6 @@ so the hot path never parses SQL again.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from math import isfinite
@@ -159,17 +158,7 @@ def attempt_statement(step_run_id: str, attempt: AttemptRecord) -> Statement:
 
 
 def artifact_statement(a: NewArtifact) -> Statement:
-    return (
-        INSERT_ARTIFACT,
-        {
-            "id": a.id, "name": a.name, "uri": a.uri, "content_hash": a.content_hash,
-            "data_type": a.data_type, "materializer": a.materializer,
-            "producer_step_run_id": a.producer_step_run_id, "run_id": a.run_id,
-            "output_name": a.output_name, "size": a.size, "created": time.time(),
-            "metadata": json.dumps(a.metadata) if a.metadata else None,
-            "tags": json.dumps(a.tags) if a.tags else None,
-        },
-    )
+    return (INSERT_ARTIFACT, a.row())
 
 
 def row_bytes(statement: Statement) -> int:

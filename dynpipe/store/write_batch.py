@@ -175,6 +175,15 @@ class WriteBatch:
             self._due = time.monotonic()
             self._wake()
 
+    def flush(self, run_id: str | None = None) -> None:
+        """Commit the queued records now; raise the error of a batch that held records of ``run_id``."""
+        try:
+            self.commit_pending()
+        finally:
+            failed = self.failure(run_id) if run_id is not None else None
+        if failed is not None:
+            raise failed
+
     def failure(self, run_id: str) -> StoreError | None:
         """The error of a batch that held records of ``run_id``, once (the run's end reports it)."""
         with self._cond:
