@@ -34,7 +34,7 @@ from .records import (
     StepOutcome,
     StepRunRecord,
 )
-from .rows import artifact_record, json_column, run_record, step_run_record
+from .rows import artifact_record, cached_step_run, run_record, step_run_record
 from .run_summaries import RunSummaryReads
 from .schema_check import check_version, migration_statements
 from .sqlite_schema import MIGRATIONS, SCHEMA_STATEMENTS, SCHEMA_VERSION
@@ -390,14 +390,7 @@ class MetadataStore(RunSummaryReads):
     def find_cached(self, cache_key: str, not_before: float | None) -> CachedStepRun | None:
         if cache_key in self._batch.cache_keys:  # a step of this key is queued: commit it first
             self._batch.commit_pending()
-        rows = self._read(FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
-        if not rows:
-            return None
-        first = rows[0]
-        return CachedStepRun(
-            first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
-            tuple(artifact_record(r) for r in rows if r["id"] is not None), first["cached_outputs"],
-        )
+        return cached_step_run(self._read(FIND_CACHED, (cache_key, not_before or 0.0)))  # no commit of others' records
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY seq, rowid", (run_id,))

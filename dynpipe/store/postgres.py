@@ -37,7 +37,7 @@ from .records import (
     StepOutcome,
     StepRunRecord,
 )
-from .rows import artifact_record, json_column, run_record, step_run_record
+from .rows import artifact_record, cached_step_run, run_record, step_run_record
 from .run_summaries import PostgresRunSummaryReads
 from .schema_check import check_version, migration_statements
 from .urls import mask_password
@@ -359,14 +359,7 @@ class PostgresMetadata(StepRunReads, PostgresRunSummaryReads):
         with self._batch_lock():  # waits for a batch in flight; commits the queue if it holds this key
             if cache_key in self._batch.cache_keys:
                 self._batch.commit_pending()
-        rows = self._read(_FIND_CACHED, (cache_key, not_before or 0.0))  # no commit of others' records
-        if not rows:
-            return None
-        first = rows[0]
-        return CachedStepRun(
-            first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
-            tuple(artifact_record(r) for r in rows if r["id"] is not None),
-        )
+        return cached_step_run(self._read(_FIND_CACHED, (cache_key, not_before or 0.0)))  # no commit of others' records
 
     def step_runs_of_run(self, run_id: str) -> list[StepRunRecord]:
         rows = self.query("SELECT * FROM step_runs WHERE run_id = %s ORDER BY seq, row_no", (run_id,))

@@ -10,7 +10,7 @@ import json
 from typing import Any, Protocol
 
 from ..status import ExecutionStatus
-from .records import ArtifactRecord, RunRecord, StepRunRecord
+from .records import ArtifactRecord, CachedStepRun, RunRecord, StepRunRecord
 
 
 class Row(Protocol):
@@ -55,4 +55,15 @@ def artifact_record(row: Row) -> ArtifactRecord:
         # most artifacts have neither metadata nor tags (NULL): no JSON to decode
         metadata=json.loads(meta) or {} if (meta := row["metadata"]) else {},
         tags=json.loads(tags) or [] if (tags := row["tags"]) else [],
+    )
+
+
+def cached_step_run(rows: list[Any]) -> CachedStepRun | None:
+    """A cache lookup's answer from its rows: the step run, joined with its outputs' artifact rows."""
+    if not rows:
+        return None
+    first = rows[0]
+    return CachedStepRun(
+        first["cached_id"], json_column(first["cached_outputs"]) or {}, first["cached_end"],
+        tuple(artifact_record(r) for r in rows if r["id"] is not None), first["cached_outputs"],
     )
