@@ -53,8 +53,15 @@ IDLE_EXIT = 2.0
 
 #: batches with records queued, so ``atexit`` (and readers of the same file) can commit them
 _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
-#: set once the exit hook is registered: by the first batch, so importing dynpipe registers none
+#: set once the exit and fork hooks are registered: by the first batch, so importing dynpipe registers none
 _EXIT_HOOK: list[bool] = []
+#: every live batch: a forked child marks them all (a fork hook, not a getpid call per step)
+_BATCHES: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for batch in list(_BATCHES):
+        batch._forked = True
 
 
 class WriteBatch:
@@ -67,8 +74,10 @@ class WriteBatch:
         if not _EXIT_HOOK:
             _EXIT_HOOK.append(True)
             atexit.register(_commit_at_exit)
+            os.register_at_fork(after_in_child=_mark_forked)
+        _BATCHES.add(self)
         self.key = key  # the database (file, or URL without password): its readers in this process commit this first
-        self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
+        self._forked = False  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._rolled_back = rolled_back  # after an interrupt in _transaction: True if nothing was committed
@@ -94,7 +103,7 @@ class WriteBatch:
     ) -> bool:
         """Queue one step's statements (committed together, whole); False: write them now instead."""
         with self._cond:
-            if self._failures or self._pid != os.getpid():
+            if self._failures or self._forked:
                 return False  # a batch failed: write synchronously, so the step itself fails
             first = not self._statements
             for sql, params in statements:
@@ -129,7 +138,7 @@ class WriteBatch:
 
     def commit_pending(self) -> None:
         """Commit every queued record now, on this thread; raises the store error if that fails."""
-        if not self._statements or self._pid != os.getpid():
+        if not self._statements or self._forked:
             return
         with self._conn_lock:
             self._commit_taken()
