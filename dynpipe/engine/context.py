@@ -187,8 +187,13 @@ class RunContext:
             n = self._ids.get(step_name, 0)
             while True:
                 n += 1
-                candidate = step_name if n == 1 else f"{step_name}_{n}"
-                if candidate not in self._custom_ids and not self._counted(candidate):
+                if n == 1:
+                    candidate = step_name
+                    taken = self._counted(candidate)
+                else:  # this step's own counter is below n: only a step of that name has it
+                    candidate = f"{step_name}_{n}"
+                    taken = candidate in self._ids
+                if not taken and candidate not in self._custom_ids:
                     break
             self._ids[step_name] = n
             return candidate
