@@ -61,7 +61,7 @@ _BATCHES: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
 
 def _mark_forked() -> None:
     for batch in list(_BATCHES):
-        batch._forked = True
+        batch.forked = True
 
 
 class WriteBatch:
@@ -77,7 +77,7 @@ class WriteBatch:
             os.register_at_fork(after_in_child=_mark_forked)
         _BATCHES.add(self)
         self.key = key  # the database (file, or URL without password): its readers in this process commit this first
-        self._forked = False  # a forked child's copy is the parent's to commit, never the child's
+        self.forked = False  # a forked child's copy is the parent's to commit, never the child's
         self._conn_lock = conn_lock  # held around every transaction; taken before _mutex, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._rolled_back = rolled_back  # after an interrupt in _transaction: True if nothing was committed
@@ -105,7 +105,7 @@ class WriteBatch:
     ) -> bool:
         """Queue one step's statements (committed together, whole); False: write them now instead."""
         with self._mutex:
-            if self._failures or self._forked:
+            if self._failures or self.forked:
                 return False  # a batch failed: write synchronously, so the step itself fails
             first = not self._statements
             for sql, params in statements:
@@ -140,7 +140,7 @@ class WriteBatch:
 
     def commit_pending(self) -> None:
         """Commit every queued record now, on this thread; raises the store error if that fails."""
-        if not self._statements or self._forked:
+        if not self._statements or self.forked:
             return
         with self._conn_lock:
             self._commit_taken()
