@@ -110,6 +110,7 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
+        self._idle_waiters = 0  # threads in wait_idle: untrack notifies only when there are some
         self.futures_condition = threading.Condition()  # shared by its steps' futures (futures.py)
         self.heartbeat: Heartbeat | None = None
         self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
@@ -254,7 +255,8 @@ class RunContext:
                 # A set never shrinks its table: after a big fan-out the drained one held
                 # ~50 B a step until the run ended.
                 self.outstanding = set()
-                self.idle.notify_all()
+                if self._idle_waiters:  # notify_all is a Python-level call: most runs have no waiter
+                    self.idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -263,7 +265,11 @@ class RunContext:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.idle.wait(remaining if remaining is not None else 0.5)
+                self._idle_waiters += 1
+                try:
+                    self.idle.wait(remaining if remaining is not None else 0.5)
+                finally:
+                    self._idle_waiters -= 1
         return True
 
     def pending_futures(self) -> list[Future[Any]]:
