@@ -19,7 +19,7 @@ from ..store.models import ArtifactVersion
 from ..store.records import NewArtifact
 from .context import RunContext
 from .dag import short_repr
-from .invocation import FutureOutput, Invocation, as_source, is_source
+from .invocation import SOURCE_TYPES, FutureOutput, Invocation, as_source, is_source
 from .step_config import effective_config
 
 if TYPE_CHECKING:
@@ -54,9 +54,10 @@ def prepare(
                 f" and in configuration ({value!r})"
             )
         arguments.setdefault(name, value)
-    missing = [n for n in shape.required if n not in arguments]
-    if missing:
-        raise TypeError(f"step {step.name!r}: missing input(s) {', '.join(map(repr, missing))}")
+    if len(arguments) < len(shape.names):  # else every input is given (no list built per call)
+        missing = [n for n in shape.required if n not in arguments]
+        if missing:
+            raise TypeError(f"step {step.name!r}: missing input(s) {', '.join(map(repr, missing))}")
     parameters: dict[str, Any] = {}
     sources: dict[str, Any] = {}
     deps: list[Invocation] = []
@@ -64,7 +65,7 @@ def prepare(
     loaded_from: list[str] = []
     loaded = ctx.loaded
     for name, value in arguments.items():
-        if is_source(value):
+        if isinstance(value, SOURCE_TYPES):  # is_source, inline: one check per argument of every call
             src = as_source(value)
             sources[name] = src
             _collect_dep(src, ctx, deps, upstream)

@@ -110,6 +110,7 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
+        self._idle_waiters = 0  # threads in wait_idle: untrack notifies only when there are some
         self.futures_condition = threading.Condition()  # shared by its steps' futures (futures.py)
         self.heartbeat: Heartbeat | None = None
         self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
@@ -187,8 +188,13 @@ class RunContext:
             n = self._ids.get(step_name, 0)
             while True:
                 n += 1
-                candidate = step_name if n == 1 else f"{step_name}_{n}"
-                if candidate not in self._custom_ids and not self._counted(candidate):
+                if n == 1:
+                    candidate = step_name
+                    taken = self._counted(candidate)
+                else:  # this step's own counter is below n: only a step of that name has it
+                    candidate = f"{step_name}_{n}"
+                    taken = candidate in self._ids
+                if not taken and candidate not in self._custom_ids:
                     break
             self._ids[step_name] = n
             return candidate
@@ -249,7 +255,8 @@ class RunContext:
                 # A set never shrinks its table: after a big fan-out the drained one held
                 # ~50 B a step until the run ended.
                 self.outstanding = set()
-                self.idle.notify_all()
+                if self._idle_waiters:  # notify_all is a Python-level call: most runs have no waiter
+                    self.idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -258,7 +265,11 @@ class RunContext:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.idle.wait(remaining if remaining is not None else 0.5)
+                self._idle_waiters += 1
+                try:
+                    self.idle.wait(remaining if remaining is not None else 0.5)
+                finally:
+                    self._idle_waiters -= 1
         return True
 
     def pending_futures(self) -> list[Future[Any]]:

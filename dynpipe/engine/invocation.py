@@ -43,8 +43,12 @@ NO_INPUTS: Mapping[str, Any] = MappingProxyType({})
 InputSource = OutputArtifact | ArtifactVersion | FutureOutput
 
 
+#: The classes of step outputs and futures passed to a step (``isinstance`` checks them at once).
+SOURCE_TYPES = (ArtifactVersion, FutureOutput, StepRunFuture)
+
+
 def is_source(value: Any) -> bool:
-    return isinstance(value, (ArtifactVersion, FutureOutput, StepRunFuture))
+    return isinstance(value, SOURCE_TYPES)
 
 
 def is_step_output(value: Any) -> bool:

@@ -140,9 +140,11 @@ def _to_completed(
         batched=start is not None,  # ended within starts.WINDOW, first try: may commit that much later
     )
     ctx.graph.set_outputs(inv.node, S.COMPLETED, end, ids, result.preview, attempts=attempt)
-    report = run_hook(inv, inv.cfg.on_success, None)
-    if report:
-        ctx.store.metadata.append_step_log(inv.step_run_id, report)
+    on_success = inv.cfg.on_success
+    if on_success is not None:  # most steps have none: no call
+        report = run_hook(inv, on_success, None)
+        if report:
+            ctx.store.metadata.append_step_log(inv.step_run_id, report)
     inv.future.set_result(outputs)
 
 

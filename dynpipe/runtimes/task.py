@@ -275,14 +275,16 @@ def execute_task(task: StepTask, on_log_line: Any = None, store: Any = None) -> 
 
 def _run_body(task: StepTask, store: Artifacts, step_ctx: StepContext, result: TaskResult) -> None:
     try:
-        values = _load_inputs(task, store)
-        step_ctx.inputs = values
-        kwargs = {**task.parameters, **values}
+        kwargs = task.parameters
+        if task.inputs:  # else nothing to load or merge (plain parameters only: most calls)
+            values = step_ctx.inputs = _load_inputs(task, store)
+            kwargs = {**kwargs, **values}
         raw = task.func(**kwargs)
         outputs = _split_outputs(task, raw)
         for spec in task.outputs:
             value = outputs[spec.name]
-            if not type_matches(value, spec.annotation):
+            # exactly the annotated class (most outputs): type_matches' own first check, no call
+            if type(value) is not spec.annotation and not type_matches(value, spec.annotation):
                 raise StepTypeError(
                     f"step {task.invocation_id!r}: output {spec.name!r} is annotated"
                     f" {type_name(spec.annotation)} but the step returned {type(value).__name__}"

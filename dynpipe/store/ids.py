@@ -13,19 +13,34 @@ from __future__ import annotations
 import os
 import random
 import time
+import weakref
+
+#: every live maker: a forked child reseeds them all (a fork hook, not a getpid call per id)
+_MAKERS: weakref.WeakSet[IdMaker] = weakref.WeakSet()
+_HOOK: list[bool] = []  # set once that hook is registered
+
+
+def _reseed_after_fork() -> None:
+    for maker in list(_MAKERS):
+        maker.reseed()
 
 
 class IdMaker:
-    """Makes ids for one owner (a run, a store); reseeded after a fork."""
+    """Makes ids for one owner (a run, a store); reseeded in a forked child."""
 
-    __slots__ = ("_pid", "_rng")
+    __slots__ = ("_rng", "__weakref__")
 
     def __init__(self) -> None:
-        self._pid = os.getpid()
+        if not _HOOK:  # the first maker registers it: importing dynpipe registers none
+            _HOOK.append(True)
+            os.register_at_fork(after_in_child=_reseed_after_fork)
+        self.reseed()
+        _MAKERS.add(self)
+
+    def reseed(self) -> None:
+        """A forked child must not repeat its parent's ids."""
         self._rng = random.Random(os.urandom(32))
 
     def new(self) -> str:
-        if os.getpid() != self._pid:  # a forked child must not repeat its parent's ids
-            self._pid = os.getpid()
-            self._rng = random.Random(os.urandom(32))
         return f"{time.time_ns():016x}{self._rng.getrandbits(64):016x}"
+

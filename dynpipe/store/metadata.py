@@ -9,7 +9,6 @@ behind a method named for the unit of work it does.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -62,7 +61,6 @@ class MetadataStore(RunSummaryReads):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._pid = os.getpid()
         self._rolled_back = False  # whether the last failed transaction was rolled back (write_batch)
         self._conn = self._connect()
         self._checkpoints = Checkpointer(path)
@@ -135,9 +133,8 @@ class MetadataStore(RunSummaryReads):
         return None
 
     def _conn_for_process(self) -> sqlite3.Connection:
-        # A forked child must not reuse the parent's connection.
-        if os.getpid() != self._pid:
-            self._pid = os.getpid()
+        # A forked child must not reuse the parent's connection (the batch learns of a fork from its hook).
+        if self._batch.forked:
             self._lock, self._conn, self._checkpoints = threading.RLock(), self._connect(), Checkpointer(self.path)
             self._batch = self._new_batch()  # the parent's queued records are the parent's to commit
         return self._conn

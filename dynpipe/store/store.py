@@ -15,6 +15,7 @@ import hashlib
 import os
 import sqlite3
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,27 @@ def _load(files: ArtifactFiles, uri: str, materializer: str, data_type: str, siz
     return mat.load(files.get(uri, size), data_type)
 
 
+#: every store made in this process: a forked child marks them (a fork hook, not a getpid call per step)
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_FORK_HOOK: list[bool] = []  # set once that hook is registered
+
+
+def _mark_forked() -> None:
+    for store in list(_STORES):
+        store.forked = True
+
+
 class Store:
     """One store root: ``metadata.db`` (or the database of ``DYNPIPE_STORE_URL``) and ``artifacts/``."""
 
     def __init__(self, root: Path, store_url: str | None = None, artifact_store: str | None = None) -> None:
         self.root = root
         self.store_url = store_url
-        self.pid = os.getpid()
+        if not _FORK_HOOK:  # the first store registers it: importing dynpipe registers none
+            _FORK_HOOK.append(True)
+            os.register_at_fork(after_in_child=_mark_forked)
+        _STORES.add(self)
+        self.forked = False  # a forked child's copy: its steps open their own artifacts
         self.artifact_url = resolve_artifact_url(artifact_store or project_config.artifact_store_url())
         trusted = check_store_owner(root)
         db = None if store_url is not None and is_postgres_url(store_url) else sqlite_path(store_url, root)
@@ -233,7 +248,7 @@ def open_artifacts(root: str, artifact_store: str | None = None) -> Artifacts:
     store = _by_given_root.get(root)
     if (
         store is not None
-        and store.pid == os.getpid()
+        and not store.forked
         and (artifact_store is None or (artifact_store or None) == store.artifact_url)
     ):
         return store.artifacts

@@ -53,8 +53,15 @@ IDLE_EXIT = 2.0
 
 #: batches with records queued, so ``atexit`` (and readers of the same file) can commit them
 _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
-#: set once the exit hook is registered: by the first batch, so importing dynpipe registers none
+#: set once the exit and fork hooks are registered: by the first batch, so importing dynpipe registers none
 _EXIT_HOOK: list[bool] = []
+#: every live batch: a forked child marks them all (a fork hook, not a getpid call per step)
+_BATCHES: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for batch in list(_BATCHES):
+        batch.forked = True
 
 
 class WriteBatch:
@@ -67,12 +74,16 @@ class WriteBatch:
         if not _EXIT_HOOK:
             _EXIT_HOOK.append(True)
             atexit.register(_commit_at_exit)
+            os.register_at_fork(after_in_child=_mark_forked)
+        _BATCHES.add(self)
         self.key = key  # the database (file, or URL without password): its readers in this process commit this first
-        self._pid = os.getpid()  # a forked child's copy is the parent's to commit, never the child's
-        self._conn_lock = conn_lock  # held around every transaction; taken before _cond, never after
+        self.forked = False  # a forked child's copy is the parent's to commit, never the child's
+        self._conn_lock = conn_lock  # held around every transaction; taken before _mutex, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._rolled_back = rolled_back  # after an interrupt in _transaction: True if nothing was committed
-        self._cond = threading.Condition(threading.Lock())
+        # entered directly: a Condition's own ``with`` is a Python-level call around the same lock
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)  # wait/notify (under _mutex)
         self._statements: Grouped = {}
         self._runs: dict[str, int] = {}  # run id -> records queued
         self._records = 0
@@ -93,8 +104,8 @@ class WriteBatch:
         cache_key: str | None = None, blobs: Iterable[tuple[str, bytes]] = (),
     ) -> bool:
         """Queue one step's statements (committed together, whole); False: write them now instead."""
-        with self._cond:
-            if self._failures or self._pid != os.getpid():
+        with self._mutex:
+            if self._failures or self.forked:
                 return False  # a batch failed: write synchronously, so the step itself fails
             first = not self._statements
             for sql, params in statements:
@@ -129,14 +140,14 @@ class WriteBatch:
 
     def commit_pending(self) -> None:
         """Commit every queued record now, on this thread; raises the store error if that fails."""
-        if not self._statements or self._pid != os.getpid():
+        if not self._statements or self.forked:
             return
         with self._conn_lock:
             self._commit_taken()
 
     def _commit_taken(self) -> None:
         """Take what is queued and commit it (caller holds the connection lock, so batches commit in order)."""
-        with self._cond:
+        with self._mutex:
             statements, runs, keys, blobs = self._statements, self._runs, self.cache_keys, self.blobs
             if not statements:
                 return
@@ -150,7 +161,7 @@ class WriteBatch:
             error = exc if isinstance(exc, StoreError) else StoreError(
                 f"could not commit {sum(runs.values())} step records to {self.key}: {type(exc).__name__}: {exc}"
             )
-            with self._cond:
+            with self._mutex:
                 for run_id in runs:
                     self._failures.setdefault(run_id, error)
             if error is not exc:
@@ -162,7 +173,7 @@ class WriteBatch:
             raise
 
     def _requeue(self, statements: Grouped, runs: dict[str, int], keys: set[str], blobs: dict[str, bytes]) -> None:
-        with self._cond:
+        with self._mutex:
             for sql, rows in self._statements.items():  # queued meanwhile: after the older ones
                 statements.setdefault(sql, []).extend(rows)
             for run_id, count in self._runs.items():
@@ -186,12 +197,12 @@ class WriteBatch:
 
     def failure(self, run_id: str) -> StoreError | None:
         """The error of a batch that held records of ``run_id``, once (the run's end reports it)."""
-        with self._cond:
+        with self._mutex:
             return self._failures.pop(run_id, None)
 
     def _loop(self) -> None:
         while True:
-            with self._cond:
+            with self._mutex:
                 while True:
                     if not self._statements:
                         self._idle = True
