@@ -109,7 +109,8 @@ class LocalLaunch(Launch):
         result.where = result.where or self.where
         self._result = result
         self._event.set()
-        self._started.set()
+        if not self._started.is_set():  # mostly set already: a worker took the attempt
+            self._started.set()
 
     def fail(self, message: str) -> None:
         """End the attempt with ``WorkerCrashedError`` (the step's code did not finish)."""
