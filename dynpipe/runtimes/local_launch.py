@@ -9,7 +9,6 @@ pool's lock is never held while pickling.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import os
 import sys
 import threading
@@ -161,7 +160,7 @@ def encode_for_worker(
     """
     ref = func_ref(task.func)
     shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
-    sendable = dataclasses.replace(task, func=ref or task.func, echo_logs=False, **shared)
+    sendable = replaced(task, func=ref or task.func, echo_logs=False, **shared)
     extras: dict[str, Any] = {"cwd": os.getcwd(), "step": step_parts.blob(task)}
     env = env_changes.since_start()
     if env is not None:
@@ -171,6 +170,15 @@ def encode_for_worker(
     if mats is not None:
         extras["materializers"] = mats
     return encode_task(sendable, extras, plain=ref is not None and plain_parameters(task.parameters))
+
+
+def replaced(task: StepTask, **changes: Any) -> StepTask:
+    """A shallow copy of ``task`` with ``changes``: what ``dataclasses.replace`` gives (a
+    StepTask has no ``__post_init__``), in a third of its time (it runs ``__init__`` over
+    all twenty fields)."""
+    copy = object.__new__(StepTask)
+    copy.__dict__.update(task.__dict__, **changes)
+    return copy
 
 
 def unsendable(task: StepTask, exc: BaseException) -> TaskResult:
