@@ -15,6 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
+
 from ..errors import WorkerCrashedError
 from .base import Launch, LogCallback
 from .logs import relay_line
@@ -159,9 +161,16 @@ def encode_for_worker(
     references may need exactly that path.
     """
     ref = func_ref(task.func)
-    shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
-    sendable = replaced(task, func=ref or task.func, echo_logs=False, **shared)
+    plain = plain_parameters(task.parameters)
     extras: dict[str, Any] = {"cwd": os.getcwd(), "step": step_parts.blob(task)}
+    func: Any = ref or task.func
+    if ref is None and plain:
+        # By value: cloudpickle the function alone and leave the rest of the task to the C
+        # pickler (cloudpickle asks about every object of the task: ~15 % more time).
+        extras["func"] = cloudpickle.dumps(task.func, protocol=5)
+        func = None
+    shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
+    sendable = replaced(task, func=func, echo_logs=False, **shared)
     env = env_changes.since_start()
     if env is not None:
         extras["env"] = env
@@ -169,7 +178,7 @@ def encode_for_worker(
     mats = shipment.blobs()
     if mats is not None:
         extras["materializers"] = mats
-    return encode_task(sendable, extras, plain=ref is not None and plain_parameters(task.parameters))
+    return encode_task(sendable, extras, plain=plain)
 
 
 def replaced(task: StepTask, **changes: Any) -> StepTask:
