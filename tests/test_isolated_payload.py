@@ -12,7 +12,9 @@ from typing import Annotated
 import pytest
 
 from dynpipe import Client, pipeline, step
+from dynpipe.runtimes.local_launch import replaced
 from dynpipe.runtimes.shipping import plain_parameters
+from dynpipe.runtimes.task import StepTask
 from dynpipe.store.materializers import Materializer, registry
 
 pytestmark = pytest.mark.timeout(120)
@@ -100,6 +102,20 @@ def test_only_exact_builtin_data_counts_as_plain() -> None:
     assert not plain_parameters({"p": Point(1, 2)})
     assert not plain_parameters({"n": [list(range(10))] * 100})  # large: left to cloudpickle
     assert not plain_parameters({"s": type("Str", (str,), {})("subclass")})
+
+
+def test_the_task_copy_sent_to_a_worker_is_dataclasses_replace() -> None:
+    task = StepTask(
+        run_id="r", run_name="n", pipeline_name="p", step_run_id="s", invocation_id="i",
+        step_name="st", func=len, parameters={"a": 1}, inputs={}, input_annotations={"a": int},
+        outputs=[], materializers={}, store_root="/x", settings={"k": [1]}, resources="res",
+    )
+    copy = replaced(task, func=None, echo_logs=False, settings=None)
+    assert copy == dataclasses.replace(task, func=None, echo_logs=False, settings=None)
+    assert type(copy) is StepTask and copy is not task
+    assert task.func is len and task.echo_logs and task.settings == {"k": [1]}  # the original is untouched
+    assert [f.name for f in dataclasses.fields(StepTask)] == list(task.__dict__)  # no field kept elsewhere
+    assert not hasattr(StepTask, "__post_init__")  # replaced() skips __init__
 
 
 class Tagged:

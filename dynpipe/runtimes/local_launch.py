@@ -9,12 +9,13 @@ pool's lock is never held while pickling.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import os
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+
+import cloudpickle
 
 from ..errors import WorkerCrashedError
 from .base import Launch, LogCallback
@@ -109,7 +110,8 @@ class LocalLaunch(Launch):
         result.where = result.where or self.where
         self._result = result
         self._event.set()
-        self._started.set()
+        if not self._started.is_set():  # mostly set already: a worker took the attempt
+            self._started.set()
 
     def fail(self, message: str) -> None:
         """End the attempt with ``WorkerCrashedError`` (the step's code did not finish)."""
@@ -159,9 +161,16 @@ def encode_for_worker(
     references may need exactly that path.
     """
     ref = func_ref(task.func)
-    shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
-    sendable = dataclasses.replace(task, func=ref or task.func, echo_logs=False, **shared)
+    plain = plain_parameters(task.parameters)
     extras: dict[str, Any] = {"cwd": os.getcwd(), "step": step_parts.blob(task)}
+    func: Any = ref or task.func
+    if ref is None and plain:
+        # By value: cloudpickle the function alone and leave the rest of the task to the C
+        # pickler (cloudpickle asks about every object of the task: ~15 % more time).
+        extras["func"] = cloudpickle.dumps(task.func, protocol=5)
+        func = None
+    shared: dict[str, Any] = dict.fromkeys(STEP_FIELDS)  # travel in extras["step"], pickled once per step
+    sendable = replaced(task, func=func, echo_logs=False, **shared)
     env = env_changes.since_start()
     if env is not None:
         extras["env"] = env
@@ -169,7 +178,16 @@ def encode_for_worker(
     mats = shipment.blobs()
     if mats is not None:
         extras["materializers"] = mats
-    return encode_task(sendable, extras, plain=ref is not None and plain_parameters(task.parameters))
+    return encode_task(sendable, extras, plain=plain)
+
+
+def replaced(task: StepTask, **changes: Any) -> StepTask:
+    """A shallow copy of ``task`` with ``changes``: what ``dataclasses.replace`` gives (a
+    StepTask has no ``__post_init__``), in a third of its time (it runs ``__init__`` over
+    all twenty fields)."""
+    copy = object.__new__(StepTask)
+    copy.__dict__.update(task.__dict__, **changes)
+    return copy
 
 
 def unsendable(task: StepTask, exc: BaseException) -> TaskResult:

@@ -214,17 +214,18 @@ class LocalProcessRuntime(StepRuntime):
     def _read_loop(self, w: WorkerProcess) -> None:
         """Per worker: deliver log lines and results; detect death at once."""
         conn = w.conn
-        reader = FrameReader(conn.fileno())
+        fd = conn.fileno()
+        reader = FrameReader(fd)
         poller = None
         if w.pidfd is not None:
             poller = select.poll()  # not select(): file descriptors past 1024 are common in kernels
-            poller.register(conn.fileno(), select.POLLIN)
+            poller.register(fd, select.POLLIN)
             poller.register(w.pidfd, select.POLLIN)
         try:
             while True:
                 if poller is not None:
-                    ready = {fd for fd, _ in poller.poll()}
-                    if conn.fileno() not in ready:  # the process is gone: drain, then stop
+                    ready = {ready_fd for ready_fd, _ in poller.poll()}
+                    if fd not in ready:  # the process is gone: drain, then stop
                         while conn.poll(0):
                             for msg in reader.read():
                                 self._handle(w, msg)

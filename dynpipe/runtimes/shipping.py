@@ -8,6 +8,7 @@ pickles the parts of a task that every attempt of a step shares once (``StepPart
 
 from __future__ import annotations
 
+import operator
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,10 @@ class MaterializerShipment:
         return blobs
 
 
+#: The shared fields of a task as a tuple, in one C call (run once per attempt).
+_step_fields = operator.attrgetter(*STEP_FIELDS)
+
+
 class StepParts:
     """The task fields every attempt of a step shares (its types, output specs,
     materializers, settings), cloudpickled once per step and run instead of per attempt.
@@ -98,11 +103,11 @@ class StepParts:
         self._cache: dict[tuple[int, ...], tuple[tuple[Any, ...], bytes]] = {}
 
     def blob(self, task: StepTask) -> bytes:
-        parts = tuple(getattr(task, name) for name in STEP_FIELDS)
+        parts: tuple[Any, ...] = _step_fields(task)
         key = tuple(map(id, parts))
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], parts, strict=True)):
+        if hit is not None and all(map(operator.is_, hit[0], parts)):  # same length: same fields
             return hit[1]
         blob = cloudpickle.dumps(parts, protocol=5)
         with self._lock:

@@ -15,8 +15,9 @@ A task payload is ``pickle((extras, pickled StepTask))`` (``encode_task``):
 ``extras`` carries what the worker must mirror from the orchestrator (cwd, environment
 changes, sys.path, custom materializers) and is applied before the task is unpickled,
 because the task's references may need that sys.path; from the local pool it also carries
-the fields every attempt of the step shares (``STEP_FIELDS``, pickled once per step). The
-task is cloudpickled, or pickled by the C pickler when it holds only plain data and
+the fields every attempt of the step shares (``STEP_FIELDS``, pickled once per step) and a
+function that travels by value, cloudpickled apart from the task (``func``). The task is
+cloudpickled, or pickled by the C pickler when it holds only plain data and
 dynpipe's classes. A result payload is ``pickle((pickled TaskResult without error, pickled
 error or None))``: an exception that cannot travel is dropped and the orchestrator raises
 from its type, message and traceback instead.
@@ -260,6 +261,9 @@ def run_payload(payload: bytes, on_line: Any, mirror: _Mirror, slot: int = 0, st
             return TaskResult.from_exception(RuntimeError(mismatch), error_type="PythonVersionMismatch", traceback="")
         mirror.apply(extras)
         task = cloudpickle.loads(task_blob)
+        func_blob = extras.get("func")
+        if func_blob is not None:  # a function sent by value travels apart from the task
+            task.func = cloudpickle.loads(func_blob)
         step_blob = extras.get("step")
         if step_blob is not None:  # the fields every attempt of the step shares (shipping.StepParts)
             for name, value in zip(STEP_FIELDS, mirror.step_parts(step_blob), strict=True):
