@@ -381,7 +381,7 @@ class PipelineConfig(BaseModel):
 
 @functools.cache
 def _no_step_config() -> StepConfig:
-    return StepConfig()
+    return StepConfig.model_construct()  # all defaults, nothing to validate
 
 _MERGED_DICTS = ("parameters", "settings", "extra")
 

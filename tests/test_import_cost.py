@@ -33,8 +33,9 @@ NOT_FOR_A_RUN = (
 )
 # Config models a run that sets none of them must not build (a validator each, at import before).
 UNBUILT_MODELS = (
-    "dynpipe.config:StepRetryConfig", "dynpipe.config:CachePolicy", "dynpipe.config:ResourceSettings",
-    "dynpipe.config:DaskSettings", "dynpipe.config:ArtifactConfig", "dynpipe.config:Model",
+    "dynpipe.config:StepConfig", "dynpipe.config:StepRetryConfig", "dynpipe.config:CachePolicy",
+    "dynpipe.config:ResourceSettings", "dynpipe.config:DaskSettings", "dynpipe.config:ArtifactConfig",
+    "dynpipe.config:Model",
     "dynpipe.project_config:ProjectConfig",
 )
 
