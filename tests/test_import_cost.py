@@ -30,7 +30,7 @@ NOT_FOR_A_RUN = (
     "dynpipe.store.client", "dynpipe.store.run_pages", "dynpipe.runtimes.dask_client", "dynpipe.runtimes.k8s",
     "dynpipe.runtimes.k8s.config", "dynpipe.runtimes.local", "dynpipe.runtimes.pool", "dynpipe.config_yaml",
     "dynpipe.cli", "dynpipe.notebook", "dynpipe.store.postgres", "dynpipe.store.artifact_store",
-    "dynpipe.store.summary_records", "html",
+    "dynpipe.store.summary_records", "dynpipe.store.liveness", "html",
 )
 # Config models a run that sets none of them must not build (a validator each, at import before).
 UNBUILT_MODELS = (
