@@ -245,7 +245,8 @@ def step(func: Callable[P, R] | None = None, /, **options: Any) -> Any:
     def decorate(fn: Callable[P, R]) -> Step[P, R]:
         opts = _normalise_options(fn.__name__, options)
         name = opts.pop("name", None)
-        cfg = StepConfig().merged(**opts)
+        # No options: all defaults, nothing to validate (spares building StepConfig's validator).
+        cfg = StepConfig.model_construct() if not opts else StepConfig().merged(**opts)
         s = Step(fn, cfg)
         if name:
             s.name = name

@@ -29,12 +29,14 @@ HEAVY = ("distributed", "dask", "kubernetes", "psycopg", "fsspec", "yaml", "grap
 NOT_FOR_A_RUN = (
     "dynpipe.store.client", "dynpipe.store.run_pages", "dynpipe.runtimes.dask_client", "dynpipe.runtimes.k8s",
     "dynpipe.runtimes.k8s.config", "dynpipe.runtimes.local", "dynpipe.runtimes.pool", "dynpipe.config_yaml",
-    "dynpipe.cli", "dynpipe.notebook", "dynpipe.store.postgres", "html",
+    "dynpipe.cli", "dynpipe.notebook", "dynpipe.store.postgres", "dynpipe.store.artifact_store",
+    "dynpipe.store.summary_records", "dynpipe.store.liveness", "html",
 )
 # Config models a run that sets none of them must not build (a validator each, at import before).
 UNBUILT_MODELS = (
-    "dynpipe.config:StepRetryConfig", "dynpipe.config:CachePolicy", "dynpipe.config:ResourceSettings",
-    "dynpipe.config:DaskSettings", "dynpipe.config:ArtifactConfig", "dynpipe.config:Model",
+    "dynpipe.config:StepConfig", "dynpipe.config:StepRetryConfig", "dynpipe.config:CachePolicy",
+    "dynpipe.config:ResourceSettings", "dynpipe.config:DaskSettings", "dynpipe.config:ArtifactConfig",
+    "dynpipe.config:Model",
     "dynpipe.project_config:ProjectConfig",
 )
 

@@ -9,7 +9,7 @@ plain records from ``records.py`` cross it, so callers never see SQL or driver t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..status import ExecutionStatus
 from .records import (
@@ -23,7 +23,9 @@ from .records import (
     StepOutcome,
     StepRunRecord,
 )
-from .run_summaries import RunSummaryRecord, SummaryFilter
+
+if TYPE_CHECKING:
+    from .summary_records import RunSummaryRecord, SummaryFilter
 
 
 class MetadataBackend(Protocol):

@@ -9,8 +9,8 @@ from pathlib import Path
 from .models import ArtifactVersion, PipelineRun, StepAttempt, StepRun, run_from_record, to_datetime
 from .records import RunFilter
 from .run_pages import RunPage, decode_cursor, encode_cursor, summary_from_record
-from .run_summaries import SummaryFilter
 from .store import Store, open_store
+from .summary_records import SummaryFilter
 
 
 @dataclass

@@ -20,7 +20,6 @@ from .. import settings
 from ..errors import RunNameTaken, StoreFullError
 from ..status import ExecutionStatus
 from .checkpoints import SAFETY_NET_PAGES, Checkpointer
-from .liveness import needs_clock, verdict
 from .owners import owner_of_this_process
 from .records import (
     ArtifactRecord,
@@ -284,6 +283,8 @@ class MetadataStore(RunSummaryReads):
 
     def reap_dead_runs(self, runs: Iterable[RunRecord]) -> set[str]:
         """Mark runs whose owner process is gone (or silent too long) as failed; return their ids."""
+        from .liveness import needs_clock, verdict  # only the Client reaps: a run never loads it
+
         runs = list(runs)
         now = time.time() if needs_clock(runs) else None
         timeout = settings.heartbeat_timeout() if now is not None else 0.0

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..status import ExecutionStatus
 from .models import to_datetime
-from .run_summaries import RunSummaryRecord
+from .summary_records import RunSummaryRecord
 
 
 @dataclass(frozen=True)

@@ -17,32 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .records import RunRecord
 from .rows import run_record
 
-
-@dataclass(frozen=True)
-class SummaryFilter:
-    """Which runs a page lists; ``None`` fields do not filter."""
-
-    pipeline_name: str | None = None
-    status: str | None = None
-    #: only runs with these names (a schedule's runs)
-    run_names: Sequence[str] | None = None
-    include_unlisted: bool = False
-
-
-@dataclass(frozen=True)
-class RunSummaryRecord:
-    """A run's row, its step counts by status and its active seconds (``None``: no step ended)."""
-
-    run: RunRecord
-    step_counts: dict[str, int] = field(default_factory=dict)
-    #: only when asked for (``active=True``); ``None`` also when no step has ended
-    active: float | None = None
+if TYPE_CHECKING:  # the records are built only when runs are listed (summary_records.py)
+    from .summary_records import RunSummaryRecord, SummaryFilter
 
 
 #: The index that makes the step reads of a page index-only (both schemas create it).
@@ -125,6 +105,8 @@ class RunSummaryReads:
             for row in self.query(_SPANS.format(in_list=in_list), (ids,)):
                 spans.setdefault(row["run_id"], []).append((row["start"], row["end"]))
             seconds = {run_id: union_seconds(found) for run_id, found in spans.items()}
+        from .summary_records import RunSummaryRecord
+
         return [RunSummaryRecord(r, counts[r.id], seconds.get(r.id)) for r in runs]
 
 

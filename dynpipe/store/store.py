@@ -18,11 +18,10 @@ import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import project_config, settings
 from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError
-from .artifact_store import RemoteArtifacts, is_url, remote_artifacts
 from .artifacts import DB_PREFIX, ArtifactFiles
 from .backend import MetadataBackend
 from .ids import IdMaker
@@ -36,6 +35,9 @@ from .location import (
 from .materializers import Materializer, qualified_type_name, registry
 from .metadata_url import open_metadata, sqlite_path
 from .urls import is_postgres_url
+
+if TYPE_CHECKING:  # artifact_store (fsspec stores) is imported only when a URL is configured
+    from .artifact_store import RemoteArtifacts
 
 
 @dataclass(slots=True)  # not frozen: one per step output, and a frozen init costs ~2x (never changed)
@@ -57,13 +59,19 @@ def resolve_artifact_url(location: str | None) -> str | None:
     """``None`` for the default (the store's own ``artifacts/``), else a URL fsspec can open."""
     if not location:
         return None
+    from .artifact_store import is_url
+
     if is_url(location):
         return location.rstrip("/")
     return Path(location).expanduser().resolve().as_uri()
 
 
 def _remote(url: str | None) -> RemoteArtifacts | None:
-    return remote_artifacts(url) if url else None
+    if not url:
+        return None
+    from .artifact_store import remote_artifacts
+
+    return remote_artifacts(url)
 
 
 class Artifacts:
