@@ -13,16 +13,8 @@ from __future__ import annotations
 import os
 import random
 import time
-import weakref
 
-#: every live maker: a forked child reseeds them all (a fork hook, not a getpid call per id)
-_MAKERS: weakref.WeakSet[IdMaker] = weakref.WeakSet()
-_HOOK: list[bool] = []  # set once that hook is registered
-
-
-def _reseed_after_fork() -> None:
-    for maker in list(_MAKERS):
-        maker.reseed()
+from .forks import watch_forks
 
 
 class IdMaker:
@@ -31,15 +23,14 @@ class IdMaker:
     __slots__ = ("_rng", "__weakref__")
 
     def __init__(self) -> None:
-        if not _HOOK:  # the first maker registers it: importing dynpipe registers none
-            _HOOK.append(True)
-            os.register_at_fork(after_in_child=_reseed_after_fork)
         self.reseed()
-        _MAKERS.add(self)
+        watch_forks(self)  # a forked child reseeds (no getpid call per id)
 
     def reseed(self) -> None:
         """A forked child must not repeat its parent's ids."""
         self._rng = random.Random(os.urandom(32))
+
+    after_fork = reseed
 
     def new(self) -> str:
         return f"{time.time_ns():016x}{self._rng.getrandbits(64):016x}"

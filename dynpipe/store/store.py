@@ -15,7 +15,6 @@ import hashlib
 import os
 import sqlite3
 import sys
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from .. import project_config, settings
 from ..errors import ArtifactIntegrityError, StoreAccessError, StoreError
 from .artifacts import DB_PREFIX, ArtifactFiles
 from .backend import MetadataBackend
+from .forks import watch_forks
 from .ids import IdMaker
 from .location import (
     check_store_owner,
@@ -133,27 +133,14 @@ def _load(files: ArtifactFiles, uri: str, materializer: str, data_type: str, siz
     return mat.load(files.get(uri, size), data_type)
 
 
-#: every store made in this process: a forked child marks them (a fork hook, not a getpid call per step)
-_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
-_FORK_HOOK: list[bool] = []  # set once that hook is registered
-
-
-def _mark_forked() -> None:
-    for store in list(_STORES):
-        store.forked = True
-
-
 class Store:
     """One store root: ``metadata.db`` (or the database of ``DYNPIPE_STORE_URL``) and ``artifacts/``."""
 
     def __init__(self, root: Path, store_url: str | None = None, artifact_store: str | None = None) -> None:
         self.root = root
         self.store_url = store_url
-        if not _FORK_HOOK:  # the first store registers it: importing dynpipe registers none
-            _FORK_HOOK.append(True)
-            os.register_at_fork(after_in_child=_mark_forked)
-        _STORES.add(self)
         self.forked = False  # a forked child's copy: its steps open their own artifacts
+        watch_forks(self)  # (set by a fork hook, not a getpid call per step)
         self.artifact_url = resolve_artifact_url(artifact_store or project_config.artifact_store_url())
         trusted = check_store_owner(root)
         db = None if store_url is not None and is_postgres_url(store_url) else sqlite_path(store_url, root)
@@ -179,6 +166,9 @@ class Store:
             remote.check()  # a wrong URL, endpoint or credentials fail before any step runs
         self.inline_limit = settings.inline_artifact_bytes()
         self.artifacts = Artifacts(self.files, self.inline_limit)
+
+    def after_fork(self) -> None:
+        self.forked = True
 
     def save_value(self, value: Any, materializer: Materializer | None = None) -> SavedArtifact:
         """Materialize and record-ready: a small value is committed to the database at once."""

@@ -26,7 +26,6 @@ and ``atexit``. A batch that fails to commit raises there, and is remembered per
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 import weakref
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import StoreError
+from .forks import watch_forks
 
 #: SQL text and its parameters, in the backend's driver's placeholder style
 Statement = tuple[str, Any]
@@ -53,15 +53,8 @@ IDLE_EXIT = 2.0
 
 #: batches with records queued, so ``atexit`` (and readers of the same file) can commit them
 _QUEUED: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
-#: set once the exit and fork hooks are registered: by the first batch, so importing dynpipe registers none
+#: set once the exit hook is registered: by the first batch, so importing dynpipe registers none
 _EXIT_HOOK: list[bool] = []
-#: every live batch: a forked child marks them all (a fork hook, not a getpid call per step)
-_BATCHES: weakref.WeakSet[WriteBatch] = weakref.WeakSet()
-
-
-def _mark_forked() -> None:
-    for batch in list(_BATCHES):
-        batch.forked = True
 
 
 class WriteBatch:
@@ -74,10 +67,9 @@ class WriteBatch:
         if not _EXIT_HOOK:
             _EXIT_HOOK.append(True)
             atexit.register(_commit_at_exit)
-            os.register_at_fork(after_in_child=_mark_forked)
-        _BATCHES.add(self)
         self.key = key  # the database (file, or URL without password): its readers in this process commit this first
         self.forked = False  # a forked child's copy is the parent's to commit, never the child's
+        watch_forks(self)  # (set by a fork hook, not a getpid call per step)
         self._conn_lock = conn_lock  # held around every transaction; taken before _mutex, never after
         self._transaction = transaction  # runs grouped statements in one transaction (caller holds _conn_lock)
         self._rolled_back = rolled_back  # after an interrupt in _transaction: True if nothing was committed
@@ -94,6 +86,9 @@ class WriteBatch:
         self._failures: dict[str, StoreError] = {}  # run id -> the error of a batch that held its records
         self._thread: threading.Thread | None = None
         self._idle = False
+
+    def after_fork(self) -> None:
+        self.forked = True
 
     @property
     def pending(self) -> bool:
