@@ -76,30 +76,25 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
     # ``concurrent.futures.wait`` gets no waiter list. The condition's ``acquire``/``release``
     # are its lock's own (C) methods; ``with condition`` calls two Python methods more.
     def set_result(self, result: Any) -> None:
+        self._finish(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._finish(None, exception)
+
+    def _finish(self, result: Any, exception: BaseException | None) -> None:
         condition = self._condition
         condition.acquire()
         try:
             if self._state in _DONE:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
-            self._state = "FINISHED"
-            for waiter in self._waiter_list or ():
-                waiter.add_result(self)
-            _notify_waiting(condition)
-        finally:
-            condition.release()
-        self._invoke_callbacks()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        condition = self._condition
-        condition.acquire()
-        try:
-            if self._state in _DONE:
-                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._exception = exception
-            self._state = "FINISHED"
+            self._state = "FINISHED"  # last: result() reads a finished future without the lock
             for waiter in self._waiter_list or ():
-                waiter.add_exception(self)
+                if exception is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
             _notify_waiting(condition)
         finally:
             condition.release()
