@@ -39,7 +39,8 @@ class EffectiveStepConfig:
     runtime_settings: dict[str, list[Any]] = field(default_factory=dict)
     #: DYNPIPE_ECHO_LOGS, read once per run (reading the environment per attempt cost ~3 µs)
     echo_logs: bool = True
-    #: the StepTask fields the same for every attempt of this step in this run (engine/tasks.py)
+    #: the StepTask fields the same for every attempt of this step in this run (engine/tasks.py),
+    #: filled when the config is made
     task_fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -82,9 +83,31 @@ def effective_config(ctx: RunContext, step: Step[Any, Any]) -> EffectiveStepConf
         },
         echo_logs=settings.echo_logs(),
     )
+    eff.task_fields.update(_task_fields(ctx, step, eff))
     # Keyed on the config object too: configure() between calls (notebook cells) takes effect.
     ctx.effective_configs[id(step)] = (step, step.config, eff)
     return eff
+
+
+def _task_fields(ctx: RunContext, step: Step[Any, Any], cfg: EffectiveStepConfig) -> dict[str, Any]:
+    """The ``StepTask`` fields every attempt of ``step`` in this run shares (engine/tasks.py)."""
+    return dict(
+        run_id=ctx.run_id,
+        run_name=ctx.run_name,
+        pipeline_name=ctx.pipeline_name,
+        step_name=step.name,
+        func=step.entrypoint,
+        input_annotations=step.input_annotations,
+        outputs=step.outputs,
+        materializers=cfg.materializers,
+        store_root=str(ctx.store.root),
+        echo_logs=cfg.echo_logs,
+        capture_logs=cfg.capture_logs,
+        settings=cfg.runtime_settings,
+        resources=cfg.resources,
+        artifact_store=ctx.store.artifact_url or "",  # "": the store's own folder
+        dask=cfg.dask,
+    )
 
 
 def _materializers_for(step: Step[Any, Any], spec: Any) -> dict[str, Materializer | None]:
