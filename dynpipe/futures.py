@@ -30,7 +30,7 @@ _DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
 _NO_CALLBACKS: tuple[()] = ()
 
 
-def _notify_waiting(condition: threading.Condition) -> None:
+def notify_if_waiting(condition: threading.Condition) -> None:
     """``condition.notify_all()`` if a thread waits on it (call with it held).
 
     Most steps finish with nobody waiting (an inline step is waited for once it is done);
@@ -95,7 +95,7 @@ class SharedConditionFuture(concurrent.futures.Future[Any]):
                     waiter.add_result(self)
                 else:
                     waiter.add_exception(self)
-            _notify_waiting(condition)
+            notify_if_waiting(condition)
         finally:
             condition.release()
         self._invoke_callbacks()

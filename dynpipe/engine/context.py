@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import settings
 from ..config import ExecutionMode, PipelineConfig
 from ..errors import RunNameTaken
+from ..futures import notify_if_waiting
 from ..runtimes import get_runtime
 from ..status import ExecutionStatus
 from ..store.ids import IdMaker
@@ -110,7 +111,6 @@ class RunContext:
         self.status: ExecutionStatus = ExecutionStatus.RUNNING
         self._token: contextvars.Token[RunContext | None] | None = None
         self.idle = threading.Condition(self.lock)
-        self._idle_waiters = 0  # threads in wait_idle: untrack notifies only when there are some
         self.futures_condition = threading.Condition()  # shared by its steps' futures (futures.py)
         self.heartbeat: Heartbeat | None = None
         self.starts = DeferredStarts(store.metadata)  # steps' starts written late (starts.py)
@@ -255,8 +255,7 @@ class RunContext:
                 # A set never shrinks its table: after a big fan-out the drained one held
                 # ~50 B a step until the run ended.
                 self.outstanding = set()
-                if self._idle_waiters:  # notify_all is a Python-level call: most runs have no waiter
-                    self.idle.notify_all()
+                notify_if_waiting(self.idle)  # most runs have no thread in wait_idle
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -265,11 +264,7 @@ class RunContext:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._idle_waiters += 1
-                try:
-                    self.idle.wait(remaining if remaining is not None else 0.5)
-                finally:
-                    self._idle_waiters -= 1
+                self.idle.wait(remaining if remaining is not None else 0.5)
         return True
 
     def pending_futures(self) -> list[Future[Any]]:
