@@ -9,6 +9,7 @@ New store folders are 0700 and files 0600, whatever the umask.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -112,11 +113,14 @@ def check_store_owner(root: Path) -> bool:
     except PermissionError as exc:
         raise StoreAccessError(f"cannot list the dynpipe store {root}: permission denied") from exc
     for entry in entries:
-        est = entry.stat(follow_symlinks=False)
-        if est.st_uid != me:
-            raise _refuse(Path(entry.path), est.st_uid, root)
-        if est.st_mode & 0o077 and not stat.S_ISLNK(est.st_mode):  # made by an older version
-            os.chmod(entry.path, est.st_mode & (DIR_MODE if stat.S_ISDIR(est.st_mode) else FILE_MODE))
+        # Another process may remove an entry between the listing and here (SQLite's journal,
+        # a Dask runtime's probe file, a temporary name renamed): gone, it needs no check.
+        with contextlib.suppress(FileNotFoundError):
+            est = entry.stat(follow_symlinks=False)
+            if est.st_uid != me:
+                raise _refuse(Path(entry.path), est.st_uid, root)
+            if est.st_mode & 0o077 and not stat.S_ISLNK(est.st_mode):  # made by an older version
+                os.chmod(entry.path, est.st_mode & (DIR_MODE if stat.S_ISDIR(est.st_mode) else FILE_MODE))
     return False
 
 
